@@ -1,0 +1,529 @@
+//! The repository layer: every SQL statement the store runs, expanded once per
+//! backend. `SessionStore` holds the policy; this module only talks to the
+//! database.
+
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, TransactionManager};
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, Pool, R2D2Connection};
+use diesel::result::DatabaseErrorKind;
+
+use crate::error::{Error, Result};
+use crate::id::StoredId;
+use crate::schema::stored_sessions::dsl as t;
+
+#[cfg(feature = "mysql")]
+mod mysql;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+#[cfg(feature = "mysql")]
+pub use self::mysql::MysqlPool;
+#[cfg(feature = "postgres")]
+pub use self::postgres::PgPool;
+#[cfg(feature = "sqlite")]
+pub use self::sqlite::SqlitePool;
+
+/// The session database: an r2d2 pool of one of the enabled backends.
+///
+/// Build one from your own pool with `From` (so the app and its sessions can
+/// share one pool), or let [`StoreBuilder::open`](crate::StoreBuilder::open)
+/// make one from a URL.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Database {
+    /// SQLite (feature `sqlite`).
+    #[cfg(feature = "sqlite")]
+    Sqlite(SqlitePool),
+    /// PostgreSQL (feature `postgres`).
+    #[cfg(feature = "postgres")]
+    Postgres(PgPool),
+    /// MySQL or MariaDB (feature `mysql`).
+    #[cfg(feature = "mysql")]
+    Mysql(MysqlPool),
+}
+
+/// Which kind of database a [`Database`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backend {
+    /// SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL or MariaDB.
+    Mysql,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+            Backend::Mysql => "mysql",
+        })
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Database({})", self.backend())
+    }
+}
+
+/// Pool settings used when the store opens its own pool from a URL.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PoolOptions {
+    /// Most connections kept open. Default: 8.
+    pub max_size: u32,
+    /// Longest wait for a free connection before
+    /// [`Error::PoolTimeout`]. Default: 5 seconds.
+    pub acquire_timeout: Duration,
+    /// SQLite `busy_timeout`: how long a writer waits for the lock. Default: 5 seconds.
+    pub sqlite_busy_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            max_size: 8,
+            acquire_timeout: Duration::from_secs(5),
+            sqlite_busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Runs the same block against whichever backend `$db` is, with `$conn`
+/// bound to a `&mut` connection of the concrete type.
+macro_rules! with_connection {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        match $db {
+            #[cfg(feature = "sqlite")]
+            $crate::backend::Database::Sqlite(pool) => {
+                $crate::backend::run(pool, |$conn: &mut diesel::SqliteConnection| $body)
+            }
+            #[cfg(feature = "postgres")]
+            $crate::backend::Database::Postgres(pool) => {
+                $crate::backend::run(pool, |$conn: &mut diesel::PgConnection| $body)
+            }
+            #[cfg(feature = "mysql")]
+            $crate::backend::Database::Mysql(pool) => {
+                $crate::backend::run(pool, |$conn: &mut diesel::MysqlConnection| $body)
+            }
+        }
+    };
+}
+
+/// Checks a connection out (no `SELECT 1` on checkout: that would double a
+/// load's round trips) and runs `f`. If the connection turns out to be dead,
+/// it is marked broken so the pool drops it, and `f` runs once more on a
+/// fresh connection.
+pub(crate) fn run<C, T>(
+    pool: &Pool<ConnectionManager<C>>,
+    mut f: impl FnMut(&mut C) -> Result<T>,
+) -> Result<T>
+where
+    C: R2D2Connection + Connection<TransactionManager = AnsiTransactionManager> + 'static,
+{
+    let mut retried = false;
+    loop {
+        let mut conn = pool.get().map_err(|e| Error::PoolTimeout {
+            timeout: pool.connection_timeout(),
+            message: e.to_string(),
+        })?;
+        match f(&mut conn) {
+            Err(e) if e.is_connection_failure() => {
+                // The connection is unusable: flag it so r2d2 discards it on
+                // return instead of handing it to the next request.
+                AnsiTransactionManager::transaction_manager_status_mut(&mut *conn).set_in_error();
+                drop(conn);
+                if retried {
+                    return Err(e);
+                }
+                log::warn!(target: "stored_session", "session database connection lost; retrying once on a new connection: {e}");
+                retried = true;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A transaction that takes the write lock up front on SQLite
+/// (`BEGIN IMMEDIATE`, so two read-modify-write transactions cannot
+/// deadlock) and is a plain transaction elsewhere.
+pub(crate) trait WriteTransaction: Connection {
+    fn write_transaction<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T>;
+
+    /// Reads a live row and locks it until the transaction ends (`FOR
+    /// UPDATE`; on SQLite the immediate transaction already holds the lock).
+    fn load_locked(&mut self, sid: &StoredId, cut: Cutoffs) -> Result<Option<Row>>;
+}
+
+/// A row as the store reads it.
+#[derive(Debug, Clone, Queryable)]
+pub(crate) struct Row {
+    pub data: Vec<u8>,
+    pub version: i64,
+    pub user_key: Option<Vec<u8>>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A row to insert.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = crate::schema::stored_sessions)]
+pub(crate) struct NewRow<'a> {
+    pub sid: &'a [u8],
+    pub data: &'a [u8],
+    pub version: i64,
+    pub user_key: Option<&'a [u8]>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Rows count as live while `updated_at > idle` and `created_at > lifetime`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cutoffs {
+    pub idle: i64,
+    pub lifetime: i64,
+}
+
+/// How an attempted renew ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RenewResult {
+    Done,
+    /// The old row's version moved or the row is gone; nothing changed.
+    Conflict,
+}
+
+pub(crate) fn is_unique_violation(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Database(diesel::result::Error::DatabaseError(
+            DatabaseErrorKind::UniqueViolation,
+            _
+        ))
+    )
+}
+
+macro_rules! live {
+    ($query:expr, $cut:expr) => {
+        $query
+            .filter(t::updated_at.gt($cut.idle))
+            .filter(t::created_at.gt($cut.lifetime))
+    };
+}
+
+/// The load query: one live row by `sid`.
+macro_rules! select_live {
+    ($sid:expr, $cut:expr) => {
+        live!(
+            t::stored_sessions.filter(t::sid.eq($sid.as_bytes().as_slice())),
+            $cut
+        )
+        .select((
+            t::data,
+            t::version,
+            t::user_key,
+            t::created_at,
+            t::updated_at,
+        ))
+    };
+}
+pub(crate) use {live, select_live};
+
+/// What to do with a row read under lock (see [`Database::locked`]).
+#[derive(Debug)]
+pub(crate) enum Plan {
+    /// Leave it (gone, or unreadable).
+    Nothing,
+    /// Replace its data.
+    Update {
+        data: Vec<u8>,
+        version: i64,
+        now: i64,
+        user_key: Option<Option<[u8; 32]>>,
+    },
+    /// Delete it.
+    Delete,
+    /// Delete it and insert this row instead.
+    Renew {
+        sid: StoredId,
+        data: Vec<u8>,
+        user_key: Option<[u8; 32]>,
+        now: i64,
+    },
+}
+
+impl Database {
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Database::Sqlite(_) => Backend::Sqlite,
+            #[cfg(feature = "postgres")]
+            Database::Postgres(_) => Backend::Postgres,
+            #[cfg(feature = "mysql")]
+            Database::Mysql(_) => Backend::Mysql,
+        }
+    }
+
+    /// Opens a pool from a URL: `postgres://…`/`postgresql://…`,
+    /// `mysql://…`/`mariadb://…`, `sqlite://path`, `sqlite::memory:`, or a
+    /// plain file path (SQLite).
+    pub(crate) fn open(url: &str, options: &PoolOptions) -> Result<Database> {
+        let lower = url.to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            #[cfg(feature = "postgres")]
+            return postgres::open(url, options).map(Database::Postgres);
+            #[cfg(not(feature = "postgres"))]
+            return Err(Error::Config(
+                "a postgres:// URL needs the `postgres` feature".into(),
+            ));
+        }
+        if lower.starts_with("mysql://") || lower.starts_with("mariadb://") {
+            #[cfg(feature = "mysql")]
+            return mysql::open(url, options).map(Database::Mysql);
+            #[cfg(not(feature = "mysql"))]
+            return Err(Error::Config(
+                "a mysql:// URL needs the `mysql` feature".into(),
+            ));
+        }
+        if lower.contains("://") && !lower.starts_with("sqlite://") && !lower.starts_with("file:") {
+            return Err(Error::Config(format!(
+                "unsupported database URL scheme in {:?}",
+                redact_url(url)
+            )));
+        }
+        #[cfg(feature = "sqlite")]
+        return sqlite::open(url, options).map(Database::Sqlite);
+        #[cfg(not(feature = "sqlite"))]
+        return Err(Error::Config(
+            "a SQLite path needs the `sqlite` feature".into(),
+        ));
+    }
+
+    /// Runs the embedded migrations for this backend.
+    pub(crate) fn run_migrations(&self) -> Result<()> {
+        use diesel_migrations::MigrationHarness;
+        with_connection!(self, |conn| {
+            conn.run_pending_migrations(migrations_for(conn))
+                .map(|_| ())
+                .map_err(|e| Error::Migration(e.to_string()))
+        })
+    }
+
+    /// One indexed SELECT by `sid` that already filters out expired rows.
+    pub(crate) fn load(&self, sid: &StoredId, cut: Cutoffs) -> Result<Option<Row>> {
+        with_connection!(self, |conn| {
+            select_live!(sid, cut)
+                .first::<Row>(conn)
+                .optional()
+                .map_err(Error::from)
+        })
+    }
+
+    /// The slow path after a write conflict: in one write transaction, read
+    /// the row under lock, let `plan` decide (it merges and seals), and apply
+    /// the plan. Concurrent writers of the same session queue on the lock, so
+    /// this always makes progress. Returns the rows the plan affected.
+    pub(crate) fn locked(
+        &self,
+        sid: &StoredId,
+        cut: Cutoffs,
+        plan: &mut dyn FnMut(Option<Row>) -> Result<Plan>,
+    ) -> Result<usize> {
+        with_connection!(self, |conn| {
+            conn.write_transaction(|conn| {
+                let row = conn.load_locked(sid, cut)?;
+                let target = t::stored_sessions.filter(t::sid.eq(sid.as_bytes().as_slice()));
+                Ok(match plan(row)? {
+                    Plan::Nothing => 0,
+                    Plan::Update {
+                        data,
+                        version,
+                        now,
+                        user_key,
+                    } => {
+                        let fields = (
+                            t::data.eq(data.as_slice()),
+                            t::version.eq(version),
+                            t::updated_at.eq(now),
+                        );
+                        match user_key {
+                            None => diesel::update(target).set(fields).execute(conn)?,
+                            Some(key) => diesel::update(target)
+                                .set((fields, t::user_key.eq(key.as_ref().map(|k| k.as_slice()))))
+                                .execute(conn)?,
+                        }
+                    }
+                    Plan::Delete => diesel::delete(target).execute(conn)?,
+                    Plan::Renew {
+                        sid: new_sid,
+                        data,
+                        user_key,
+                        now,
+                    } => {
+                        diesel::delete(target).execute(conn)?;
+                        diesel::insert_into(t::stored_sessions)
+                            .values(NewRow {
+                                sid: new_sid.as_bytes(),
+                                data: &data,
+                                version: 1,
+                                user_key: user_key.as_ref().map(|k| k.as_slice()),
+                                created_at: now,
+                                updated_at: now,
+                            })
+                            .execute(conn)?
+                    }
+                })
+            })
+        })
+    }
+
+    /// INSERT; `Ok(false)` when the sid already exists.
+    pub(crate) fn insert(&self, row: &NewRow<'_>) -> Result<bool> {
+        let result = with_connection!(self, |conn| {
+            diesel::insert_into(t::stored_sessions)
+                .values(row)
+                .execute(conn)
+                .map_err(Error::from)
+        });
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_unique_violation(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Compare-and-swap UPDATE of the data; 0 rows when the version moved,
+    /// the row is gone or it expired.
+    pub(crate) fn update(
+        &self,
+        sid: &StoredId,
+        version: i64,
+        data: &[u8],
+        now: i64,
+        user_key: Option<Option<&[u8]>>,
+        cut: Cutoffs,
+    ) -> Result<usize> {
+        with_connection!(self, |conn| {
+            let target = live!(
+                t::stored_sessions
+                    .filter(t::sid.eq(sid.as_bytes().as_slice()))
+                    .filter(t::version.eq(version)),
+                cut
+            );
+            let fields = (
+                t::data.eq(data),
+                t::version.eq(version + 1),
+                t::updated_at.eq(now),
+            );
+            match user_key {
+                None => diesel::update(target).set(fields).execute(conn),
+                Some(key) => diesel::update(target)
+                    .set((fields, t::user_key.eq(key)))
+                    .execute(conn),
+            }
+            .map_err(Error::from)
+        })
+    }
+
+    /// Refreshes `updated_at` only, never `data`, and only on a live row.
+    pub(crate) fn touch(&self, sid: &StoredId, now: i64, cut: Cutoffs) -> Result<usize> {
+        with_connection!(self, |conn| {
+            diesel::update(live!(
+                t::stored_sessions.filter(t::sid.eq(sid.as_bytes().as_slice())),
+                cut
+            ))
+            .set(t::updated_at.eq(now))
+            .execute(conn)
+            .map_err(Error::from)
+        })
+    }
+
+    /// DELETE by sid, optionally only at a given version.
+    pub(crate) fn delete(&self, sid: &StoredId, version: Option<i64>) -> Result<usize> {
+        with_connection!(self, |conn| {
+            let target = t::stored_sessions.filter(t::sid.eq(sid.as_bytes().as_slice()));
+            match version {
+                Some(v) => diesel::delete(target.filter(t::version.eq(v))).execute(conn),
+                None => diesel::delete(target).execute(conn),
+            }
+            .map_err(Error::from)
+        })
+    }
+
+    /// Deletes the old row (at its version) and inserts the new one in one
+    /// transaction. A unique violation on the new sid is returned as an error
+    /// (and rolls the delete back).
+    pub(crate) fn renew(
+        &self,
+        old: &StoredId,
+        version: i64,
+        new: &NewRow<'_>,
+    ) -> Result<RenewResult> {
+        with_connection!(self, |conn| {
+            conn.write_transaction(|conn| {
+                let deleted = diesel::delete(
+                    t::stored_sessions
+                        .filter(t::sid.eq(old.as_bytes().as_slice()))
+                        .filter(t::version.eq(version)),
+                )
+                .execute(conn)?;
+                if deleted == 0 {
+                    return Ok(RenewResult::Conflict);
+                }
+                diesel::insert_into(t::stored_sessions)
+                    .values(new)
+                    .execute(conn)?;
+                Ok(RenewResult::Done)
+            })
+        })
+    }
+}
+
+/// The embedded migrations of the backend a connection belongs to.
+pub(crate) trait Migrations {
+    fn migrations() -> diesel_migrations::EmbeddedMigrations;
+}
+
+fn migrations_for<C: Migrations>(_: &C) -> diesel_migrations::EmbeddedMigrations {
+    C::migrations()
+}
+
+/// Hides the password of a database URL for error messages and logs.
+pub(crate) fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((auth, host)) = rest.rsplit_once('@') {
+            let user = auth.split(':').next().unwrap_or("");
+            return format!("{scheme}://{user}:***@{host}");
+        }
+    }
+    url.to_owned()
+}
+
+#[cfg(feature = "sqlite")]
+impl From<SqlitePool> for Database {
+    fn from(pool: SqlitePool) -> Self {
+        Database::Sqlite(pool)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<PgPool> for Database {
+    fn from(pool: PgPool) -> Self {
+        Database::Postgres(pool)
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl From<MysqlPool> for Database {
+    fn from(pool: MysqlPool) -> Self {
+        Database::Mysql(pool)
+    }
+}

@@ -1,0 +1,75 @@
+//! MySQL and MariaDB: strict `sql_mode` on every connection, so an oversized
+//! or malformed value is an error rather than silently truncated.
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+use diesel::{Connection, MysqlConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+
+use super::{
+    live, redact_url, select_live, Cutoffs, Migrations, PoolOptions, Row, WriteTransaction,
+};
+use crate::error::{Error, Result};
+use crate::id::StoredId;
+use crate::schema::stored_sessions::dsl as t;
+use diesel::prelude::*;
+
+/// An r2d2 pool of MySQL / MariaDB connections.
+pub type MysqlPool = Pool<ConnectionManager<MysqlConnection>>;
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/mysql");
+
+/// The session `sql_mode` set on every connection the store opens. Diesel
+/// needs `PIPES_AS_CONCAT`; the rest makes bad data an error.
+pub const STRICT_SQL_MODE: &str = "STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,\
+ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,ONLY_FULL_GROUP_BY,PIPES_AS_CONCAT";
+
+impl Migrations for MysqlConnection {
+    fn migrations() -> EmbeddedMigrations {
+        MIGRATIONS
+    }
+}
+
+impl WriteTransaction for MysqlConnection {
+    fn write_transaction<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.transaction(f)
+    }
+
+    fn load_locked(&mut self, sid: &StoredId, cut: Cutoffs) -> Result<Option<Row>> {
+        select_live!(sid, cut)
+            .for_update()
+            .first::<Row>(self)
+            .optional()
+            .map_err(Error::from)
+    }
+}
+
+#[derive(Debug)]
+struct Strict;
+
+impl CustomizeConnection<MysqlConnection, diesel::r2d2::Error> for Strict {
+    fn on_acquire(&self, conn: &mut MysqlConnection) -> Result<(), diesel::r2d2::Error> {
+        conn.batch_execute(&format!("SET SESSION sql_mode = '{STRICT_SQL_MODE}'"))
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+pub(super) fn open(url: &str, options: &PoolOptions) -> Result<MysqlPool> {
+    let url = match url.strip_prefix("mariadb://") {
+        Some(rest) => format!("mysql://{rest}"),
+        None => url.to_owned(),
+    };
+    Pool::builder()
+        .max_size(options.max_size.max(1))
+        .min_idle(Some(1))
+        .connection_timeout(options.acquire_timeout)
+        .test_on_check_out(false)
+        .connection_customizer(Box::new(Strict))
+        .build(ConnectionManager::new(url.as_str()))
+        .map_err(|e| {
+            Error::Config(format!(
+                "could not connect to MySQL at {}: {e}",
+                redact_url(&url)
+            ))
+        })
+}

@@ -1,0 +1,132 @@
+//! Store policy: expiry, write rules, limits.
+
+use std::time::Duration;
+
+use crate::clock::Clock;
+
+/// How a [`SessionStore`](crate::SessionStore) treats sessions.
+///
+/// Every field has a production default; change what you need:
+///
+/// ```
+/// use std::time::Duration;
+/// use stored_session::Config;
+///
+/// let config = Config::default()
+///     .idle_timeout(Some(Duration::from_secs(2 * 60 * 60)))
+///     .max_lifetime(Some(Duration::from_secs(7 * 24 * 60 * 60)))
+///     .max_payload(64 * 1024);
+/// assert_eq!(config.touch_after, Duration::from_secs(300));
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// A session unused for this long is gone (enforced in SQL at load).
+    /// `None` disables idle expiry. Default: 30 days.
+    pub idle_timeout: Option<Duration>,
+    /// A session older than this (since creation or the last renew) is gone,
+    /// however active. `None` disables it. Default: 30 days.
+    pub max_lifetime: Option<Duration>,
+    /// An unchanged session's idle clock is refreshed (a "touch": one UPDATE
+    /// of `updated_at` only) when it is older than this. Default: 5 minutes.
+    pub touch_after: Duration,
+    /// Largest encrypted session accepted, in bytes; a larger one is an
+    /// [`Error::PayloadTooLarge`](crate::Error::PayloadTooLarge) and nothing
+    /// is written. Default: 1 MiB.
+    pub max_payload: usize,
+    /// How many times a conflicting write (another request changed the same
+    /// session) is merged and retried before giving up. Default: 8.
+    pub max_write_retries: u32,
+    /// How many derived record keys to keep in memory. Default: 10,000.
+    pub key_cache_size: usize,
+    /// Where the time comes from. Default: the system clock.
+    pub clock: Clock,
+    /// Whether the built-in subscriber logs every event through `log` at
+    /// debug level (target `stored_session`). Default: true.
+    pub log_events: bool,
+}
+
+const DAY: u64 = 24 * 60 * 60;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            idle_timeout: Some(Duration::from_secs(30 * DAY)),
+            max_lifetime: Some(Duration::from_secs(30 * DAY)),
+            touch_after: Duration::from_secs(300),
+            max_payload: 1024 * 1024,
+            max_write_retries: 8,
+            key_cache_size: 10_000,
+            clock: Clock::system(),
+            log_events: true,
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`Config::idle_timeout`].
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::max_lifetime`].
+    pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.max_lifetime = lifetime;
+        self
+    }
+
+    /// Sets [`Config::touch_after`].
+    pub fn touch_after(mut self, after: Duration) -> Self {
+        self.touch_after = after;
+        self
+    }
+
+    /// Sets [`Config::max_payload`].
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes;
+        self
+    }
+
+    /// Sets [`Config::max_write_retries`].
+    pub fn max_write_retries(mut self, retries: u32) -> Self {
+        self.max_write_retries = retries;
+        self
+    }
+
+    /// Sets [`Config::key_cache_size`].
+    pub fn key_cache_size(mut self, entries: usize) -> Self {
+        self.key_cache_size = entries;
+        self
+    }
+
+    /// Sets [`Config::clock`].
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sets [`Config::log_events`].
+    pub fn log_events(mut self, on: bool) -> Self {
+        self.log_events = on;
+        self
+    }
+
+    /// The oldest `updated_at` a live session may have at `now`.
+    pub(crate) fn idle_cutoff(&self, now: i64) -> i64 {
+        cutoff(now, self.idle_timeout)
+    }
+
+    /// The oldest `created_at` a live session may have at `now`.
+    pub(crate) fn lifetime_cutoff(&self, now: i64) -> i64 {
+        cutoff(now, self.max_lifetime)
+    }
+}
+
+/// Rows with a time `<=` the cutoff are expired. `i64::MIN` disables the check.
+fn cutoff(now: i64, limit: Option<Duration>) -> i64 {
+    match limit {
+        Some(d) => now.saturating_sub(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        None => i64::MIN,
+    }
+}

@@ -1,0 +1,571 @@
+//! Keys, the keyring and the encrypted envelope stored in the `data` column.
+//!
+//! Envelope layout (all integers big-endian):
+//!
+//! ```text
+//! version (1) | algorithm (1) | key id (4) | salt (16) | nonce (12) | ciphertext + tag (16)
+//! ```
+//!
+//! The record key is HKDF-SHA256(salt, master key), so no single AES key ever
+//! approaches the random-nonce limit. The additional authenticated data is the
+//! header followed by the row's stored id: an envelope copied into another row,
+//! or with any header byte changed, fails to open. The salt is drawn when a
+//! session is created (or renewed) and kept across its writes; the nonce is
+//! fresh on every write. Derived record keys are cached per (key id, salt), so
+//! a steady-state load pays no HKDF.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use ring::hkdf;
+use ring::rand::{SecureRandom, SystemRandom};
+use sha2::{Digest, Sha256};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::error::{Error, Result};
+use crate::id::StoredId;
+
+/// Envelope format version.
+const VERSION: u8 = 1;
+/// Algorithm byte: AES-256-GCM with an HKDF-SHA256 record key.
+const ALG_AES256GCM_HKDF: u8 = 1;
+pub(crate) const SALT_LEN: usize = 16;
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+/// Length of the envelope header (authenticated, not encrypted).
+pub(crate) const HEADER_LEN: usize = 1 + 1 + 4 + SALT_LEN + NONCE_LEN;
+/// Bytes an envelope adds to its plaintext.
+pub const ENVELOPE_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
+const RECORD_KEY_INFO: &[u8] = b"stored-session v1 record key";
+const KEY_ID_CONTEXT: &[u8] = b"stored-session v1 key id";
+const USER_KEY_INFO: &[u8] = b"stored-session v1 user binding";
+
+/// A record salt: drawn when a session is created or renewed.
+pub(crate) type Salt = [u8; SALT_LEN];
+
+/// A 256-bit master key.
+///
+/// Its `Debug` output shows only the key id, never the material, and the
+/// bytes are zeroized when the key is dropped.
+///
+/// ```
+/// use stored_session::Key;
+///
+/// let key = Key::generate();
+/// let text = key.to_base64();
+/// let again = Key::from_base64(&text)?;
+/// assert_eq!(key.id(), again.id());
+/// assert!(!format!("{key:?}").contains(text.as_str()));
+/// # Ok::<(), stored_session::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Key {
+    bytes: Zeroizing<[u8; 32]>,
+    id: u32,
+}
+
+impl Key {
+    /// Draws a new random key from the operating system.
+    ///
+    /// # Panics
+    ///
+    /// Only if the operating system's random number generator fails.
+    pub fn generate() -> Self {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        SystemRandom::new()
+            .fill(bytes.as_mut())
+            .expect("operating system random number generator failed");
+        Self::from_array(bytes)
+    }
+
+    /// Uses exactly 32 bytes of key material.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `bytes` is not 32 bytes long.
+    ///
+    /// ```
+    /// let key = stored_session::Key::from_bytes(&[7u8; 32])?;
+    /// assert!(stored_session::Key::from_bytes(b"short").is_err());
+    /// # let _ = key;
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let array: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| Error::Config(format!("a key must be 32 bytes, got {}", bytes.len())))?;
+        Ok(Self::from_array(Zeroizing::new(array)))
+    }
+
+    /// Parses base64 text (standard or URL-safe alphabet, padded or not)
+    /// holding 32 bytes, as printed by [`Key::to_base64`] or `stored-session keygen`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the text is not base64 or not 32 bytes.
+    ///
+    /// ```
+    /// let key = stored_session::Key::from_base64("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")?;
+    /// # let _ = key;
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    pub fn from_base64(text: &str) -> Result<Self> {
+        use base64::engine::general_purpose::{
+            STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+        };
+        let text = text.trim();
+        let decoded = [URL_SAFE_NO_PAD, URL_SAFE, STANDARD, STANDARD_NO_PAD]
+            .iter()
+            .find_map(|engine| engine.decode(text).ok())
+            .map(Zeroizing::new)
+            .ok_or_else(|| Error::Config("a key must be base64 text".into()))?;
+        Self::from_bytes(&decoded)
+    }
+
+    /// The key as unpadded URL-safe base64, for storing it in a secret manager.
+    /// The returned string is zeroized when dropped.
+    pub fn to_base64(&self) -> Zeroizing<String> {
+        Zeroizing::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(*self.bytes))
+    }
+
+    /// The key's public identifier (the first four bytes of a SHA-256 over a
+    /// fixed context and the key), written into every envelope it seals.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    fn from_array(bytes: Zeroizing<[u8; 32]>) -> Self {
+        let mut hash = Sha256::new();
+        hash.update(KEY_ID_CONTEXT);
+        hash.update(bytes.as_ref());
+        let digest = hash.finalize();
+        let id = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+        Key { bytes, id }
+    }
+
+    fn record_key(&self, salt: &Salt) -> LessSafeKey {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(self.bytes.as_ref());
+        let okm = prk
+            .expand(&[RECORD_KEY_INFO], &AES_256_GCM)
+            .expect("HKDF output length is valid for AES-256");
+        LessSafeKey::new(UnboundKey::from(okm))
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key {{ id: {:08x}, material: <redacted> }}", self.id)
+    }
+}
+
+/// The keys a store encrypts with: one current key that seals every write,
+/// and older keys that can still open sessions written before a rotation.
+///
+/// A session opened with an older key is re-encrypted with the current key
+/// on its next write (`stored-session rotate-keys` re-encrypts all of them);
+/// once no row uses an old key, drop it from the ring.
+///
+/// ```
+/// use stored_session::{Key, Keyring};
+///
+/// let old = Key::generate();
+/// let new = Key::generate();
+/// let ring = Keyring::new(new).with_previous(old);
+/// assert_eq!(ring.len(), 2);
+///
+/// // The `STORED_SESSION_KEYS` format: base64 keys, current first,
+/// // separated by commas or white space.
+/// let text = format!("{}, {}", Key::generate().to_base64().as_str(), Key::generate().to_base64().as_str());
+/// let ring = Keyring::parse(&text)?;
+/// assert_eq!(ring.len(), 2);
+/// # Ok::<(), stored_session::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Keyring {
+    keys: Arc<Vec<Key>>,
+}
+
+impl Keyring {
+    /// A keyring with one key, used for writing and reading.
+    pub fn new(current: Key) -> Self {
+        Keyring {
+            keys: Arc::new(vec![current]),
+        }
+    }
+
+    /// A keyring with a freshly generated key: sessions will not survive a
+    /// restart. For tests and throw-away development servers.
+    pub fn generate() -> Self {
+        Self::new(Key::generate())
+    }
+
+    /// Adds an older key that can still open sessions but never seals.
+    /// A key already on the ring (same id) is ignored.
+    pub fn with_previous(self, key: Key) -> Self {
+        let mut keys = Vec::clone(&self.keys);
+        if !keys.iter().any(|k| k.id == key.id) {
+            keys.push(key);
+        }
+        Keyring {
+            keys: Arc::new(keys),
+        }
+    }
+
+    /// Parses the `STORED_SESSION_KEYS` format: one or more base64 keys
+    /// separated by commas and/or white space; the first is the current key.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the text holds no key, a key is malformed, or
+    /// two keys share an id.
+    pub fn parse(text: &str) -> Result<Self> {
+        let mut parts = text
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|p| !p.is_empty());
+        let first = parts
+            .next()
+            .ok_or_else(|| Error::Config("no key in the key list".into()))?;
+        let mut ring = Keyring::new(Key::from_base64(first)?);
+        for part in parts {
+            ring = ring.with_previous(Key::from_base64(part)?);
+        }
+        Ok(ring)
+    }
+
+    /// Reads and parses the `STORED_SESSION_KEYS` environment variable.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the variable is unset or malformed.
+    pub fn from_env() -> Result<Self> {
+        let text = std::env::var("STORED_SESSION_KEYS")
+            .map_err(|_| Error::Config("STORED_SESSION_KEYS is not set".into()))?;
+        Self::parse(&text)
+    }
+
+    /// The key that seals every write.
+    pub fn current(&self) -> &Key {
+        &self.keys[0]
+    }
+
+    /// All keys, current first.
+    pub fn keys(&self) -> &[Key] {
+        &self.keys
+    }
+
+    /// Number of keys on the ring.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Always false: a keyring holds at least its current key.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    fn find(&self, id: u32) -> Option<&Key> {
+        self.keys.iter().find(|k| k.id == id)
+    }
+
+    /// The HMAC key that binds sessions to user ids. It is derived from the
+    /// *oldest* key on the ring so that adding a new current key does not
+    /// orphan existing bindings; see the crate docs on rotation.
+    pub(crate) fn user_binding_key(&self) -> ring::hmac::Key {
+        let base = self.keys.last().expect("keyring is never empty");
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, USER_KEY_INFO).extract(base.bytes.as_ref());
+        let okm = prk
+            .expand(&[USER_KEY_INFO], ring::hmac::HMAC_SHA256)
+            .expect("HKDF output length is valid for HMAC-SHA256");
+        ring::hmac::Key::from(okm)
+    }
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyring")
+            .field("current", &format_args!("{:08x}", self.current().id))
+            .field("keys", &self.keys.len())
+            .finish()
+    }
+}
+
+/// Why an envelope did not open. Never shown to the visitor; recorded in a
+/// `session_rejected` event and a warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpenError {
+    Truncated,
+    UnknownVersion,
+    UnknownKey,
+    Authentication,
+}
+
+/// What `open` learned besides the plaintext.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Opened {
+    pub salt: Salt,
+    pub key_id: u32,
+}
+
+/// Seals and opens envelopes with a keyring, caching derived record keys.
+pub(crate) struct Sealer {
+    keyring: Keyring,
+    rng: SystemRandom,
+    cache: Mutex<KeyCache>,
+}
+
+impl Sealer {
+    pub fn new(keyring: Keyring, cache_capacity: usize) -> Self {
+        Sealer {
+            keyring,
+            rng: SystemRandom::new(),
+            cache: Mutex::new(KeyCache::new(cache_capacity)),
+        }
+    }
+
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// Seals `plaintext` for the row `sid`. When `salt` is `None` (a new or
+    /// renewed session) a salt is drawn together with the nonce in one call
+    /// and stored back into `salt`.
+    pub fn seal(&self, sid: &StoredId, salt: &mut Option<Salt>, plaintext: &[u8]) -> Vec<u8> {
+        let key = self.keyring.current();
+        let mut random = [0u8; SALT_LEN + NONCE_LEN];
+        let fresh = match salt {
+            Some(s) => {
+                self.fill(&mut random[SALT_LEN..]);
+                random[..SALT_LEN].copy_from_slice(s);
+                false
+            }
+            None => {
+                self.fill(&mut random);
+                true
+            }
+        };
+        let mut salt_bytes = [0u8; SALT_LEN];
+        salt_bytes.copy_from_slice(&random[..SALT_LEN]);
+        if fresh {
+            *salt = Some(salt_bytes);
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&random[SALT_LEN..]);
+
+        let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
+        out.push(VERSION);
+        out.push(ALG_AES256GCM_HKDF);
+        out.extend_from_slice(&key.id.to_be_bytes());
+        out.extend_from_slice(&random);
+        let aad = aad(&out[..HEADER_LEN], sid);
+        out.extend_from_slice(plaintext);
+        let record_key = self.record_key(key, &salt_bytes);
+        let tag = record_key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&aad[..]),
+                &mut out[HEADER_LEN..],
+            )
+            .expect("AES-GCM seal only fails for inputs over 64 GiB");
+        out.extend_from_slice(tag.as_ref());
+        out
+    }
+
+    /// Opens an envelope in place and returns the plaintext slice.
+    pub fn open<'a>(
+        &self,
+        sid: &StoredId,
+        envelope: &'a mut [u8],
+    ) -> std::result::Result<(&'a [u8], Opened), OpenError> {
+        if envelope.len() < HEADER_LEN + TAG_LEN {
+            return Err(OpenError::Truncated);
+        }
+        if envelope[0] != VERSION || envelope[1] != ALG_AES256GCM_HKDF {
+            return Err(OpenError::UnknownVersion);
+        }
+        let key_id = u32::from_be_bytes([envelope[2], envelope[3], envelope[4], envelope[5]]);
+        let key = self.keyring.find(key_id).ok_or(OpenError::UnknownKey)?;
+        let mut salt = [0u8; SALT_LEN];
+        salt.copy_from_slice(&envelope[6..6 + SALT_LEN]);
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&envelope[6 + SALT_LEN..HEADER_LEN]);
+        let aad = aad(&envelope[..HEADER_LEN], sid);
+        let record_key = self.record_key(key, &salt);
+        let plaintext = record_key
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&aad[..]),
+                &mut envelope[HEADER_LEN..],
+            )
+            .map_err(|_| OpenError::Authentication)?;
+        Ok((plaintext, Opened { salt, key_id }))
+    }
+
+    /// Whether sessions sealed under `key_id` should be re-encrypted.
+    pub fn is_current(&self, key_id: u32) -> bool {
+        key_id == self.keyring.current().id
+    }
+
+    fn fill(&self, buf: &mut [u8]) {
+        self.rng
+            .fill(buf)
+            .expect("operating system random number generator failed");
+    }
+
+    fn record_key(&self, key: &Key, salt: &Salt) -> Arc<LessSafeKey> {
+        let cache_key = (key.id, *salt);
+        if let Some(found) = self.lock_cache().get(&cache_key) {
+            return found;
+        }
+        let derived = Arc::new(key.record_key(salt));
+        self.lock_cache().insert(cache_key, derived.clone());
+        derived
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, KeyCache> {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn aad(header: &[u8], sid: &StoredId) -> [u8; HEADER_LEN + 32] {
+    let mut aad = [0u8; HEADER_LEN + 32];
+    aad[..HEADER_LEN].copy_from_slice(header);
+    aad[HEADER_LEN..].copy_from_slice(sid.as_bytes());
+    aad
+}
+
+/// A bounded map of derived record keys, evicting the oldest insert first.
+struct KeyCache {
+    map: HashMap<(u32, Salt), Arc<LessSafeKey>>,
+    order: VecDeque<(u32, Salt)>,
+    capacity: usize,
+}
+
+impl KeyCache {
+    fn new(capacity: usize) -> Self {
+        KeyCache {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    fn get(&self, key: &(u32, Salt)) -> Option<Arc<LessSafeKey>> {
+        self.map.get(key).cloned()
+    }
+
+    fn insert(&mut self, key: (u32, Salt), value: Arc<LessSafeKey>) {
+        if self.capacity == 0 || self.map.contains_key(&key) {
+            return;
+        }
+        while self.map.len() >= self.capacity {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.map.remove(&old);
+                }
+                None => break,
+            }
+        }
+        self.order.push_back(key);
+        self.map.insert(key, value);
+    }
+}
+
+impl Drop for KeyCache {
+    fn drop(&mut self) {
+        for (_, salt) in self.order.iter_mut() {
+            salt.zeroize();
+        }
+    }
+}
+
+/// HMAC-SHA256 of a user id under the keyring's binding key.
+pub(crate) fn user_key(keyring: &Keyring, user_id: &str) -> [u8; 32] {
+    let tag = ring::hmac::sign(&keyring.user_binding_key(), user_id.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(tag.as_ref());
+    out
+}
+
+#[allow(dead_code)]
+fn _assert_algorithm_lengths() {
+    debug_assert_eq!(aead::AES_256_GCM.tag_len(), TAG_LEN);
+    debug_assert_eq!(aead::AES_256_GCM.nonce_len(), NONCE_LEN);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sealer() -> Sealer {
+        Sealer::new(Keyring::generate(), 16)
+    }
+
+    #[test]
+    fn round_trip_and_salt_kept() {
+        let s = sealer();
+        let sid = StoredId::of("a");
+        let mut salt = None;
+        let mut env = s.seal(&sid, &mut salt, b"hello");
+        let first_salt = salt.unwrap();
+        let (pt, opened) = s.open(&sid, &mut env).unwrap();
+        assert_eq!(pt, b"hello");
+        assert_eq!(opened.salt, first_salt);
+        let mut env2 = s.seal(&sid, &mut salt, b"hello");
+        assert_eq!(salt.unwrap(), first_salt);
+        assert_ne!(
+            env2[HEADER_LEN - NONCE_LEN..HEADER_LEN],
+            env[HEADER_LEN - NONCE_LEN..HEADER_LEN]
+        );
+        assert_eq!(s.open(&sid, &mut env2).unwrap().0, b"hello");
+    }
+
+    #[test]
+    fn every_single_bit_flip_is_rejected() {
+        let s = sealer();
+        let sid = StoredId::of("a");
+        let env = s.seal(&sid, &mut None, b"some session data");
+        for bit in 0..env.len() * 8 {
+            let mut bad = env.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert!(s.open(&sid, &mut bad).is_err(), "bit {bit} accepted");
+        }
+    }
+
+    #[test]
+    fn bound_to_its_row_and_key() {
+        let s = sealer();
+        let env = s.seal(&StoredId::of("a"), &mut None, b"x");
+        assert_eq!(
+            s.open(&StoredId::of("b"), &mut env.clone()).unwrap_err(),
+            OpenError::Authentication
+        );
+        let other = sealer();
+        assert_eq!(
+            other
+                .open(&StoredId::of("a"), &mut env.clone())
+                .unwrap_err(),
+            OpenError::UnknownKey
+        );
+        assert_eq!(
+            s.open(&StoredId::of("a"), &mut env[..10].to_vec())
+                .unwrap_err(),
+            OpenError::Truncated
+        );
+    }
+
+    #[test]
+    fn cache_is_bounded() {
+        let mut cache = KeyCache::new(2);
+        let k = Arc::new(Key::generate().record_key(&[0; 16]));
+        for i in 0..5u8 {
+            cache.insert((1, [i; 16]), k.clone());
+        }
+        assert_eq!(cache.map.len(), 2);
+        assert!(cache.get(&(1, [4; 16])).is_some());
+        assert!(cache.get(&(1, [0; 16])).is_none());
+    }
+}

@@ -1,0 +1,98 @@
+//! The crate's one error type.
+
+use std::time::Duration;
+
+/// Everything that can go wrong in a store operation.
+///
+/// Invalid, unknown, expired or tampered input is **not** an error: loading
+/// such a cookie yields a fresh session (and a `session_rejected` event).
+/// Errors are reserved for failures the application must hear about: the
+/// database, the pool, a payload over the configured cap, a value that cannot
+/// be encoded, or a bad configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The database rejected a statement or the connection failed mid-way.
+    #[error("database error: {0}")]
+    Database(#[from] diesel::result::Error),
+
+    /// A new connection could not be established.
+    #[error("could not connect to the session database: {0}")]
+    Connection(#[from] diesel::ConnectionError),
+
+    /// No pooled connection became free within the pool's acquire timeout.
+    #[error("no database connection available within {timeout:?}: {message}")]
+    PoolTimeout {
+        /// The pool's configured acquire timeout.
+        timeout: Duration,
+        /// What r2d2 reported (usually the last connection error).
+        message: String,
+    },
+
+    /// The encrypted session is larger than [`Config::max_payload`](crate::Config).
+    /// Nothing was written.
+    #[error("session payload of {size} bytes exceeds the maximum of {max} bytes")]
+    PayloadTooLarge {
+        /// Size of the encrypted envelope that would have been written.
+        size: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+
+    /// A value could not be serialized to MessagePack (on `Session::insert`).
+    #[error("could not encode session value: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
+
+    /// A stored value could not be deserialized into the requested type (on
+    /// `Session::get`): the key holds a value of another type.
+    #[error("could not decode session value for key {key:?}: {source}")]
+    Decode {
+        /// The session key that was read.
+        key: String,
+        /// What MessagePack reported.
+        #[source]
+        source: rmp_serde::decode::Error,
+    },
+
+    /// The store or a key was configured wrongly (bad URL, key length, base64, …).
+    #[error("configuration error: {0}")]
+    Config(String),
+
+    /// Running the embedded migrations failed.
+    #[error("migration error: {0}")]
+    Migration(String),
+
+    /// The session was already committed, destroyed or otherwise cannot be used
+    /// for this operation.
+    #[error("invalid session state: {0}")]
+    State(&'static str),
+}
+
+/// Shorthand for `Result<T, stored_session::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Whether the error means the connection itself is unusable (so the
+    /// operation may be retried once on a fresh connection).
+    pub(crate) fn is_connection_failure(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error as D};
+        match self {
+            Error::Database(D::DatabaseError(kind, info)) => {
+                matches!(
+                    kind,
+                    DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand
+                ) || {
+                    let m = info.message().to_ascii_lowercase();
+                    m.contains("server closed the connection")
+                        || m.contains("terminating connection")
+                        || m.contains("server has gone away")
+                        || m.contains("lost connection")
+                        || m.contains("connection was killed")
+                        || m.contains("no connection to the server")
+                }
+            }
+            Error::Database(D::BrokenTransactionManager) => true,
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Instrumentation: every store operation emits an [`Event`].
+//!
+//! Subscribers are closures registered on the store. The built-in one logs
+//! each event through `log` at debug level under the target `stored_session`:
+//!
+//! ```text
+//! [StoredSession] Session Read in 1.2ms (sid: "2::350c…")
+//! ```
+//!
+//! Events carry the hashed id only; the cookie id never reaches them.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::id::StoredId;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// A session was looked up (`rows` is 1 if found, 0 if not).
+    Read,
+    /// A session was inserted or its data updated.
+    Write,
+    /// An unchanged session's idle clock was refreshed.
+    Touch,
+    /// A session moved to a new id (the old row is gone).
+    Renew,
+    /// A session was deleted.
+    Delete,
+    /// One trim run deleted expired sessions.
+    Trim,
+    /// A presented cookie did not yield its session; see [`RejectReason`].
+    Rejected,
+}
+
+impl EventKind {
+    /// The event's name, e.g. `session_read.stored_session`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Read => "session_read.stored_session",
+            EventKind::Write => "session_write.stored_session",
+            EventKind::Touch => "session_touch.stored_session",
+            EventKind::Renew => "session_renew.stored_session",
+            EventKind::Delete => "session_delete.stored_session",
+            EventKind::Trim => "session_trim.stored_session",
+            EventKind::Rejected => "session_rejected.stored_session",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            EventKind::Read => "Session Read",
+            EventKind::Write => "Session Write",
+            EventKind::Touch => "Session Touch",
+            EventKind::Renew => "Session Renew",
+            EventKind::Delete => "Session Delete",
+            EventKind::Trim => "Session Trim",
+            EventKind::Rejected => "Session Rejected",
+        }
+    }
+}
+
+/// Why a presented cookie did not yield its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// The cookie value is not a well-formed id (no query was made).
+    Malformed,
+    /// No live row has this id: never issued, deleted, or idle/absolutely expired.
+    NotFound,
+    /// The row's envelope failed to open: tampered, truncated, moved from
+    /// another row, or sealed with a key no longer on the keyring.
+    Tampered,
+    /// The envelope opened but its content could not be decoded.
+    Undecodable,
+    /// The authenticated creation time is past the absolute lifetime.
+    Expired,
+}
+
+/// One store operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// What happened.
+    pub kind: EventKind,
+    /// The hashed id of the session concerned, when there is one. For
+    /// [`EventKind::Renew`] this is the new id.
+    pub sid: Option<StoredId>,
+    /// For [`EventKind::Renew`], the id that was replaced.
+    pub previous_sid: Option<StoredId>,
+    /// Wall time the operation took, database round trips included.
+    pub duration: Duration,
+    /// Rows the statement affected (found, for a read).
+    pub rows: u64,
+    /// For [`EventKind::Rejected`], why.
+    pub reason: Option<RejectReason>,
+}
+
+impl Event {
+    /// The event's name, e.g. `session_write.stored_session`.
+    pub fn name(&self) -> &'static str {
+        self.kind.name()
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.duration.as_secs_f64() * 1000.0;
+        write!(f, "[StoredSession] {} in {ms:.1}ms", self.kind.label())?;
+        let mut extra = Vec::new();
+        if let Some(sid) = &self.sid {
+            extra.push(format!("sid: \"{sid}\""));
+        }
+        if let Some(prev) = &self.previous_sid {
+            extra.push(format!("previous: \"{prev}\""));
+        }
+        if let Some(reason) = &self.reason {
+            extra.push(format!("reason: {reason:?}"));
+        }
+        if !matches!(self.kind, EventKind::Read | EventKind::Rejected) {
+            extra.push(format!("rows: {}", self.rows));
+        }
+        if !extra.is_empty() {
+            write!(f, " ({})", extra.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// Handle returned by [`SessionStore::subscribe`](crate::SessionStore::subscribe),
+/// used to remove the subscriber again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SubscriptionId(u64);
+
+type Subscriber = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// The store's subscriber list.
+pub(crate) struct Events {
+    subscribers: RwLock<Vec<(SubscriptionId, Subscriber)>>,
+    next: AtomicU64,
+    log: AtomicBool,
+}
+
+impl Events {
+    pub fn new(log: bool) -> Self {
+        Events {
+            subscribers: RwLock::new(Vec::new()),
+            next: AtomicU64::new(1),
+            log: AtomicBool::new(log),
+        }
+    }
+
+    pub fn subscribe(&self, f: impl Fn(&Event) + Send + Sync + 'static) -> SubscriptionId {
+        let id = SubscriptionId(self.next.fetch_add(1, Ordering::Relaxed));
+        self.subscribers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((id, Arc::new(f)));
+        id
+    }
+
+    pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
+        let mut list = self.subscribers.write().unwrap_or_else(|e| e.into_inner());
+        let before = list.len();
+        list.retain(|(i, _)| *i != id);
+        list.len() != before
+    }
+
+    pub fn set_log(&self, on: bool) {
+        self.log.store(on, Ordering::Relaxed);
+    }
+
+    pub fn emit(&self, event: Event) {
+        if self.log.load(Ordering::Relaxed)
+            && log::log_enabled!(target: "stored_session", log::Level::Debug)
+        {
+            log::debug!(target: "stored_session", "{event}");
+        }
+        let list = self.subscribers.read().unwrap_or_else(|e| e.into_inner());
+        for (_, f) in list.iter() {
+            f(&event);
+        }
+    }
+}
+
+impl fmt::Debug for Events {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.subscribers.read().map(|l| l.len()).unwrap_or(0);
+        f.debug_struct("Events")
+            .field("subscribers", &n)
+            .field("log", &self.log.load(Ordering::Relaxed))
+            .finish()
+    }
+}

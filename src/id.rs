@@ -1,0 +1,179 @@
+//! Session ids: the public id in the cookie and the hashed id in the table.
+//!
+//! The public id is 256 random bits from the operating system, written as 43
+//! characters of unpadded URL-safe base64. It is validated (length and
+//! alphabet) before any database work, so a malformed cookie costs no query.
+//! The database only ever sees [`StoredId`]: SHA-256 over the id's text, shown
+//! in logs and events in the Rack private-id form `2::<64 hex digits>`.
+
+use std::fmt;
+
+use base64::Engine as _;
+use ring::rand::{SecureRandom, SystemRandom};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroize;
+
+/// Length in characters of a public session id.
+pub const SESSION_ID_LEN: usize = 43;
+
+const ID_BYTES: usize = 32;
+
+/// The public session id carried in the cookie.
+///
+/// It is a secret: its `Debug` output is redacted, it has no `Display`, and it
+/// is never written to the database or to a log. Only [`SessionId::as_cookie_value`]
+/// reveals it, for the `Set-Cookie` header.
+///
+/// ```
+/// use stored_session::SessionId;
+///
+/// let id = SessionId::generate();
+/// assert_eq!(id.as_cookie_value().len(), 43);
+/// assert_eq!(format!("{id:?}"), "SessionId(<redacted>)");
+/// // The same text parses back; anything else is rejected without a query.
+/// assert!(SessionId::parse(id.as_cookie_value()).is_some());
+/// assert!(SessionId::parse("2::not-an-id").is_none());
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionId(String);
+
+impl SessionId {
+    /// Draws a fresh id from the operating system's CSPRNG.
+    ///
+    /// # Panics
+    ///
+    /// Only if the operating system's random number generator fails, which
+    /// `ring` treats as unrecoverable.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; ID_BYTES];
+        SystemRandom::new()
+            .fill(&mut bytes)
+            .expect("operating system random number generator failed");
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        bytes.zeroize();
+        SessionId(id)
+    }
+
+    /// Validates a cookie value. Returns `None` unless it is exactly 43
+    /// characters of the URL-safe base64 alphabet (`A-Z a-z 0-9 - _`).
+    pub fn parse(value: &str) -> Option<Self> {
+        let ok = value.len() == SESSION_ID_LEN
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| SessionId(value.to_owned()))
+    }
+
+    /// The id as it goes into the cookie. Treat it like a password.
+    pub fn as_cookie_value(&self) -> &str {
+        &self.0
+    }
+
+    /// The hashed form under which the session is stored.
+    pub fn stored_id(&self) -> StoredId {
+        StoredId::of(&self.0)
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionId(<redacted>)")
+    }
+}
+
+impl Drop for SessionId {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// SHA-256 of a public id: the key of a session's row, safe to log.
+///
+/// `Display` and `Debug` give the Rack private-id form `2::<64 hex digits>`.
+///
+/// ```
+/// use stored_session::StoredId;
+///
+/// let sid = StoredId::of("some-cookie-value");
+/// assert!(sid.to_string().starts_with("2::"));
+/// assert_eq!(sid.to_string().len(), 3 + 64);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoredId([u8; 32]);
+
+impl StoredId {
+    /// Hashes the text of a public id exactly as the cookie carries it.
+    pub fn of(public_id: &str) -> Self {
+        StoredId(Sha256::digest(public_id.as_bytes()).into())
+    }
+
+    /// Wraps 32 bytes read from the `sid` column.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        StoredId(bytes)
+    }
+
+    /// The 32 bytes stored in the `sid` column.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for StoredId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("2::")?;
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for StoredId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoredId(\"{self}\")")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_well_formed_and_distinct() {
+        let a = SessionId::generate();
+        let b = SessionId::generate();
+        assert_ne!(a, b);
+        assert!(SessionId::parse(a.as_cookie_value()).is_some());
+    }
+
+    #[test]
+    fn malformed_values_are_rejected() {
+        let ok = SessionId::generate();
+        let long = format!("{}A", ok.as_cookie_value());
+        let nul = format!("{}\0", &ok.as_cookie_value()[..42]);
+        let stored = ok.stored_id().to_string();
+        let ten_kb = "A".repeat(10 * 1024);
+        let dot = format!("{}.", &ok.as_cookie_value()[..42]);
+        for bad in [
+            "",
+            "abc",
+            &long,
+            &nul,
+            &stored,
+            &ten_kb,
+            &dot,
+            &stored[..43],
+        ] {
+            assert!(SessionId::parse(bad).is_none(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn stored_id_is_sha256_of_the_text() {
+        // SHA-256("abc"), a published test vector.
+        assert_eq!(
+            StoredId::of("abc").to_string(),
+            "2::ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

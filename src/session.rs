@@ -1,0 +1,262 @@
+//! The in-memory session a request works with.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::codec;
+use crate::crypto::Salt;
+use crate::error::Result;
+use crate::id::StoredId;
+
+/// What the store knows about the row a session was loaded from.
+#[derive(Debug, Clone)]
+pub(crate) struct Record {
+    pub sid: StoredId,
+    pub version: i64,
+    pub salt: Salt,
+    pub updated_at: i64,
+    /// Sealed with an older key: re-encrypt on the next write.
+    pub stale_key: bool,
+    pub user_key: Option<[u8; 32]>,
+}
+
+/// One visitor's session: a map from string keys to serde values, plus what
+/// the request did to it (changed, renewed, destroyed).
+///
+/// Get one from [`SessionStore::load`](crate::SessionStore::load); hand it back
+/// to [`SessionStore::commit`](crate::SessionStore::commit) at the end of the
+/// request. Values are MessagePack-encoded on [`insert`](Session::insert), so a
+/// value that cannot be serialized fails there, not at commit.
+///
+/// ```
+/// # use stored_session::{Keyring, SessionStore};
+/// # let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
+/// let mut session = store.load(None)?;
+/// session.insert("user_id", &42u64)?;
+/// session.insert("roles", &vec!["admin", "editor"])?;
+/// assert_eq!(session.get::<u64>("user_id")?, Some(42));
+/// assert_eq!(session.get::<Vec<String>>("roles")?.unwrap().len(), 2);
+/// assert!(session.remove("roles"));
+/// assert_eq!(session.get::<u64>("missing")?, None);
+/// # Ok::<(), stored_session::Error>(())
+/// ```
+pub struct Session {
+    pub(crate) record: Option<Record>,
+    pub(crate) data: BTreeMap<String, Vec<u8>>,
+    pub(crate) changed: BTreeSet<String>,
+    pub(crate) removed: BTreeSet<String>,
+    pub(crate) cleared: bool,
+    pub(crate) renew: bool,
+    pub(crate) destroyed: bool,
+    /// The request presented a session cookie (valid or not).
+    pub(crate) had_cookie: bool,
+    pub(crate) created_at: i64,
+    /// The public id, once this process knows it (loaded, inserted or renewed).
+    pub(crate) current_id: Option<crate::id::SessionId>,
+    /// A pending change of the user binding: `Some(None)` clears it.
+    pub(crate) pending_user: Option<Option<String>>,
+}
+
+impl Session {
+    pub(crate) fn fresh(now: i64, had_cookie: bool) -> Self {
+        Session {
+            record: None,
+            data: BTreeMap::new(),
+            changed: BTreeSet::new(),
+            removed: BTreeSet::new(),
+            cleared: false,
+            renew: false,
+            destroyed: false,
+            had_cookie,
+            created_at: now,
+            current_id: None,
+            pending_user: None,
+        }
+    }
+
+    /// Reads the value under `key`, decoded as `T`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`](crate::Error::Decode) when the stored value is not a `T`.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        match self.data.get(key) {
+            Some(bytes) => codec::decode_value(key, bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores `value` under `key`. Storing a value equal to the one already
+    /// there does not mark the session changed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`](crate::Error::Encode) when `value` cannot be serialized.
+    pub fn insert<T: Serialize + ?Sized>(
+        &mut self,
+        key: impl Into<String>,
+        value: &T,
+    ) -> Result<()> {
+        let key = key.into();
+        let bytes = codec::encode_value(value)?;
+        if self.data.get(&key) == Some(&bytes) {
+            return Ok(());
+        }
+        self.removed.remove(&key);
+        self.changed.insert(key.clone());
+        self.data.insert(key, bytes);
+        Ok(())
+    }
+
+    /// Removes `key`; returns whether it was there.
+    pub fn remove(&mut self, key: &str) -> bool {
+        if self.data.remove(key).is_some() {
+            self.changed.remove(key);
+            self.removed.insert(key.to_owned());
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Removes `key` and returns its value decoded as `T`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`](crate::Error::Decode) when the value is not a `T`
+    /// (the key is removed all the same).
+    pub fn take<T: DeserializeOwned>(&mut self, key: &str) -> Result<Option<T>> {
+        let value = self.get(key);
+        self.remove(key);
+        value
+    }
+
+    /// Whether `key` holds a value.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.data.contains_key(key)
+    }
+
+    /// The keys, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.data.keys().map(String::as_str)
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether the session holds no values.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Removes every value. The row stays (under the same id) unless the
+    /// session ends up empty at commit, in which case it is deleted.
+    pub fn clear(&mut self) {
+        if !self.data.is_empty() || self.record.is_some() {
+            self.cleared = true;
+        }
+        self.data.clear();
+        self.changed.clear();
+        self.removed.clear();
+    }
+
+    /// Moves the session to a new id at commit, keeping its data: call it on
+    /// login and on any privilege change (prevents session fixation). The
+    /// old id stops working in the same transaction.
+    pub fn renew(&mut self) {
+        self.renew = true;
+    }
+
+    /// Deletes the session at commit (logout); the cookie is removed.
+    pub fn destroy(&mut self) {
+        self.destroyed = true;
+        self.data.clear();
+        self.changed.clear();
+        self.removed.clear();
+    }
+
+    /// Binds the session to an application user id, for per-user listing and
+    /// "sign out everywhere". Only a keyed hash (HMAC) of the id is stored,
+    /// in an indexed column; the id itself never reaches the database. The
+    /// binding survives [`renew`](Session::renew).
+    pub fn set_user(&mut self, user_id: impl Into<String>) {
+        self.pending_user = Some(Some(user_id.into()));
+    }
+
+    /// Removes the user binding (e.g. on logout without destroying the session).
+    pub fn clear_user(&mut self) {
+        self.pending_user = Some(None);
+    }
+
+    /// Whether the session has no stored row yet.
+    pub fn is_new(&self) -> bool {
+        self.record.is_none()
+    }
+
+    /// Whether this request changed the session (values, renew or destroy).
+    pub fn is_modified(&self) -> bool {
+        self.cleared
+            || self.renew
+            || self.destroyed
+            || !self.changed.is_empty()
+            || !self.removed.is_empty()
+            || self.pending_user.is_some()
+    }
+
+    /// Whether [`destroy`](Session::destroy) was called.
+    pub fn is_destroyed(&self) -> bool {
+        self.destroyed
+    }
+
+    /// The hashed id of the stored row, safe to log. `None` for a new session.
+    pub fn stored_id(&self) -> Option<StoredId> {
+        self.record.as_ref().map(|r| r.sid)
+    }
+
+    /// When the session was created (or last renewed).
+    pub fn created_at(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp(self.created_at, 0).unwrap_or_default()
+    }
+
+    /// The request's own changes, for re-applying them on top of a newer
+    /// version after a write conflict.
+    pub(crate) fn merge_into(&self, base: &mut BTreeMap<String, Vec<u8>>) {
+        if self.cleared {
+            base.clear();
+        }
+        for key in &self.removed {
+            base.remove(key);
+        }
+        for key in &self.changed {
+            if let Some(v) = self.data.get(key) {
+                base.insert(key.clone(), v.clone());
+            }
+        }
+    }
+
+    /// Forget the request's changes after they were written.
+    pub(crate) fn mark_clean(&mut self) {
+        self.changed.clear();
+        self.removed.clear();
+        self.cleared = false;
+        self.renew = false;
+        self.pending_user = None;
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("sid", &self.stored_id())
+            .field("keys", &self.data.keys().collect::<Vec<_>>())
+            .field("modified", &self.is_modified())
+            .field("renew", &self.renew)
+            .field("destroyed", &self.destroyed)
+            .finish_non_exhaustive()
+    }
+}

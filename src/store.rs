@@ -1,0 +1,830 @@
+//! `SessionStore`: the policy layer (expiry, write rules, merging, events).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_bytes::ByteBuf;
+
+use crate::backend::{Cutoffs, Database, NewRow, Plan, PoolOptions, RenewResult, Row};
+use crate::codec::Payload;
+use crate::config::Config;
+use crate::crypto::{OpenError, Salt, Sealer};
+use crate::error::{Error, Result};
+use crate::events::{Event, EventKind, Events, RejectReason, SubscriptionId};
+use crate::id::{SessionId, StoredId};
+use crate::session::{Record, Session};
+use crate::Keyring;
+
+/// How many fresh ids an insert tries before giving up on unique-key
+/// collisions (with 256-bit ids a second try never happens in practice).
+const INSERT_ATTEMPTS: usize = 3;
+
+/// The encrypted, database-backed session store.
+///
+/// Cheap to clone (an `Arc` inside), `Send + Sync`: build one at start-up and
+/// share it. Every method blocks on the database; in async code call it from
+/// a blocking task.
+///
+/// ```
+/// use stored_session::{CookieAction, Keyring, SessionStore};
+///
+/// let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
+///
+/// // First request: no cookie. Store something; commit says which cookie to set.
+/// let mut session = store.load(None)?;
+/// session.insert("user_id", &42u64)?;
+/// let cookie = match store.commit(&mut session)? {
+///     CookieAction::Set(id) => id,
+///     other => unreachable!("{other:?}"),
+/// };
+///
+/// // Next request: the browser sends the cookie back.
+/// let session = store.load(Some(cookie.as_cookie_value()))?;
+/// assert_eq!(session.get::<u64>("user_id")?, Some(42));
+/// # Ok::<(), stored_session::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct SessionStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    sealer: Sealer,
+    config: Config,
+    events: Events,
+}
+
+/// What the response must do with the session cookie after a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "the cookie must be set or removed on the response"]
+pub enum CookieAction {
+    /// Leave the cookie alone.
+    None,
+    /// Set the session cookie to this id (new or renewed session).
+    Set(SessionId),
+    /// Remove the session cookie (destroyed, emptied, or it named a session
+    /// that no longer exists).
+    Remove,
+}
+
+/// Builds a [`SessionStore`]: keys, policy and the database.
+///
+/// ```
+/// use std::time::Duration;
+/// use stored_session::{Keyring, SessionStore};
+///
+/// let store = SessionStore::builder(Keyring::generate())
+///     .idle_timeout(Some(Duration::from_secs(3600)))
+///     .pool_size(4)
+///     .open_migrated("sqlite::memory:")?;
+/// # let _ = store;
+/// # Ok::<(), stored_session::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct StoreBuilder {
+    keyring: Keyring,
+    config: Config,
+    pool: PoolOptions,
+}
+
+impl StoreBuilder {
+    /// Replaces the whole policy.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// See [`Config::idle_timeout`].
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// See [`Config::max_lifetime`].
+    pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.config.max_lifetime = lifetime;
+        self
+    }
+
+    /// See [`Config::touch_after`].
+    pub fn touch_after(mut self, after: Duration) -> Self {
+        self.config.touch_after = after;
+        self
+    }
+
+    /// See [`Config::max_payload`].
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.config.max_payload = bytes;
+        self
+    }
+
+    /// See [`Config::clock`].
+    pub fn clock(mut self, clock: crate::Clock) -> Self {
+        self.config.clock = clock;
+        self
+    }
+
+    /// Pool settings used by [`open`](StoreBuilder::open).
+    pub fn pool_options(mut self, options: PoolOptions) -> Self {
+        self.pool = options;
+        self
+    }
+
+    /// Most pooled connections (for [`open`](StoreBuilder::open)).
+    pub fn pool_size(mut self, size: u32) -> Self {
+        self.pool.max_size = size;
+        self
+    }
+
+    /// Longest wait for a pooled connection (for [`open`](StoreBuilder::open)).
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.pool.acquire_timeout = timeout;
+        self
+    }
+
+    /// Builds the store on an existing pool (any `Pool<ConnectionManager<_>>`
+    /// of an enabled backend, or a [`Database`]).
+    ///
+    /// Give the pool `test_on_check_out(false)`: the store recovers from dead
+    /// connections itself, and the check adds a round trip to every
+    /// operation. On MySQL, set a strict `sql_mode` in a connection
+    /// customizer (see `STRICT_SQL_MODE`), as [`open`](StoreBuilder::open) does.
+    pub fn build(self, database: impl Into<Database>) -> SessionStore {
+        let events = Events::new(self.config.log_events);
+        SessionStore {
+            inner: Arc::new(Inner {
+                db: database.into(),
+                sealer: Sealer::new(self.keyring, self.config.key_cache_size),
+                config: self.config,
+                events,
+            }),
+        }
+    }
+
+    /// Opens a pool from a URL and builds the store on it. Accepted:
+    /// `postgres://…`, `postgresql://…`, `mysql://…`, `mariadb://…`,
+    /// `sqlite://path`, `sqlite::memory:`, or a plain SQLite file path.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an unsupported URL or a backend whose feature is
+    /// off, or when the database cannot be reached within the acquire timeout.
+    pub fn open(self, url: &str) -> Result<SessionStore> {
+        let db = Database::open(url, &self.pool)?;
+        Ok(self.build(db))
+    }
+
+    /// [`open`](StoreBuilder::open), then run the embedded migrations.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](StoreBuilder::open), plus [`Error::Migration`].
+    pub fn open_migrated(self, url: &str) -> Result<SessionStore> {
+        let store = self.open(url)?;
+        store.run_migrations()?;
+        Ok(store)
+    }
+}
+
+impl SessionStore {
+    /// Starts building a store that encrypts with `keyring`.
+    pub fn builder(keyring: Keyring) -> StoreBuilder {
+        StoreBuilder {
+            keyring,
+            config: Config::default(),
+            pool: PoolOptions::default(),
+        }
+    }
+
+    /// Creates or updates the `stored_sessions` table with the migrations
+    /// embedded in this crate (idempotent). Uses Diesel's
+    /// `__diesel_schema_migrations` bookkeeping, so it agrees with the diesel
+    /// CLI run on `migrations/<backend>`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Migration`] when a migration fails.
+    pub fn run_migrations(&self) -> Result<()> {
+        self.inner.db.run_migrations()
+    }
+
+    /// The database the store writes to.
+    pub fn database(&self) -> &Database {
+        &self.inner.db
+    }
+
+    /// The store's policy.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The keys the store encrypts with.
+    pub fn keyring(&self) -> &Keyring {
+        self.inner.sealer.keyring()
+    }
+
+    /// Registers a subscriber that receives every [`Event`]. Several may be
+    /// registered; each is called synchronously on the thread doing the work.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// # use stored_session::{Keyring, SessionStore};
+    /// # let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = seen.clone();
+    /// let id = store.subscribe(move |event| sink.lock().unwrap().push(event.name()));
+    /// let mut session = store.load(None)?;
+    /// session.insert("k", &1)?;
+    /// let _ = store.commit(&mut session)?;
+    /// assert_eq!(*seen.lock().unwrap(), ["session_write.stored_session"]);
+    /// assert!(store.unsubscribe(id));
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    pub fn subscribe(&self, subscriber: impl Fn(&Event) + Send + Sync + 'static) -> SubscriptionId {
+        self.inner.events.subscribe(subscriber)
+    }
+
+    /// Removes a subscriber; returns whether it was registered.
+    pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
+        self.inner.events.unsubscribe(id)
+    }
+
+    /// Turns the built-in `log` subscriber on or off.
+    pub fn set_log_events(&self, on: bool) {
+        self.inner.events.set_log(on)
+    }
+
+    pub(crate) fn emit(&self, event: Event) {
+        self.inner.events.emit(event)
+    }
+
+    pub(crate) fn now(&self) -> i64 {
+        self.inner.config.clock.unix()
+    }
+
+    pub(crate) fn cutoffs(&self, now: i64) -> Cutoffs {
+        Cutoffs {
+            idle: self.inner.config.idle_cutoff(now),
+            lifetime: self.inner.config.lifetime_cutoff(now),
+        }
+    }
+
+    /// Loads the session named by a cookie value. Always yields a usable
+    /// session: the stored one, or a fresh empty one when the cookie is
+    /// absent, malformed (no query is made), unknown, expired or fails to
+    /// decrypt. A fresh session never reuses the presented id, and it is
+    /// not written until it holds data.
+    ///
+    /// # Errors
+    ///
+    /// Only database and pool failures.
+    ///
+    /// ```
+    /// # use stored_session::{Keyring, SessionStore};
+    /// # let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
+    /// let session = store.load(Some("not a valid id"))?;
+    /// assert!(session.is_new());
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    pub fn load(&self, cookie: Option<&str>) -> Result<Session> {
+        let now = self.now();
+        let Some(value) = cookie else {
+            return Ok(Session::fresh(now, false));
+        };
+        let started = Instant::now();
+        let Some(id) = SessionId::parse(value) else {
+            self.reject(None, RejectReason::Malformed, started);
+            return Ok(Session::fresh(now, true));
+        };
+        let sid = id.stored_id();
+        let row = self.inner.db.load(&sid, self.cutoffs(now))?;
+        self.emit(event(
+            EventKind::Read,
+            Some(sid),
+            started,
+            u64::from(row.is_some()),
+        ));
+        let Some(row) = row else {
+            self.reject(Some(sid), RejectReason::NotFound, started);
+            return Ok(Session::fresh(now, true));
+        };
+        match self.open_row(&sid, row, now) {
+            Ok((payload, record)) => Ok(Session::loaded(id, record, payload)),
+            Err(reason) => {
+                log::warn!(target: "stored_session", "rejected stored session {sid}: {reason:?}; issuing a fresh session");
+                self.reject(Some(sid), reason, started);
+                Ok(Session::fresh(now, true))
+            }
+        }
+    }
+
+    fn reject(&self, sid: Option<StoredId>, reason: RejectReason, started: Instant) {
+        let mut e = event(EventKind::Rejected, sid, started, 0);
+        e.reason = Some(reason);
+        self.emit(e);
+    }
+
+    /// Decrypts and decodes a row, checking the authenticated creation time.
+    fn open_row(
+        &self,
+        sid: &StoredId,
+        mut row: Row,
+        now: i64,
+    ) -> std::result::Result<(Payload, RowMeta), RejectReason> {
+        let (plaintext, opened) =
+            self.inner
+                .sealer
+                .open(sid, &mut row.data)
+                .map_err(|e: OpenError| {
+                    log::debug!(target: "stored_session", "envelope of {sid} did not open: {e:?}");
+                    RejectReason::Tampered
+                })?;
+        let payload = Payload::decode(plaintext).ok_or(RejectReason::Undecodable)?;
+        if payload.created_at != row.created_at {
+            // The plain column was changed behind the store's back.
+            return Err(RejectReason::Tampered);
+        }
+        if payload.created_at <= self.inner.config.lifetime_cutoff(now) {
+            return Err(RejectReason::Expired);
+        }
+        let user_key = row
+            .user_key
+            .as_deref()
+            .and_then(|k| <[u8; 32]>::try_from(k).ok());
+        Ok((
+            payload,
+            RowMeta {
+                version: row.version,
+                salt: opened.salt,
+                updated_at: row.updated_at,
+                stale_key: !self.inner.sealer.is_current(opened.key_id),
+                user_key,
+            },
+        ))
+    }
+
+    /// Writes what the request did to the session, following the write rules:
+    ///
+    /// * nothing changed: no write (or a touch of `updated_at` alone when the
+    ///   idle clock is older than [`Config::touch_after`]);
+    /// * data changed: a compare-and-swap `UPDATE … WHERE version = ?`; if
+    ///   another request wrote first, its version is reloaded, this request's
+    ///   own changed and removed keys are re-applied, and the write retried;
+    /// * new session with data: `INSERT` under a fresh id;
+    /// * [`renew`](Session::renew): insert under a new id and delete the old
+    ///   row in one transaction;
+    /// * [`destroy`](Session::destroy), or emptied: `DELETE`.
+    ///
+    /// A session whose row disappeared meanwhile (logged out elsewhere,
+    /// revoked, trimmed, expired) is never recreated: the result is
+    /// [`CookieAction::Remove`].
+    ///
+    /// After a successful commit the session is clean and may be used and
+    /// committed again.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PayloadTooLarge`] (nothing written), database and pool
+    /// failures, or [`Error::State`] when conflicts persisted through every retry.
+    pub fn commit(&self, session: &mut Session) -> Result<CookieAction> {
+        let action = self.commit_inner(session)?;
+        session.mark_clean();
+        Ok(action)
+    }
+
+    fn commit_inner(&self, session: &mut Session) -> Result<CookieAction> {
+        let now = self.now();
+        let Some(record) = session.record.clone() else {
+            // A session without a row.
+            if session.destroyed || session.data.is_empty() {
+                session.destroyed = false;
+                return Ok(if std::mem::take(&mut session.had_cookie) {
+                    CookieAction::Remove
+                } else {
+                    CookieAction::None
+                });
+            }
+            return self.insert_new(session, now);
+        };
+
+        if session.destroyed {
+            let started = Instant::now();
+            let rows = self.inner.db.delete(&record.sid, None)?;
+            self.emit(event(
+                EventKind::Delete,
+                Some(record.sid),
+                started,
+                rows as u64,
+            ));
+            session.forget_record();
+            return Ok(CookieAction::Remove);
+        }
+        if session.renew {
+            return self.renew(session, record, now);
+        }
+        let dirty = !session.changed.is_empty()
+            || !session.removed.is_empty()
+            || session.cleared
+            || session.pending_user.is_some()
+            || record.stale_key;
+        if dirty {
+            return self.write(session, record, now);
+        }
+        let touch_after =
+            i64::try_from(self.inner.config.touch_after.as_secs()).unwrap_or(i64::MAX);
+        if now.saturating_sub(record.updated_at) >= touch_after {
+            let started = Instant::now();
+            let rows = self.inner.db.touch(&record.sid, now, self.cutoffs(now))?;
+            self.emit(event(
+                EventKind::Touch,
+                Some(record.sid),
+                started,
+                rows as u64,
+            ));
+            if rows == 0 {
+                return Ok(self.gone(session));
+            }
+            if let Some(r) = session.record.as_mut() {
+                r.updated_at = now;
+            }
+        }
+        Ok(CookieAction::None)
+    }
+
+    /// The row vanished under us: never recreate it.
+    fn gone(&self, session: &mut Session) -> CookieAction {
+        if let Some(r) = &session.record {
+            log::debug!(target: "stored_session", "session {} is gone; not recreating it", r.sid);
+        }
+        session.forget_record();
+        session.data.clear();
+        CookieAction::Remove
+    }
+
+    /// Seals a payload for `sid`, enforcing the size cap.
+    fn seal(&self, sid: &StoredId, salt: &mut Option<Salt>, payload: &Payload) -> Result<Vec<u8>> {
+        let plaintext = payload.encode()?;
+        let envelope = self.inner.sealer.seal(sid, salt, &plaintext);
+        if envelope.len() > self.inner.config.max_payload {
+            return Err(Error::PayloadTooLarge {
+                size: envelope.len(),
+                max: self.inner.config.max_payload,
+            });
+        }
+        Ok(envelope)
+    }
+
+    fn insert_new(&self, session: &mut Session, now: i64) -> Result<CookieAction> {
+        let payload = session.payload();
+        let user_key = self.pending_user_key(session).flatten();
+        for _ in 0..INSERT_ATTEMPTS {
+            let started = Instant::now();
+            let id = SessionId::generate();
+            let sid = id.stored_id();
+            let mut salt = None;
+            let envelope = self.seal(&sid, &mut salt, &payload)?;
+            let row = NewRow {
+                sid: sid.as_bytes(),
+                data: &envelope,
+                version: 1,
+                user_key: user_key.as_ref().map(|k| k.as_slice()),
+                created_at: payload.created_at,
+                updated_at: now,
+            };
+            if self.inner.db.insert(&row)? {
+                self.emit(event(EventKind::Write, Some(sid), started, 1));
+                session.record = Some(Record {
+                    sid,
+                    version: 1,
+                    salt: salt.expect("seal drew a salt"),
+                    updated_at: now,
+                    stale_key: false,
+                    user_key,
+                });
+                session.had_cookie = true;
+                session.current_id = Some(id.clone());
+                return Ok(CookieAction::Set(id));
+            }
+        }
+        Err(Error::State("could not draw an unused session id"))
+    }
+
+    /// Renew, fast path: delete the old row at the version this request read
+    /// and insert the new one, in one transaction.
+    fn renew(&self, session: &mut Session, record: Record, now: i64) -> Result<CookieAction> {
+        if !session.data.is_empty() {
+            for _ in 0..INSERT_ATTEMPTS {
+                let started = Instant::now();
+                let id = SessionId::generate();
+                let sid = id.stored_id();
+                let mut payload = session.payload();
+                payload.created_at = now;
+                let mut salt = None;
+                let envelope = self.seal(&sid, &mut salt, &payload)?;
+                let user_key = self.pending_user_key(session).unwrap_or(record.user_key);
+                let row = NewRow {
+                    sid: sid.as_bytes(),
+                    data: &envelope,
+                    version: 1,
+                    user_key: user_key.as_ref().map(|k| k.as_slice()),
+                    created_at: now,
+                    updated_at: now,
+                };
+                match self.inner.db.renew(&record.sid, record.version, &row) {
+                    Ok(RenewResult::Done) => {
+                        self.renewed(session, record.sid, id, salt, user_key, now, started);
+                        return Ok(CookieAction::Set(id_cookie(session)));
+                    }
+                    Ok(RenewResult::Conflict) => break,
+                    Err(e) if crate::backend::is_unique_violation(&e) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        self.write_locked(session, record.sid, now, true)
+    }
+
+    /// Data write, fast path: one compare-and-swap statement at the version
+    /// this request read.
+    fn write(&self, session: &mut Session, record: Record, now: i64) -> Result<CookieAction> {
+        let started = Instant::now();
+        if session.data.is_empty() {
+            let rows = self.inner.db.delete(&record.sid, Some(record.version))?;
+            if rows == 1 {
+                self.emit(event(EventKind::Delete, Some(record.sid), started, 1));
+                session.forget_record();
+                return Ok(CookieAction::Remove);
+            }
+        } else {
+            let mut salt = Some(record.salt);
+            let envelope = self.seal(&record.sid, &mut salt, &session.payload())?;
+            let pending = self.pending_user_key(session);
+            let rows = self.inner.db.update(
+                &record.sid,
+                record.version,
+                &envelope,
+                now,
+                pending.as_ref().map(|k| k.as_ref().map(|k| k.as_slice())),
+                self.cutoffs(now),
+            )?;
+            if rows == 1 {
+                self.emit(event(EventKind::Write, Some(record.sid), started, 1));
+                self.written(session, record.version + 1, pending, now);
+                return Ok(CookieAction::None);
+            }
+        }
+        self.write_locked(session, record.sid, now, false)
+    }
+
+    /// Slow path after a conflict: another request wrote (or deleted) this
+    /// session since it was read. Under the row lock, reload it, re-apply
+    /// this request's own changed and removed keys, and write. A row that is
+    /// gone stays gone.
+    fn write_locked(
+        &self,
+        session: &mut Session,
+        sid: StoredId,
+        now: i64,
+        renew: bool,
+    ) -> Result<CookieAction> {
+        let started = Instant::now();
+        let pending = self.pending_user_key(session);
+        let mut planned = Planned::Gone;
+        let rows = self.inner.db.locked(&sid, self.cutoffs(now), &mut |row| {
+            planned = Planned::Gone;
+            let Some(row) = row else {
+                return Ok(Plan::Nothing);
+            };
+            let Ok((base, meta)) = self.open_row(&sid, row, now) else {
+                return Ok(Plan::Nothing);
+            };
+            self.rebase(session, base, &meta);
+            if session.data.is_empty() {
+                planned = Planned::Deleted;
+                return Ok(Plan::Delete);
+            }
+            let mut payload = session.payload();
+            if renew {
+                let id = SessionId::generate();
+                let new_sid = id.stored_id();
+                payload.created_at = now;
+                let mut salt = None;
+                let data = self.seal(&new_sid, &mut salt, &payload)?;
+                let user_key = pending.unwrap_or(meta.user_key);
+                planned = Planned::Renewed(id, salt, user_key);
+                Ok(Plan::Renew {
+                    sid: new_sid,
+                    data,
+                    user_key,
+                    now,
+                })
+            } else {
+                let mut salt = Some(meta.salt);
+                let data = self.seal(&sid, &mut salt, &payload)?;
+                planned = Planned::Updated(meta.version + 1);
+                Ok(Plan::Update {
+                    data,
+                    version: meta.version + 1,
+                    now,
+                    user_key: pending,
+                })
+            }
+        })?;
+        match planned {
+            Planned::Gone => {
+                if renew {
+                    self.emit(event(EventKind::Renew, None, started, 0));
+                } else {
+                    self.emit(event(EventKind::Write, Some(sid), started, 0));
+                }
+                Ok(self.gone(session))
+            }
+            Planned::Deleted => {
+                self.emit(event(EventKind::Delete, Some(sid), started, rows as u64));
+                session.forget_record();
+                Ok(CookieAction::Remove)
+            }
+            Planned::Updated(version) => {
+                self.emit(event(EventKind::Write, Some(sid), started, rows as u64));
+                self.written(session, version, pending, now);
+                Ok(CookieAction::None)
+            }
+            Planned::Renewed(id, salt, user_key) => {
+                self.renewed(session, sid, id, salt, user_key, now, started);
+                Ok(CookieAction::Set(id_cookie(session)))
+            }
+        }
+    }
+
+    /// Book-keeping after a successful data write.
+    fn written(
+        &self,
+        session: &mut Session,
+        version: i64,
+        pending: Option<Option<[u8; 32]>>,
+        now: i64,
+    ) {
+        if let Some(r) = session.record.as_mut() {
+            r.version = version;
+            r.updated_at = now;
+            r.stale_key = false;
+            if let Some(k) = pending {
+                r.user_key = k;
+            }
+        }
+    }
+
+    /// Book-keeping after a successful renew.
+    #[allow(clippy::too_many_arguments)]
+    fn renewed(
+        &self,
+        session: &mut Session,
+        previous: StoredId,
+        id: SessionId,
+        salt: Option<Salt>,
+        user_key: Option<[u8; 32]>,
+        now: i64,
+        started: Instant,
+    ) {
+        let sid = id.stored_id();
+        let mut e = event(EventKind::Renew, Some(sid), started, 1);
+        e.previous_sid = Some(previous);
+        self.emit(e);
+        session.created_at = now;
+        session.current_id = Some(id);
+        session.record = Some(Record {
+            sid,
+            version: 1,
+            salt: salt.expect("seal drew a salt"),
+            updated_at: now,
+            stale_key: false,
+            user_key,
+        });
+    }
+
+    /// The HMAC of a pending user binding change, if any.
+    fn pending_user_key(&self, session: &Session) -> Option<Option<[u8; 32]>> {
+        session
+            .pending_user
+            .as_ref()
+            .map(|user| user.as_deref().map(|u| self.user_key(u)))
+    }
+
+    /// The keyed hash stored in `user_key` for an application user id.
+    pub(crate) fn user_key(&self, user_id: &str) -> [u8; 32] {
+        crate::crypto::user_key(self.keyring(), user_id)
+    }
+
+    /// Re-applies this request's own changes on top of a newer version.
+    fn rebase(&self, session: &mut Session, base: Payload, meta: &RowMeta) {
+        let mut data: BTreeMap<String, Vec<u8>> = base
+            .data
+            .into_iter()
+            .map(|(k, v)| (k, v.into_vec()))
+            .collect();
+        session.merge_into(&mut data);
+        session.data = data;
+        let record = session
+            .record
+            .as_mut()
+            .expect("rebase needs a stored session");
+        record.version = meta.version;
+        record.salt = meta.salt;
+        record.updated_at = meta.updated_at;
+        record.stale_key = meta.stale_key;
+        record.user_key = meta.user_key;
+    }
+}
+
+/// What the locked write decided, for book-keeping after the transaction.
+enum Planned {
+    Gone,
+    Deleted,
+    Updated(i64),
+    Renewed(SessionId, Option<Salt>, Option<[u8; 32]>),
+}
+
+/// The id a just-renewed or just-inserted session carries.
+fn id_cookie(session: &Session) -> SessionId {
+    session
+        .current_id
+        .clone()
+        .expect("a renewed session has an id")
+}
+
+/// What `open_row` learned about a row besides its payload.
+pub(crate) struct RowMeta {
+    version: i64,
+    salt: Salt,
+    updated_at: i64,
+    stale_key: bool,
+    user_key: Option<[u8; 32]>,
+}
+
+impl Session {
+    fn loaded(id: SessionId, meta: RowMeta, payload: Payload) -> Session {
+        let sid = id.stored_id();
+        let mut session = Session::fresh(payload.created_at, true);
+        session.current_id = Some(id);
+        session.data = payload
+            .data
+            .into_iter()
+            .map(|(k, v)| (k, v.into_vec()))
+            .collect();
+        session.record = Some(Record {
+            sid,
+            version: meta.version,
+            salt: meta.salt,
+            updated_at: meta.updated_at,
+            stale_key: meta.stale_key,
+            user_key: meta.user_key,
+        });
+        session
+    }
+
+    fn payload(&self) -> Payload {
+        Payload {
+            created_at: self.created_at,
+            data: self
+                .data
+                .iter()
+                .map(|(k, v)| (k.clone(), ByteBuf::from(v.clone())))
+                .collect(),
+            meta: BTreeMap::new(),
+        }
+    }
+
+    fn forget_record(&mut self) {
+        self.record = None;
+        self.current_id = None;
+        self.had_cookie = false;
+        self.destroyed = false;
+        self.data.clear();
+    }
+}
+
+fn event(kind: EventKind, sid: Option<StoredId>, started: Instant, rows: u64) -> Event {
+    Event {
+        kind,
+        sid,
+        previous_sid: None,
+        duration: started.elapsed(),
+        rows,
+        reason: None,
+    }
+}
+
+impl fmt::Debug for SessionStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionStore")
+            .field("database", &self.inner.db)
+            .field("keyring", self.inner.sealer.keyring())
+            .field("config", &self.inner.config)
+            .field("events", &self.inner.events)
+            .finish()
+    }
+}
