@@ -1,0 +1,2 @@
+//! Placeholder: being written (see the open issues).
+fn main() {}
