@@ -706,6 +706,20 @@ impl SessionStore {
         });
     }
 
+    /// Re-seals an envelope with the current key, keeping its salt.
+    pub(crate) fn reseal(&self, sid: &StoredId, mut envelope: Vec<u8>) -> crate::rotate::Reseal {
+        use crate::rotate::Reseal;
+        let sealer = &self.inner.sealer;
+        match sealer.open(sid, &mut envelope) {
+            Ok((_, opened)) if sealer.is_current(opened.key_id) => Reseal::Current,
+            Ok((plaintext, opened)) => {
+                let plaintext = plaintext.to_vec();
+                Reseal::Sealed(sealer.seal(sid, &mut Some(opened.salt), &plaintext))
+            }
+            Err(_) => Reseal::Unreadable,
+        }
+    }
+
     /// The HMAC of a pending user binding change, if any.
     fn pending_user_key(&self, session: &Session) -> Option<Option<[u8; 32]>> {
         session
@@ -786,7 +800,7 @@ impl Session {
         session
     }
 
-    fn payload(&self) -> Payload {
+    pub(crate) fn payload(&self) -> Payload {
         Payload {
             created_at: self.created_at,
             data: self

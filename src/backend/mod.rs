@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::id::StoredId;
 use crate::schema::stored_sessions::dsl as t;
 
+mod maintenance;
 #[cfg(feature = "mysql")]
 mod mysql;
 #[cfg(feature = "postgres")]
@@ -234,7 +235,20 @@ macro_rules! select_live {
         ))
     };
 }
-pub(crate) use {live, select_live};
+pub(crate) use maintenance::Expiry;
+pub(crate) use {live, select_live, with_connection};
+
+/// SQL that differs between backends.
+#[derive(Debug)]
+pub(crate) struct DialectSql {
+    /// Expression giving the byte length of `data` as a BIGINT.
+    pub payload_length: &'static str,
+}
+
+/// Backend-specific SQL fragments, one impl per connection type.
+pub(crate) trait Dialect {
+    const SQL: DialectSql;
+}
 
 /// What to do with a row read under lock (see [`Database::locked`]).
 #[derive(Debug)]

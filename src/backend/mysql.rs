@@ -30,6 +30,12 @@ impl Migrations for MysqlConnection {
     }
 }
 
+impl super::Dialect for MysqlConnection {
+    const SQL: super::DialectSql = super::DialectSql {
+        payload_length: "CAST(LENGTH(data) AS SIGNED)",
+    };
+}
+
 impl WriteTransaction for MysqlConnection {
     fn write_transaction<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         self.transaction(f)
@@ -66,10 +72,8 @@ pub(super) fn open(url: &str, options: &PoolOptions) -> Result<MysqlPool> {
         .test_on_check_out(false)
         .connection_customizer(Box::new(Strict))
         .build(ConnectionManager::new(url.as_str()))
-        .map_err(|e| {
-            Error::Config(format!(
-                "could not connect to MySQL at {}: {e}",
-                redact_url(&url)
-            ))
+        .map_err(|e| Error::PoolTimeout {
+            timeout: options.acquire_timeout,
+            message: format!("could not connect to MySQL at {}: {e}", redact_url(&url)),
         })
 }

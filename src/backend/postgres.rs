@@ -23,6 +23,12 @@ impl Migrations for PgConnection {
     }
 }
 
+impl super::Dialect for PgConnection {
+    const SQL: super::DialectSql = super::DialectSql {
+        payload_length: "octet_length(data)::BIGINT",
+    };
+}
+
 impl WriteTransaction for PgConnection {
     fn write_transaction<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         self.transaction(f)
@@ -44,10 +50,11 @@ pub(super) fn open(url: &str, options: &PoolOptions) -> Result<PgPool> {
         .connection_timeout(options.acquire_timeout)
         .test_on_check_out(false)
         .build(ConnectionManager::new(url))
-        .map_err(|e| {
-            Error::Config(format!(
+        .map_err(|e| Error::PoolTimeout {
+            timeout: options.acquire_timeout,
+            message: format!(
                 "could not connect to PostgreSQL at {}: {e}",
                 redact_url(url)
-            ))
+            ),
         })
 }

@@ -22,6 +22,12 @@ impl Migrations for SqliteConnection {
     }
 }
 
+impl super::Dialect for SqliteConnection {
+    const SQL: super::DialectSql = super::DialectSql {
+        payload_length: "length(data)",
+    };
+}
+
 impl WriteTransaction for SqliteConnection {
     fn write_transaction<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         self.immediate_transaction(f)
@@ -75,7 +81,10 @@ pub(super) fn open(url: &str, options: &PoolOptions) -> Result<SqlitePool> {
     }
     builder
         .build(ConnectionManager::new(target))
-        .map_err(|e| Error::Config(format!("could not open the SQLite database: {e}")))
+        .map_err(|e| Error::PoolTimeout {
+            timeout: options.acquire_timeout,
+            message: format!("could not open the SQLite database: {e}"),
+        })
 }
 
 fn target(url: &str) -> (String, bool) {

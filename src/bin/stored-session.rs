@@ -1,2 +1,257 @@
-//! Placeholder: being written (see the open issues).
-fn main() {}
+//! `stored-session`: maintenance from a shell (migrations, trimming,
+//! statistics, keys). Built with the `cli` feature:
+//!
+//! ```sh
+//! cargo install stored-session --features cli,postgres,mysql
+//! DATABASE_URL=postgres://… stored-session trim --dry-run
+//! ```
+//!
+//! Exit codes: 0 success, 1 the operation failed, 2 bad usage.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use stored_session::{Backend, Key, Keyring, Rotation, SessionStore, Trim};
+
+/// Maintain a stored-session database: migrations, trimming, statistics, keys.
+///
+/// Keys come from STORED_SESSION_KEYS: one or more base64 keys (as printed by
+/// `keygen`) separated by commas or white space, the current key first.
+#[derive(Debug, Parser)]
+#[command(name = "stored-session", version)]
+struct Cli {
+    /// Database URL: postgres://…, mysql://…, sqlite://path or a SQLite file path.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    database_url: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create or update the stored_sessions table (embedded migrations).
+    Migrate,
+    /// Write the migration files into an application's Diesel migrations folder.
+    Install {
+        /// Which database's SQL to write.
+        #[arg(long, value_enum)]
+        backend: BackendArg,
+        /// The application's migrations directory.
+        #[arg(long, default_value = "migrations")]
+        dir: PathBuf,
+    },
+    /// Delete expired sessions in batches.
+    Trim {
+        /// Idle timeout, e.g. 30d, 12h, 90m, or "never" (default: 30d).
+        #[arg(long, value_parser = parse_limit)]
+        idle_timeout: Option<Limit>,
+        /// Absolute lifetime, e.g. 30d, or "never" (default: 30d).
+        #[arg(long, value_parser = parse_limit)]
+        max_lifetime: Option<Limit>,
+        /// Rows per batch.
+        #[arg(long, default_value_t = stored_session::DEFAULT_BATCH_SIZE)]
+        batch_size: usize,
+        /// Only count what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Live and expired counts, activity range, payload sizes.
+    Stats {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a new random key (base64) for STORED_SESSION_KEYS.
+    Keygen,
+    /// Re-encrypt every session with the current key (the first in STORED_SESSION_KEYS).
+    RotateKeys {
+        /// Rows per batch.
+        #[arg(long, default_value_t = 500)]
+        batch_size: usize,
+        /// Continue an interrupted run after this row id (printed as it goes).
+        #[arg(long, default_value_t = 0)]
+        resume_after: i64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BackendArg {
+    Sqlite,
+    Postgres,
+    Mysql,
+}
+
+/// A duration limit; `None` means disabled.
+#[derive(Debug, Clone, Copy)]
+struct Limit(Option<Duration>);
+
+fn parse_limit(text: &str) -> Result<Limit, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "never" | "none" | "off" => Ok(Limit(None)),
+        t => humantime::parse_duration(t)
+            .map(|d| Limit(Some(d)))
+            .map_err(|e| format!("{e} (use e.g. 30d, 12h, 90m or never)")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {}", message.replace('\n', " "));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let url = || {
+        cli.database_url
+            .clone()
+            .ok_or_else(|| "no database: pass --database-url or set DATABASE_URL".to_string())
+    };
+    // Commands that never decrypt get a throw-away key.
+    let open = |keyring: Keyring| -> Result<SessionStore, String> {
+        SessionStore::builder(keyring)
+            .pool_size(2)
+            .open(&url()?)
+            .map_err(|e| e.to_string())
+    };
+    match cli.command {
+        Command::Keygen => {
+            println!("{}", Key::generate().to_base64().as_str());
+        }
+        Command::Install { backend, dir } => {
+            let backend = match backend {
+                BackendArg::Sqlite => Backend::Sqlite,
+                BackendArg::Postgres => Backend::Postgres,
+                BackendArg::Mysql => Backend::Mysql,
+            };
+            let written =
+                stored_session::migrations::install(backend, &dir).map_err(|e| e.to_string())?;
+            if written.is_empty() {
+                println!("Migrations already installed in {}", dir.display());
+            }
+            for path in written {
+                println!("wrote {}", path.display());
+            }
+        }
+        Command::Migrate => {
+            let store = open(Keyring::generate())?;
+            store.run_migrations().map_err(|e| e.to_string())?;
+            println!("Migrations are up to date ({})", store.database().backend());
+        }
+        Command::Trim {
+            idle_timeout,
+            max_lifetime,
+            batch_size,
+            dry_run,
+        } => {
+            let store = open(Keyring::generate())?;
+            let mut trim = Trim::new().batch_size(batch_size);
+            if let Some(Limit(idle)) = idle_timeout {
+                trim = trim.idle_timeout(idle);
+            }
+            if let Some(Limit(lifetime)) = max_lifetime {
+                trim = trim.max_lifetime(lifetime);
+            }
+            let expired = trim.count(&store).map_err(|e| e.to_string())?;
+            if dry_run {
+                println!("Would trim {expired} session(s)");
+                return Ok(());
+            }
+            let bar = progress(expired, "trimming");
+            let ticker = bar.clone();
+            let report = trim
+                .on_batch(move |so_far| ticker.set_position(so_far.deleted))
+                .run(&store)
+                .map_err(|e| e.to_string())?;
+            bar.finish_and_clear();
+            println!("{report}");
+        }
+        Command::Stats { json } => {
+            let store = open(Keyring::generate())?;
+            let stats = store.stats().map_err(|e| e.to_string())?;
+            let time = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339());
+            let p = stats.payload_bytes;
+            if json {
+                let value = serde_json::json!({
+                    "backend": store.database().backend().to_string(),
+                    "live": stats.live,
+                    "expired": stats.expired,
+                    "oldest_activity": time(stats.oldest_activity),
+                    "newest_activity": time(stats.newest_activity),
+                    "payload_bytes": {
+                        "count": p.count, "min": p.min, "p50": p.p50,
+                        "p90": p.p90, "p99": p.p99, "max": p.max,
+                    },
+                });
+                println!("{value}");
+            } else {
+                let none = || "-".to_string();
+                println!("backend          {}", store.database().backend());
+                println!("live sessions    {}", stats.live);
+                println!("expired          {}", stats.expired);
+                println!(
+                    "oldest activity  {}",
+                    time(stats.oldest_activity).unwrap_or_else(none)
+                );
+                println!(
+                    "newest activity  {}",
+                    time(stats.newest_activity).unwrap_or_else(none)
+                );
+                println!(
+                    "payload bytes    min {} / p50 {} / p90 {} / p99 {} / max {}",
+                    p.min, p.p50, p.p90, p.p99, p.max
+                );
+            }
+        }
+        Command::RotateKeys {
+            batch_size,
+            resume_after,
+        } => {
+            let keyring = Keyring::from_env().map_err(|e| e.to_string())?;
+            let store = open(keyring)?;
+            let bar = progress(0, "re-encrypting");
+            let ticker = bar.clone();
+            let report = Rotation::new()
+                .batch_size(batch_size)
+                .resume_after(resume_after)
+                .on_batch(move |so_far| {
+                    ticker.set_position(so_far.scanned);
+                    ticker.set_message(format!("last id {}", so_far.last_id));
+                })
+                .run(&store)
+                .map_err(|e| e.to_string())?;
+            bar.finish_and_clear();
+            println!("{report} (last id {})", report.last_id);
+        }
+    }
+    Ok(())
+}
+
+/// A progress bar on a terminal's stderr; hidden otherwise.
+fn progress(total: u64, what: &str) -> ProgressBar {
+    let target = if std::io::stderr().is_terminal() {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target((total > 0).then_some(total), target);
+    let template = if total > 0 {
+        "{prefix} [{bar:40}] {pos}/{len} {per_sec} {msg}"
+    } else {
+        "{prefix} {spinner} {pos} {per_sec} {msg}"
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(what.to_string());
+    bar
+}

@@ -1,0 +1,171 @@
+//! Maintenance SQL: trimming, statistics and key rotation. Portable across
+//! the three backends: batches are chosen with `SELECT id … LIMIT n` and
+//! deleted with `DELETE … WHERE id IN (…)` (MySQL rejects `IN (SELECT …
+//! LIMIT)`, PostgreSQL has no `DELETE … LIMIT`), and every delete re-checks
+//! expiry, so a session touched since its batch was chosen survives.
+
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+
+use super::{with_connection, Cutoffs, Database, Dialect};
+use crate::error::{Error, Result};
+use crate::schema::stored_sessions::dsl as t;
+
+/// Which expiry rule a trim pass walks (each has its own index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expiry {
+    Idle,
+    Lifetime,
+}
+
+/// A row as key rotation reads it.
+#[derive(Debug, Clone, Queryable)]
+pub(crate) struct RotationRow {
+    pub id: i64,
+    pub sid: Vec<u8>,
+    pub data: Vec<u8>,
+    pub version: i64,
+}
+
+#[derive(QueryableByName)]
+struct Length {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+impl Database {
+    /// Ids of up to `limit` rows expired under `rule` at `cutoff`, oldest first.
+    pub(crate) fn expired_ids(&self, rule: Expiry, cutoff: i64, limit: i64) -> Result<Vec<i64>> {
+        with_connection!(self, |conn| {
+            match rule {
+                Expiry::Idle => t::stored_sessions
+                    .select(t::id)
+                    .filter(t::updated_at.le(cutoff))
+                    .order(t::updated_at.asc())
+                    .limit(limit)
+                    .load::<i64>(conn),
+                Expiry::Lifetime => t::stored_sessions
+                    .select(t::id)
+                    .filter(t::created_at.le(cutoff))
+                    .order(t::created_at.asc())
+                    .limit(limit)
+                    .load::<i64>(conn),
+            }
+            .map_err(Error::from)
+        })
+    }
+
+    /// Deletes those of `ids` that are still expired under `rule`.
+    pub(crate) fn delete_expired(&self, ids: &[i64], rule: Expiry, cutoff: i64) -> Result<usize> {
+        with_connection!(self, |conn| {
+            let batch = t::stored_sessions.filter(t::id.eq_any(ids));
+            match rule {
+                Expiry::Idle => {
+                    diesel::delete(batch.filter(t::updated_at.le(cutoff))).execute(conn)
+                }
+                Expiry::Lifetime => {
+                    diesel::delete(batch.filter(t::created_at.le(cutoff))).execute(conn)
+                }
+            }
+            .map_err(Error::from)
+        })
+    }
+
+    /// Rows expired under either rule.
+    pub(crate) fn count_expired(&self, cut: Cutoffs) -> Result<u64> {
+        with_connection!(self, |conn| {
+            t::stored_sessions
+                .filter(
+                    t::updated_at
+                        .le(cut.idle)
+                        .or(t::created_at.le(cut.lifetime)),
+                )
+                .count()
+                .get_result::<i64>(conn)
+                .map_err(Error::from)
+        })
+        .map(|n| n as u64)
+    }
+
+    /// Live rows.
+    pub(crate) fn count_live(&self, cut: Cutoffs) -> Result<u64> {
+        with_connection!(self, |conn| {
+            t::stored_sessions
+                .filter(t::updated_at.gt(cut.idle))
+                .filter(t::created_at.gt(cut.lifetime))
+                .count()
+                .get_result::<i64>(conn)
+                .map_err(Error::from)
+        })
+        .map(|n| n as u64)
+    }
+
+    /// Oldest and newest `updated_at` among live rows.
+    pub(crate) fn activity_range(&self, cut: Cutoffs) -> Result<(Option<i64>, Option<i64>)> {
+        use diesel::dsl::{max, min};
+        with_connection!(self, |conn| {
+            t::stored_sessions
+                .filter(t::updated_at.gt(cut.idle))
+                .filter(t::created_at.gt(cut.lifetime))
+                .select((min(t::updated_at), max(t::updated_at)))
+                .first::<(Option<i64>, Option<i64>)>(conn)
+                .map_err(Error::from)
+        })
+    }
+
+    /// Envelope sizes of live rows, ascending.
+    pub(crate) fn payload_lengths(&self, cut: Cutoffs) -> Result<Vec<i64>> {
+        with_connection!(self, |conn| {
+            let sql = format!(
+                "SELECT {} AS n FROM stored_sessions WHERE updated_at > {} AND created_at > {} ORDER BY n",
+                dialect_of(conn).payload_length,
+                cut.idle,
+                cut.lifetime
+            );
+            diesel::sql_query(sql)
+                .load::<Length>(conn)
+                .map(|rows| rows.into_iter().map(|r| r.n).collect())
+                .map_err(Error::from)
+        })
+    }
+
+    /// Up to `limit` live rows with `id > after`, by id (key rotation walks
+    /// the table with this, so it can resume where it stopped).
+    pub(crate) fn rows_after(
+        &self,
+        after: i64,
+        limit: i64,
+        cut: Cutoffs,
+    ) -> Result<Vec<RotationRow>> {
+        with_connection!(self, |conn| {
+            t::stored_sessions
+                .select((t::id, t::sid, t::data, t::version))
+                .filter(t::id.gt(after))
+                .filter(t::updated_at.gt(cut.idle))
+                .filter(t::created_at.gt(cut.lifetime))
+                .order(t::id.asc())
+                .limit(limit)
+                .load::<RotationRow>(conn)
+                .map_err(Error::from)
+        })
+    }
+
+    /// Compare-and-swap replacement of a row's envelope that leaves its
+    /// activity clock alone (re-encryption is not activity).
+    pub(crate) fn replace_data(&self, id: i64, version: i64, data: &[u8]) -> Result<usize> {
+        with_connection!(self, |conn| {
+            diesel::update(
+                t::stored_sessions
+                    .filter(t::id.eq(id))
+                    .filter(t::version.eq(version)),
+            )
+            .set((t::data.eq(data), t::version.eq(version + 1)))
+            .execute(conn)
+            .map_err(Error::from)
+        })
+    }
+}
+
+fn dialect_of<C: Dialect>(_: &C) -> &'static super::DialectSql {
+    &C::SQL
+}

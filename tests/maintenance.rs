@@ -1,0 +1,403 @@
+//! Trimming, the trimmer thread, statistics and key rotation, on every backend.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{count, row, rows, Harness};
+use diesel::prelude::*;
+use stored_session::schema::stored_sessions::dsl as t;
+use stored_session::{
+    rotate_keys, trim_inactive, CookieAction, Database, EventKind, Key, Keyring, Rotation,
+    SessionStore, Trim, Trimmer,
+};
+
+const HOUR: u64 = 3600;
+
+fn store(h: &Harness) -> SessionStore {
+    h.store_with(
+        h.builder()
+            .idle_timeout(Some(Duration::from_secs(2 * HOUR)))
+            .max_lifetime(Some(Duration::from_secs(24 * HOUR)))
+            .touch_after(Duration::from_secs(60)),
+    )
+}
+
+fn create(store: &SessionStore, n: u32) -> String {
+    let mut s = store.load(None).unwrap();
+    s.insert("n", &n).unwrap();
+    match store.commit(&mut s).unwrap() {
+        CookieAction::Set(id) => id.as_cookie_value().to_owned(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Inserts `n` raw rows (garbage envelopes) with the given times, in chunks.
+fn insert_raw(db: &Database, n: usize, created_at: i64, updated_at: i64) {
+    let mut next = 0usize;
+    while next < n {
+        let chunk = (n - next).min(1000);
+        let sids: Vec<[u8; 32]> = (next..next + chunk)
+            .map(|i| {
+                let mut sid = [0xEEu8; 32];
+                sid[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                sid[8..16].copy_from_slice(&created_at.to_be_bytes());
+                sid[16..24].copy_from_slice(&updated_at.to_be_bytes());
+                sid
+            })
+            .collect();
+        let values: Vec<_> = sids
+            .iter()
+            .map(|sid| {
+                (
+                    t::sid.eq(&sid[..]),
+                    t::data.eq(&b"expired-garbage"[..]),
+                    t::version.eq(1i64),
+                    t::created_at.eq(created_at),
+                    t::updated_at.eq(updated_at),
+                )
+            })
+            .collect();
+        let inserted = with_conn!(db, |c| diesel::insert_into(t::stored_sessions)
+            .values(&values)
+            .execute(c)
+            .unwrap());
+        assert_eq!(inserted, chunk);
+        next += chunk;
+    }
+}
+
+fn now(h: &Harness) -> i64 {
+    h.clock.now().timestamp()
+}
+
+fn trim_deletes_exactly_the_expired_rows_in_batches(h: &Harness) {
+    let store = store(h);
+    let db = store.database();
+    let t0 = now(h);
+    // 250 idle-expired, 130 past the absolute lifetime (but recently active),
+    // 40 live, plus one on the idle boundary (still live: expiry is strict).
+    insert_raw(db, 250, t0 - 3 * HOUR as i64, t0 - 3 * HOUR as i64);
+    insert_raw(db, 130, t0 - 25 * HOUR as i64, t0 - 10);
+    insert_raw(db, 40, t0 - 10, t0 - 10);
+    insert_raw(db, 1, t0 - 100, t0 - 2 * HOUR as i64 + 1);
+    let live: Vec<String> = (0..5).map(|i| create(&store, i)).collect();
+    assert_eq!(Trim::new().count(&store).unwrap(), 380);
+
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    store.subscribe(move |e| sink.lock().unwrap().push((e.kind, e.rows)));
+    let progress = Arc::new(Mutex::new(Vec::new()));
+    let p = progress.clone();
+    let report = Trim::new()
+        .batch_size(100)
+        .on_batch(move |r| p.lock().unwrap().push(r.deleted))
+        .run(&store)
+        .unwrap();
+    assert_eq!(report.deleted, 380);
+    // 250 idle rows in batches of 100 (3), then 130 lifetime rows (2).
+    assert_eq!(report.batches, 5);
+    assert_eq!(*progress.lock().unwrap(), vec![100, 200, 250, 350, 380]);
+    assert_eq!(*events.lock().unwrap(), vec![(EventKind::Trim, 380)]);
+    assert_eq!(report.to_string(), "Trimmed 380 session(s) in 5 batch(es)");
+    assert_eq!(count(db), 40 + 1 + 5);
+    for cookie in &live {
+        assert!(!store.load(Some(cookie)).unwrap().is_new());
+    }
+    // Nothing left to do.
+    let again = trim_inactive(&store).unwrap();
+    assert_eq!((again.deleted, again.batches), (0, 0));
+    // Overrides: a 5-second idle timeout takes everything but the store's
+    // own fresh sessions... which are 0 s old, so they stay too.
+    h.advance(60);
+    let report = Trim::new()
+        .idle_timeout(Some(Duration::from_secs(30)))
+        .max_lifetime(None)
+        .run(&store)
+        .unwrap();
+    assert_eq!(report.deleted, 46);
+    assert_eq!(count(db), 0);
+}
+
+fn trim_spares_sessions_touched_during_the_run(h: &Harness) {
+    let store = store(h);
+    let cookie = create(&store, 1);
+    let sid = stored_session::SessionId::parse(&cookie)
+        .unwrap()
+        .stored_id();
+    h.advance(2 * HOUR + 1);
+    // The batch is chosen while the session is idle-expired…
+    let cutoff = now(h) - 2 * HOUR as i64;
+    let ids = with_conn!(store.database(), |c| t::stored_sessions
+        .select(t::id)
+        .filter(t::updated_at.le(cutoff))
+        .load::<i64>(c)
+        .unwrap());
+    assert_eq!(ids.len(), 1);
+    // …then it is touched (a live request's write) before the delete runs.
+    with_conn!(store.database(), |c| diesel::update(
+        t::stored_sessions.filter(t::id.eq(ids[0]))
+    )
+    .set(t::updated_at.eq(now(h)))
+    .execute(c)
+    .unwrap());
+    let report = trim_inactive(&store).unwrap();
+    assert_eq!(report.deleted, 0);
+    assert!(row(store.database(), &sid).is_some());
+}
+
+fn trimming_100k_rows_does_not_block_live_sessions(h: &Harness) {
+    let store = store(h);
+    let db = store.database();
+    let t0 = now(h);
+    insert_raw(db, 100_000, t0 - 48 * HOUR as i64, t0 - 48 * HOUR as i64);
+    let live: Vec<String> = (0..8).map(|i| create(&store, i)).collect();
+    let done = AtomicBool::new(false);
+    let ops = AtomicU64::new(0);
+    let report = std::thread::scope(|scope| {
+        for (w, cookie) in live.iter().enumerate() {
+            let (store, done, ops) = (&store, &done, &ops);
+            scope.spawn(move || {
+                let mut i = 0u32;
+                while !done.load(Ordering::Relaxed) || i < 3 {
+                    let mut s = store.load(Some(cookie)).expect("load during trim");
+                    assert!(!s.is_new(), "worker {w} lost its session during the trim");
+                    i += 1;
+                    s.insert("i", &i).unwrap();
+                    assert_eq!(
+                        store.commit(&mut s).expect("commit during trim"),
+                        CookieAction::None
+                    );
+                    ops.fetch_add(1, Ordering::Relaxed);
+                }
+                let s = store.load(Some(cookie)).unwrap();
+                assert_eq!(
+                    s.get::<u32>("i").unwrap(),
+                    Some(i),
+                    "worker {w} lost a write"
+                );
+            });
+        }
+        let started = Instant::now();
+        let report = trim_inactive(&store).unwrap();
+        done.store(true, Ordering::Relaxed);
+        eprintln!(
+            "trimmed {} rows in {} batches in {:?} while live sessions did {} load+commit",
+            report.deleted,
+            report.batches,
+            started.elapsed(),
+            ops.load(Ordering::Relaxed)
+        );
+        report
+    });
+    assert_eq!(report.deleted, 100_000);
+    assert_eq!(report.batches, 100);
+    assert_eq!(count(db), 8);
+    assert!(ops.load(Ordering::Relaxed) >= 8 * 3);
+}
+
+fn trimmer_runs_on_schedule_survives_errors_and_stops(h: &Harness) {
+    let store = store(h);
+    let t0 = now(h);
+    insert_raw(
+        store.database(),
+        10,
+        t0 - 3 * HOUR as i64,
+        t0 - 3 * HOUR as i64,
+    );
+    let trims = Arc::new(AtomicU64::new(0));
+    let seen = trims.clone();
+    store.subscribe(move |e| {
+        if e.kind == EventKind::Trim {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let trimmer = Trimmer::start(store.clone(), Duration::from_millis(20));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(store.database()) > 0 {
+        assert!(Instant::now() < deadline, "the trimmer never trimmed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Runs keep coming.
+    let before = trims.load(Ordering::SeqCst);
+    while trims.load(Ordering::SeqCst) < before + 2 {
+        assert!(Instant::now() < deadline, "the trimmer stopped running");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stop_started = Instant::now();
+    trimmer.stop();
+    assert!(
+        stop_started.elapsed() < Duration::from_secs(2),
+        "stop was not prompt"
+    );
+    let after = trims.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(trims.load(Ordering::SeqCst), after, "ran after stop");
+
+    // A database error (no table) is logged and the thread keeps going.
+    let broken_db = h.another();
+    let broken = broken_db.builder().open(&broken_db.url).unwrap();
+    let attempts = Arc::new(AtomicU64::new(0));
+    let a = attempts.clone();
+    let started = Instant::now();
+    let trimmer = Trimmer::start(broken.clone(), Duration::from_millis(20));
+    broken.subscribe(move |_| {
+        a.fetch_add(1, Ordering::SeqCst);
+    });
+    // No trim event is emitted for a failed run; migrate the table after a
+    // few failed runs and the next run succeeds.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(attempts.load(Ordering::SeqCst), 0);
+    broken.run_migrations().unwrap();
+    while attempts.load(Ordering::SeqCst) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the trimmer died on an error"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(trimmer); // dropping stops it too
+}
+
+fn stats_count_live_and_expired_and_sizes(h: &Harness) {
+    let store = store(h);
+    let t0 = now(h);
+    insert_raw(
+        store.database(),
+        7,
+        t0 - 3 * HOUR as i64,
+        t0 - 3 * HOUR as i64,
+    );
+    h.advance(100);
+    let _a = create(&store, 1);
+    h.advance(100);
+    let mut s = store.load(None).unwrap();
+    s.insert("big", &"x".repeat(5000)).unwrap();
+    let _ = store.commit(&mut s).unwrap();
+    let stats = store.stats().unwrap();
+    assert_eq!(stats.live, 2);
+    assert_eq!(stats.expired, 7);
+    assert_eq!(stats.oldest_activity.unwrap().timestamp(), t0 + 100);
+    assert_eq!(stats.newest_activity.unwrap().timestamp(), t0 + 200);
+    let sizes: Vec<u64> = rows(store.database())
+        .iter()
+        .filter(|r| r.updated_at > t0)
+        .map(|r| r.data.len() as u64)
+        .collect();
+    assert_eq!(stats.payload_bytes.count, 2);
+    assert_eq!(stats.payload_bytes.min, *sizes.iter().min().unwrap());
+    assert_eq!(stats.payload_bytes.max, *sizes.iter().max().unwrap());
+    assert!(stats.payload_bytes.max > 5000);
+}
+
+fn rotation_reencrypts_everything_and_is_resumable(h: &Harness) {
+    let old = Key::generate();
+    let new = Key::generate();
+    let base = store(h);
+    let with = |ring: Keyring| {
+        SessionStore::builder(ring)
+            .config(base.config().clone())
+            .build(base.database().clone())
+    };
+    let old_store = with(Keyring::new(old.clone()));
+    let cookies: Vec<String> = (0..25).map(|i| create(&old_store, i)).collect();
+    let rotated = with(Keyring::new(new.clone()).with_previous(old.clone()));
+    // One session written with the new key already.
+    let mut s = rotated.load(Some(&cookies[0])).unwrap();
+    s.insert("n", &100u32).unwrap();
+    let _ = rotated.commit(&mut s).unwrap();
+    let before: Vec<_> = rows(base.database());
+
+    // Interrupted after the first batch of 10…
+    let first = Rotation::new()
+        .batch_size(10)
+        .run(&with(Keyring::new(new.clone()).with_previous(old.clone())));
+    let first = first.unwrap();
+    assert_eq!(first.scanned, 25);
+    let partial = Rotation::new()
+        .batch_size(10)
+        .resume_after(before[9].id)
+        .run(&rotated)
+        .unwrap();
+    assert_eq!(partial.scanned, 15);
+    assert_eq!(
+        partial.rotated, 0,
+        "rows already rotated were rotated again"
+    );
+    assert_eq!(first.rotated, 24);
+    assert_eq!(first.current, 1);
+    // Every row now carries the new key id, and updated_at did not move.
+    for (b, a) in before.iter().zip(rows(base.database())) {
+        assert_eq!(
+            u32::from_be_bytes(a.data[2..6].try_into().unwrap()),
+            new.id()
+        );
+        assert_eq!(a.updated_at, b.updated_at);
+    }
+    // The old key can go: everything still opens with the new key alone.
+    let only_new = with(Keyring::new(new.clone()));
+    for (i, cookie) in cookies.iter().enumerate() {
+        let s = only_new.load(Some(cookie)).unwrap();
+        let expected = if i == 0 { 100 } else { i as u32 };
+        assert_eq!(s.get::<u32>("n").unwrap(), Some(expected));
+    }
+    // A row nobody can read is reported, not touched.
+    let stranger = with(Keyring::new(Key::generate()));
+    let _ = create(&stranger, 99);
+    let report = rotate_keys(&only_new).unwrap();
+    assert_eq!(
+        (report.unreadable, report.rotated, report.current),
+        (1, 0, 25)
+    );
+}
+
+fn rotation_never_loses_a_concurrent_write(h: &Harness) {
+    let old = Key::generate();
+    let new = Key::generate();
+    let base = store(h);
+    let old_store = SessionStore::builder(Keyring::new(old.clone()))
+        .config(base.config().clone())
+        .build(base.database().clone());
+    let new_store = SessionStore::builder(Keyring::new(new.clone()).with_previous(old))
+        .config(base.config().clone())
+        .build(base.database().clone());
+    let cookies: Vec<String> = (0..40).map(|i| create(&old_store, i)).collect();
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let mut writes = 0u32;
+            while !done.load(Ordering::Relaxed) || writes < 40 {
+                for cookie in &cookies {
+                    let mut s = new_store.load(Some(cookie)).unwrap();
+                    writes += 1;
+                    s.insert(format!("w{writes}"), &writes).unwrap();
+                    let _ = new_store.commit(&mut s).unwrap();
+                }
+            }
+            writes
+        });
+        let report = Rotation::new().batch_size(7).run(&new_store).unwrap();
+        done.store(true, Ordering::Relaxed);
+        let writes = writer.join().unwrap();
+        assert_eq!(report.scanned, 40);
+        // Every write survived, in every session.
+        let mut found = 0;
+        for cookie in &cookies {
+            let s = new_store.load(Some(cookie)).unwrap();
+            found += s.keys().filter(|k| k.starts_with('w')).count() as u32;
+        }
+        assert_eq!(found, writes);
+    });
+}
+
+backend_suite!(
+    trim_deletes_exactly_the_expired_rows_in_batches,
+    trim_spares_sessions_touched_during_the_run,
+    trimming_100k_rows_does_not_block_live_sessions,
+    trimmer_runs_on_schedule_survives_errors_and_stops,
+    stats_count_live_and_expired_and_sizes,
+    rotation_reencrypts_everything_and_is_resumable,
+    rotation_never_loses_a_concurrent_write,
+);
