@@ -1,2 +1,154 @@
-//! Placeholder: being written (see the open issues).
-fn main() {}
+//! The demo application on Rocket 0.5: the same routes as `demo` (rouille).
+//!
+//! ```sh
+//! cargo run --example rocket_demo --features rocket
+//! ```
+//!
+//! * Listens on `127.0.0.1:$PORT` (default 8000).
+//! * Stores sessions in `$DATABASE_URL` (default: the SQLite file
+//!   `demo-sessions.db` in the working directory), migrated on start.
+//! * Encrypts with the keys in `$STORED_SESSION_KEYS`, or with a key kept in
+//!   the file `.stored-session-key` (created on the first run), so restarts
+//!   keep sessions.
+//! * Serves plain HTTP, so the cookie's `Secure` flag is turned off (and it
+//!   says so on start).
+//!
+//! Routes (text/plain): `GET /` counts visits (`visits: N`, `user: NAME` or
+//! `anonymous`); `POST /login` with form field `user` renews the session id
+//! and stores the user (`logged in as NAME`); `POST /logout` destroys the
+//! session and removes the cookie (`logged out`); `GET /health` answers `ok`
+//! without touching the session.
+
+use rocket::form::Form;
+use rocket::http::Status;
+use rocket::{get, post, routes, FromForm};
+use stored_session::adapters::rocket::{SessionFairing, SessionGuard};
+use stored_session::adapters::{CookiePolicy, Sessions};
+use stored_session::{Key, Keyring, SessionStore};
+
+/// Where the demo keeps its key when `STORED_SESSION_KEYS` is not set.
+const KEY_FILE: &str = ".stored-session-key";
+
+#[get("/")]
+fn index(session: SessionGuard<'_>) -> Result<String, Status> {
+    let mut session = session.lock();
+    let visits = session.get::<u64>("visits").map_err(internal)?.unwrap_or(0) + 1;
+    session.insert("visits", &visits).map_err(internal)?;
+    let user = session
+        .get::<String>("user")
+        .map_err(internal)?
+        .unwrap_or_else(|| "anonymous".into());
+    Ok(format!("visits: {visits}\nuser: {user}\n"))
+}
+
+#[derive(FromForm)]
+struct Login {
+    #[field(validate = len(1..=64))]
+    user: String,
+}
+
+#[post("/login", data = "<form>")]
+fn login(session: SessionGuard<'_>, form: Form<Login>) -> Result<String, Status> {
+    let user = form.into_inner().user;
+    let mut session = session.lock();
+    // New id on login: a cookie planted before login is worthless after it.
+    session.renew();
+    session.insert("user", &user).map_err(internal)?;
+    session.set_user(user.clone());
+    Ok(format!("logged in as {user}"))
+}
+
+#[post("/logout")]
+fn logout(session: SessionGuard<'_>) -> &'static str {
+    session.destroy();
+    "logged out"
+}
+
+#[get("/health")]
+fn health() -> &'static str {
+    "ok"
+}
+
+fn internal(error: stored_session::Error) -> Status {
+    eprintln!("session error: {error}");
+    Status::InternalServerError
+}
+
+#[rocket::main]
+async fn main() {
+    if let Err(message) = run().await {
+        eprintln!("rocket_demo: {message}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let port = match std::env::var("PORT") {
+        Ok(p) => p
+            .parse::<u16>()
+            .map_err(|_| format!("PORT={p:?} is not a port number"))?,
+        Err(_) => 8000,
+    };
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://demo-sessions.db".into());
+    let keyring = keyring()?;
+    // Opening and migrating block: do it off the async workers.
+    let store = rocket::tokio::task::spawn_blocking(move || {
+        SessionStore::builder(keyring).open_migrated(&url)
+    })
+    .await
+    .map_err(|e| format!("start-up task failed: {e}"))?
+    .map_err(|e| format!("cannot open the session database: {e}"))?;
+    // Plain HTTP: a Secure cookie would not come back from most browsers.
+    let sessions = Sessions::with_policy(store, CookiePolicy::new().secure(false))
+        .map_err(|e| format!("cookie policy: {e}"))?;
+    println!(
+        "note: plain HTTP, so the session cookie's Secure flag is OFF; keep it on in production"
+    );
+
+    let figment = rocket::Config::figment()
+        .merge(("address", "127.0.0.1"))
+        .merge(("port", port));
+    rocket::custom(figment)
+        .attach(SessionFairing::new(sessions))
+        .mount("/", routes![index, login, logout, health])
+        .launch()
+        .await
+        .map_err(|e| format!("server failed: {e}"))?;
+    Ok(())
+}
+
+/// The keys from `STORED_SESSION_KEYS`, or the key file (created once).
+fn keyring() -> Result<Keyring, String> {
+    if std::env::var_os("STORED_SESSION_KEYS").is_some() {
+        println!("keys from STORED_SESSION_KEYS");
+        return Keyring::from_env().map_err(|e| format!("STORED_SESSION_KEYS: {e}"));
+    }
+    match std::fs::read_to_string(KEY_FILE) {
+        Ok(text) => {
+            println!("key from {KEY_FILE}");
+            Keyring::parse(&text).map_err(|e| format!("{KEY_FILE}: {e}"))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = Key::generate();
+            write_key_file(key.to_base64().as_str())?;
+            println!("generated a key in {KEY_FILE} (keep it secret; sessions need it)");
+            Ok(Keyring::new(key))
+        }
+        Err(e) => Err(format!("cannot read {KEY_FILE}: {e}")),
+    }
+}
+
+fn write_key_file(key: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(KEY_FILE)
+        .map_err(|e| format!("cannot create {KEY_FILE}: {e}"))?;
+    writeln!(file, "{key}").map_err(|e| format!("cannot write {KEY_FILE}: {e}"))
+}

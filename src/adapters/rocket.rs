@@ -1,0 +1,358 @@
+//! Rocket 0.5 adapter: a fairing that manages the store, and a request guard
+//! that gives a handler the session.
+//!
+//! * [`SessionFairing`] puts the [`Sessions`] into Rocket's managed state
+//!   (handlers may take `&State<Sessions>` for the store itself) and, in
+//!   `on_response`, commits the session of every request that asked for one
+//!   and adds its `Set-Cookie` with `adjoin_header`.
+//! * [`SessionGuard`] loads the session when a handler asks for it. A
+//!   handler that does not costs no query and gets no cookie.
+//! * [`Error`](crate::Error) is a `Responder` (500, or 503 on pool
+//!   exhaustion), so handlers can return `Result<_, stored_session::Error>`.
+//!
+//! The store blocks, so every load and commit runs on Tokio's blocking pool
+//! (`spawn_blocking`), never on an async worker. A semaphore with one permit
+//! per pooled database connection bounds how many run at once: excess
+//! requests wait asynchronously instead of piling up threads that would only
+//! wait for a connection.
+//!
+//! ```no_run
+//! use rocket::{get, launch, routes};
+//! use stored_session::adapters::rocket::{SessionFairing, SessionGuard};
+//! use stored_session::adapters::Sessions;
+//! use stored_session::{Keyring, SessionStore};
+//!
+//! #[get("/")]
+//! fn index(session: SessionGuard<'_>) -> Result<String, stored_session::Error> {
+//!     let mut session = session.lock();
+//!     let visits = session.get::<u64>("visits")?.unwrap_or(0) + 1;
+//!     session.insert("visits", &visits)?;
+//!     Ok(format!("visits: {visits}"))
+//! }
+//!
+//! #[get("/health")]
+//! fn health() -> &'static str {
+//!     "ok" // no SessionGuard: no query
+//! }
+//!
+//! #[launch]
+//! fn rocket() -> _ {
+//!     let store = SessionStore::builder(Keyring::from_env().expect("STORED_SESSION_KEYS"))
+//!         .open_migrated("sqlite://sessions.db")
+//!         .expect("session database");
+//!     rocket::build()
+//!         .attach(SessionFairing::new(Sessions::new(store)))
+//!         .mount("/", routes![index, health])
+//! }
+//! ```
+
+use std::fmt;
+use std::io::Cursor;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+
+use ::rocket::fairing::{self, Fairing, Info, Kind};
+use ::rocket::http::{Header, Status};
+use ::rocket::request::{FromRequest, Outcome, Request};
+use ::rocket::tokio::sync::Semaphore;
+use ::rocket::tokio::task::spawn_blocking;
+use ::rocket::{Build, Response, Rocket};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{error_body, error_status, log_failure, Presented, Sessions};
+use crate::backend::Database;
+use crate::error::{Error, Result};
+use crate::session::Session;
+
+/// What the fairing shares with the guard through managed state.
+struct Shared {
+    sessions: Sessions,
+    /// One permit per pooled connection: bounds concurrent blocking work.
+    permits: Arc<Semaphore>,
+}
+
+/// Managed-state wrapper, private so it never clashes with the app's state.
+struct Managed(Arc<Shared>);
+
+/// A request's loaded session, kept in Rocket's request-local cache between
+/// the guard and `on_response`.
+#[derive(Default)]
+struct Slot(OnceLock<Arc<Mutex<Session>>>);
+
+/// The fairing: manages the store and commits sessions in `on_response`.
+///
+/// Attach one per Rocket instance (it is a singleton fairing). It manages
+/// the [`Sessions`] as state unless the app already manages one.
+///
+/// ```
+/// use stored_session::adapters::{rocket::SessionFairing, CookiePolicy, Sessions};
+/// use stored_session::{Keyring, SessionStore};
+///
+/// let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
+/// let sessions = Sessions::with_policy(store, CookiePolicy::new().secure(false))?;
+/// let rocket = rocket::build().attach(SessionFairing::new(sessions));
+/// # let _ = rocket;
+/// # Ok::<(), stored_session::Error>(())
+/// ```
+pub struct SessionFairing {
+    shared: Arc<Shared>,
+}
+
+impl SessionFairing {
+    /// A fairing serving `sessions`, with as many concurrent blocking session
+    /// operations as the store's pool has connections.
+    pub fn new(sessions: Sessions) -> Self {
+        let permits = pool_size(sessions.store().database()).max(1) as usize;
+        SessionFairing {
+            shared: Arc::new(Shared {
+                sessions,
+                permits: Arc::new(Semaphore::new(permits)),
+            }),
+        }
+    }
+
+    /// How many session operations may run on the blocking pool at once
+    /// (the store's pool size).
+    pub fn concurrency(&self) -> usize {
+        self.shared.permits.available_permits()
+    }
+}
+
+impl fmt::Debug for SessionFairing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionFairing")
+            .field("sessions", &self.shared.sessions)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The most connections the store's pool holds.
+fn pool_size(database: &Database) -> u32 {
+    match database {
+        #[cfg(feature = "sqlite")]
+        Database::Sqlite(pool) => pool.max_size(),
+        #[cfg(feature = "postgres")]
+        Database::Postgres(pool) => pool.max_size(),
+        #[cfg(feature = "mysql")]
+        Database::Mysql(pool) => pool.max_size(),
+    }
+}
+
+/// Runs blocking store work on Tokio's blocking pool, at most one task per
+/// pooled connection at a time. The permit lives inside the task, so a
+/// request abandoned mid-way still holds it until the work is really done.
+async fn blocking<T, F>(shared: &Shared, work: F) -> Result<T>
+where
+    F: FnOnce() -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    let permit = shared
+        .permits
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| Error::State("the session fairing's semaphore was closed"))?;
+    spawn_blocking(move || {
+        let _permit = permit;
+        work()
+    })
+    .await
+    .map_err(|_| Error::State("a blocking session task panicked or was cancelled"))?
+}
+
+fn lock(session: &Mutex<Session>) -> MutexGuard<'_, Session> {
+    session.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[::rocket::async_trait]
+impl Fairing for SessionFairing {
+    fn info(&self) -> Info {
+        Info {
+            name: "stored-session",
+            kind: Kind::Ignite | Kind::Response | Kind::Singleton,
+        }
+    }
+
+    async fn on_ignite(&self, rocket: Rocket<Build>) -> fairing::Result {
+        let mut rocket = rocket.manage(Managed(self.shared.clone()));
+        if rocket.state::<Sessions>().is_none() {
+            rocket = rocket.manage(self.shared.sessions.clone());
+        }
+        Ok(rocket)
+    }
+
+    async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
+        let Some(session) = request.local_cache(Slot::default).0.get() else {
+            return; // the handler never asked for the session
+        };
+        let session = session.clone();
+        let sessions = self.shared.sessions.clone();
+        let committed = blocking(&self.shared, move || sessions.commit(&mut lock(&session))).await;
+        match committed {
+            Ok(Some(cookie)) => {
+                response.adjoin_header(Header::new("Set-Cookie", cookie.header_value()));
+            }
+            Ok(None) => {}
+            Err(error) => {
+                log_failure("commit", &error);
+                let status = error_status(&error);
+                let body = error_body(status);
+                response.set_status(Status::new(status));
+                response.set_header(::rocket::http::ContentType::Plain);
+                response.set_sized_body(body.len(), Cursor::new(body));
+            }
+        }
+    }
+}
+
+/// Request guard: the request's session, loaded (once per request) when a
+/// handler asks for it, committed by [`SessionFairing`] after the handler.
+///
+/// [`lock`](SessionGuard::lock) gives the full [`Session`]; the shortcuts
+/// lock for one call. Do not hold the lock across an `.await` (the compiler
+/// refuses it in a Rocket handler, as the future would not be `Send`).
+///
+/// A route taking the guard aborts Rocket's launch when the fairing is not
+/// attached (the guard is a `Sentinel`). When the database fails, or the
+/// guard is reached some other way without the fairing, it fails with 500
+/// (503 when no pooled connection was free in time).
+///
+/// ```
+/// use rocket::{get, post};
+/// use stored_session::adapters::rocket::SessionGuard;
+///
+/// #[get("/whoami")]
+/// fn whoami(session: SessionGuard<'_>) -> Result<String, stored_session::Error> {
+///     Ok(session.get::<String>("user")?.unwrap_or_else(|| "anonymous".into()))
+/// }
+///
+/// #[post("/logout")]
+/// fn logout(session: SessionGuard<'_>) -> &'static str {
+///     session.destroy();
+///     "logged out"
+/// }
+/// ```
+pub struct SessionGuard<'r> {
+    session: &'r Mutex<Session>,
+}
+
+impl SessionGuard<'_> {
+    /// Exclusive access to the session for this request.
+    pub fn lock(&self) -> MutexGuard<'_, Session> {
+        lock(self.session)
+    }
+
+    /// [`Session::get`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::get`].
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.lock().get(key)
+    }
+
+    /// [`Session::insert`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::insert`].
+    pub fn insert<T: Serialize + ?Sized>(&self, key: impl Into<String>, value: &T) -> Result<()> {
+        self.lock().insert(key, value)
+    }
+
+    /// [`Session::remove`].
+    pub fn remove(&self, key: &str) -> bool {
+        self.lock().remove(key)
+    }
+
+    /// [`Session::renew`]: a new id at commit (call on login).
+    pub fn renew(&self) {
+        self.lock().renew()
+    }
+
+    /// [`Session::destroy`]: delete at commit and remove the cookie.
+    pub fn destroy(&self) {
+        self.lock().destroy()
+    }
+}
+
+impl fmt::Debug for SessionGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.session.try_lock() {
+            Ok(session) => f.debug_tuple("SessionGuard").field(&*session).finish(),
+            Err(_) => f.write_str("SessionGuard(<locked>)"),
+        }
+    }
+}
+
+/// Aborts launch when a route takes a [`SessionGuard`] but no
+/// [`SessionFairing`] is attached: the mistake shows at start-up, not as a
+/// 500 on the first request.
+impl ::rocket::Sentinel for SessionGuard<'_> {
+    fn abort(rocket: &Rocket<::rocket::Ignite>) -> bool {
+        let missing = rocket.state::<Managed>().is_none();
+        if missing {
+            log::error!(target: "stored_session", "a route uses SessionGuard, but SessionFairing is not attached");
+        }
+        missing
+    }
+}
+
+/// A session error as a response: plain-text 500, or 503 when no pooled
+/// connection was free in time. The details are logged, not sent. So a
+/// handler can return `Result<_, stored_session::Error>` and use `?`.
+impl<'r> ::rocket::response::Responder<'r, 'static> for Error {
+    fn respond_to(self, _: &'r Request<'_>) -> ::rocket::response::Result<'static> {
+        log_failure("handling", &self);
+        let status = error_status(&self);
+        let body = error_body(status);
+        Response::build()
+            .status(Status::new(status))
+            .header(::rocket::http::ContentType::Plain)
+            .sized_body(body.len(), Cursor::new(body))
+            .ok()
+    }
+}
+
+/// The session cookie as Rocket sees it: the raw `Cookie` headers of a real
+/// request, or (for requests built by Rocket's local client, which carry
+/// their cookies in the jar only) the jar.
+fn presented(sessions: &Sessions, request: &Request<'_>) -> Presented {
+    let found = sessions.policy().find(request.headers().get("Cookie"));
+    if found != Presented::Absent {
+        return found;
+    }
+    match request.cookies().get(&sessions.policy().cookie_name()) {
+        Some(cookie) => Presented::One(cookie.value().to_owned()),
+        None => Presented::Absent,
+    }
+}
+
+#[::rocket::async_trait]
+impl<'r> FromRequest<'r> for SessionGuard<'r> {
+    type Error = Error;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        let Some(Managed(shared)) = request.rocket().state::<Managed>() else {
+            let error = Error::Config("SessionGuard used without SessionFairing attached".into());
+            log_failure("guard", &error);
+            return Outcome::Error((Status::InternalServerError, error));
+        };
+        let slot = request.local_cache(Slot::default);
+        if let Some(session) = slot.0.get() {
+            return Outcome::Success(SessionGuard { session });
+        }
+        let presented = presented(&shared.sessions, request);
+        let sessions = shared.sessions.clone();
+        match blocking(shared, move || sessions.load(&presented)).await {
+            Ok(session) => {
+                let session = slot.0.get_or_init(|| Arc::new(Mutex::new(session)));
+                Outcome::Success(SessionGuard { session })
+            }
+            Err(error) => {
+                log_failure("load", &error);
+                Outcome::Error((Status::new(error_status(&error)), error))
+            }
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! rouille adapter: wrap a handler so that it gets the request's session.
+//!
+//! rouille is synchronous, so the session is loaded and committed right on
+//! the request's thread. The handler receives a [`LazySession`]: the session
+//! is loaded on first use, so a route that never touches it costs no query
+//! and sets no cookie. After the handler returns, the session is committed
+//! and the `Set-Cookie` header, if any, is added to its response.
+//!
+//! ```no_run
+//! use rouille::Response;
+//! use stored_session::adapters::{rouille::with_session, CookiePolicy, Sessions};
+//! use stored_session::{Keyring, SessionStore};
+//!
+//! let store = SessionStore::builder(Keyring::from_env()?).open_migrated("sqlite://sessions.db")?;
+//! let sessions = Sessions::with_policy(store, CookiePolicy::new())?;
+//!
+//! rouille::start_server("127.0.0.1:8000", move |request| {
+//!     with_session(&sessions, request, |session| {
+//!         let visits = session.get::<u64>("visits")?.unwrap_or(0) + 1;
+//!         session.insert("visits", &visits)?;
+//!         Ok(Response::text(format!("visits: {visits}\n")))
+//!     })
+//! });
+//! # Ok::<(), stored_session::Error>(())
+//! ```
+
+use ::rouille::{Request, Response};
+
+use super::{error_body, error_status, log_failure, LazySession, Sessions};
+use crate::error::{Error, Result};
+
+/// Runs `handler` with the request's session and commits it afterwards.
+///
+/// The handler returns `Ok(response)` to send that response (with the
+/// session's `Set-Cookie` added when one is due), or `Err` for a session
+/// failure (the database or pool), which becomes a plain 500 (503 when the
+/// pool had no free connection) without committing anything. A failed
+/// commit also becomes a 500/503: the handler's changes were not saved.
+///
+/// ```
+/// use rouille::{Request, Response};
+/// use stored_session::adapters::{rouille::with_session, Sessions};
+/// use stored_session::{Keyring, SessionStore};
+///
+/// let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
+/// let sessions = Sessions::new(store);
+///
+/// let request = Request::fake_http("GET", "/", vec![], vec![]);
+/// let response = with_session(&sessions, &request, |session| {
+///     session.insert("user", "alice")?;
+///     Ok(Response::text("hi"))
+/// });
+/// let set_cookie = response
+///     .headers
+///     .iter()
+///     .find(|(name, _)| name.eq_ignore_ascii_case("set-cookie"))
+///     .map(|(_, value)| value.to_string())
+///     .expect("a new session sets its cookie");
+/// assert!(set_cookie.starts_with("id="));
+/// # Ok::<(), stored_session::Error>(())
+/// ```
+pub fn with_session<F>(sessions: &Sessions, request: &Request, handler: F) -> Response
+where
+    F: FnOnce(&mut LazySession) -> Result<Response>,
+{
+    let mut session = begin(sessions, request);
+    match handler(&mut session) {
+        Ok(response) => finish(session, response),
+        Err(error) => {
+            log_failure("handling", &error);
+            error_response(&error)
+        }
+    }
+}
+
+/// The first half of [`with_session`]: the request's lazily loaded session.
+pub fn begin(sessions: &Sessions, request: &Request) -> LazySession {
+    sessions.begin(
+        request
+            .headers()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("cookie"))
+            .map(|(_, value)| value),
+    )
+}
+
+/// The second half of [`with_session`]: commits the session and adds its
+/// `Set-Cookie` to `response`. A failed commit replaces the response with a
+/// 500 (503 on pool exhaustion).
+pub fn finish(session: LazySession, mut response: Response) -> Response {
+    match session.finish() {
+        Ok(Some(cookie)) => {
+            response
+                .headers
+                .push(("Set-Cookie".into(), cookie.header_value().into()));
+            response
+        }
+        Ok(None) => response,
+        Err(error) => {
+            log_failure("commit", &error);
+            error_response(&error)
+        }
+    }
+}
+
+/// The plain-text 500 (or 503, when no pooled connection was free in time)
+/// sent for a session failure. The error's details are logged, not sent.
+pub fn error_response(error: &Error) -> Response {
+    let status = error_status(error);
+    Response::text(error_body(status)).with_status_code(status)
+}

@@ -1,0 +1,323 @@
+//! The `http`-types adapter over real HTTP, on every enabled backend.
+//!
+//! The server is a minimal blocking HTTP/1.1 server written here on
+//! `std::net` (the shape of astra and similar servers: one thread per
+//! connection, `http::Request` in, `http::Response` out). It passes header
+//! bytes through untouched, so hostile `Cookie` headers reach the adapter.
+#![cfg(feature = "http")]
+
+mod adapter_support;
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use adapter_support::{count_events, get, hostile_cookie_headers, send, Jar};
+use common::{count, Harness};
+use http::header::{HeaderName, HeaderValue, COOKIE, SET_COOKIE};
+use http::{Request, Response, StatusCode};
+use stored_session::adapters::http::{begin, finish, handle};
+use stored_session::adapters::{CookiePolicy, LazySession, Sessions};
+use stored_session::{EventKind, SessionId};
+
+type Body = Vec<u8>;
+
+/// A blocking server on 127.0.0.1, port 0; stopped when dropped.
+struct Server {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr); // wake the accept loop
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve<F>(app: F) -> Server
+where
+    F: Fn(Request<Body>) -> Response<Body> + Send + Sync + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let app = Arc::new(app);
+    let thread = std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            if flag.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(stream) = stream else { continue };
+            let app = app.clone();
+            std::thread::spawn(move || serve_one(stream, &*app));
+        }
+    });
+    Server {
+        addr,
+        stop,
+        thread: Some(thread),
+    }
+}
+
+fn serve_one(stream: TcpStream, app: &dyn Fn(Request<Body>) -> Response<Body>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let response = match read_request(&mut reader) {
+        Some(request) => app(request),
+        None => {
+            let mut r = Response::new(b"bad request".to_vec());
+            *r.status_mut() = StatusCode::BAD_REQUEST;
+            r
+        }
+    };
+    write_response(stream, response);
+}
+
+fn read_request(reader: &mut impl BufRead) -> Option<Request<Body>> {
+    let mut line = Vec::new();
+    reader.read_until(b'\n', &mut line).ok()?;
+    let text = String::from_utf8(line).ok()?;
+    let mut parts = text.split_whitespace();
+    let (method, path) = (parts.next()?.to_owned(), parts.next()?.to_owned());
+    let mut builder = Request::builder()
+        .method(method.as_str())
+        .uri(path.as_str());
+    let mut length = 0usize;
+    loop {
+        let mut line = Vec::new();
+        reader.read_until(b'\n', &mut line).ok()?;
+        let line = line.strip_suffix(b"\r\n")?;
+        if line.is_empty() {
+            break;
+        }
+        let colon = line.iter().position(|&b| b == b':')?;
+        let name = HeaderName::from_bytes(&line[..colon]).ok()?;
+        let value = line[colon + 1..].trim_ascii();
+        // As hyper does: a header value with forbidden bytes (NUL, CR, LF)
+        // fails the request (400).
+        let value = HeaderValue::from_bytes(value).ok()?;
+        if name == http::header::CONTENT_LENGTH {
+            length = value.to_str().ok()?.parse().ok()?;
+        }
+        builder = builder.header(name, value);
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    builder.body(body).ok()
+}
+
+fn write_response(mut stream: TcpStream, response: Response<Body>) {
+    let mut out = format!("HTTP/1.1 {}\r\n", response.status()).into_bytes();
+    for (name, value) in response.headers() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(
+        format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            response.body().len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(response.body());
+    let _ = stream.write_all(&out);
+}
+
+fn text(body: impl Into<String>) -> Response<Body> {
+    Response::new(body.into().into_bytes())
+}
+
+/// The demo's routes, plus `/peek` (reads only) and `/break` (the table
+/// disappears before the commit).
+fn app(sessions: &Sessions, request: Request<Body>) -> Response<Body> {
+    if request.uri().path() == "/health" {
+        return text("ok");
+    }
+    handle(sessions, request, |request, session| {
+        match (request.method().as_str(), request.uri().path()) {
+            ("GET", "/") => {
+                let visits = session.get::<u64>("visits")?.unwrap_or(0) + 1;
+                session.insert("visits", &visits)?;
+                let user = session
+                    .get::<String>("user")?
+                    .unwrap_or_else(|| "anonymous".into());
+                Ok(text(format!("visits: {visits}\nuser: {user}\n")))
+            }
+            ("GET", "/peek") => {
+                let visits = session.get::<u64>("visits")?.unwrap_or(0);
+                Ok(text(format!("visits: {visits}")))
+            }
+            ("POST", "/login") => {
+                let form = String::from_utf8_lossy(request.body()).into_owned();
+                let user = form.strip_prefix("user=").unwrap_or("").to_owned();
+                let s = session.load()?;
+                s.renew();
+                s.insert("user", &user)?;
+                Ok(text(format!("logged in as {user}")))
+            }
+            ("POST", "/logout") => {
+                session.destroy()?;
+                Ok(text("logged out"))
+            }
+            ("GET", "/break") => {
+                session.insert("doomed", &1)?;
+                drop_table(sessions);
+                Ok(text("should not be sent"))
+            }
+            _ => {
+                let mut r = text("not found");
+                *r.status_mut() = StatusCode::NOT_FOUND;
+                Ok(r)
+            }
+        }
+    })
+}
+
+fn drop_table(sessions: &Sessions) {
+    use diesel::RunQueryDsl;
+    crate::with_conn!(sessions.store().database(), |c| {
+        diesel::sql_query("DROP TABLE stored_sessions")
+            .execute(c)
+            .unwrap()
+    });
+}
+
+fn start(h: &Harness, policy: CookiePolicy) -> (Server, Sessions) {
+    let sessions = Sessions::with_policy(h.store(), policy).unwrap();
+    let shared = sessions.clone();
+    (serve(move |r| app(&shared, r)), sessions)
+}
+
+fn visit_login_logout_cycle(h: &Harness) {
+    let (server, sessions) = start(h, CookiePolicy::new().secure(false));
+    let mut jar = Jar::new("id");
+
+    let r = jar.send(server.addr, "GET", "/", b"");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "visits: 1\nuser: anonymous\n")
+    );
+    let first = jar.value.clone().expect("a new session sets its cookie");
+    assert_eq!(
+        r.session_cookie("id").unwrap(),
+        format!("id={first}; HttpOnly; SameSite=Lax; Path=/")
+    );
+
+    let r = jar.send(server.addr, "GET", "/", b"");
+    assert_eq!(r.body, "visits: 2\nuser: anonymous\n");
+    assert!(r.set_cookies().is_empty());
+
+    let r = jar.send(server.addr, "POST", "/login", b"user=alice");
+    assert_eq!(r.body, "logged in as alice");
+    let renewed = jar.value.clone().unwrap();
+    assert_ne!(renewed, first);
+    let r = jar.send(server.addr, "GET", "/", b"");
+    assert_eq!(r.body, "visits: 3\nuser: alice\n");
+    let stale = format!("Cookie: id={first}");
+    let r = send(server.addr, "GET", "/peek", &[stale.as_bytes()], b"");
+    assert_eq!(r.body, "visits: 0");
+
+    let r = jar.send(server.addr, "POST", "/logout", b"");
+    assert_eq!(r.body, "logged out");
+    assert!(r
+        .session_cookie("id")
+        .unwrap()
+        .starts_with("id=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0"));
+    assert_eq!(jar.value, None);
+    assert_eq!(count(sessions.store().database()), 0);
+}
+
+fn untouched_session_costs_no_query_and_sets_no_cookie(h: &Harness) {
+    let (server, sessions) = start(h, CookiePolicy::new());
+    let mut jar = Jar::new("id");
+    jar.send(server.addr, "GET", "/", b"");
+    let reads = count_events(sessions.store(), EventKind::Read);
+    let live = jar.header().unwrap();
+    for path in ["/health", "/nowhere"] {
+        let r = send(server.addr, "GET", path, &[live.as_slice()], b"");
+        assert!(r.set_cookies().is_empty(), "{path}");
+    }
+    assert_eq!(get(&reads), 0);
+}
+
+fn hostile_cookie_headers_give_a_fresh_session(h: &Harness) {
+    let (server, sessions) = start(h, CookiePolicy::new());
+    let mut jar = Jar::new("id");
+    jar.send(server.addr, "GET", "/", b"");
+    let valid = format!("id={}", jar.value.clone().unwrap());
+    for (what, headers) in hostile_cookie_headers(&valid) {
+        let refs: Vec<&[u8]> = headers.iter().map(|h| h.as_slice()).collect();
+        let r = send(server.addr, "GET", "/peek", &refs, b"");
+        assert!(r.status < 500, "{what}: {}", r.status);
+        if what != "NUL byte" {
+            // Everything but NUL reaches the adapter here (non-UTF-8 too).
+            assert_eq!((r.status, r.body.as_str()), (200, "visits: 0"), "{what}");
+        }
+    }
+    let r = jar.send(server.addr, "GET", "/", b"");
+    assert_eq!(r.body, "visits: 2\nuser: anonymous\n");
+    assert_eq!(count(sessions.store().database()), 1);
+}
+
+fn failed_commit_is_a_500_and_sets_no_cookie(h: &Harness) {
+    let (server, _sessions) = start(h, CookiePolicy::new());
+    let r = send(server.addr, "GET", "/break", &[], b"");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (500, "internal server error\n")
+    );
+    assert!(r.set_cookies().is_empty());
+}
+
+/// `begin`/`finish` directly on `http` values: non-UTF-8 header bytes and
+/// several `Cookie` headers, as `http::HeaderMap` can hold them.
+fn begin_and_finish_on_http_values(h: &Harness) {
+    let sessions = Sessions::new(h.store());
+    let reads = count_events(sessions.store(), EventKind::Read);
+
+    let mut request = Request::new(());
+    let headers = request.headers_mut();
+    headers.append(COOKIE, HeaderValue::from_bytes(b"a=\xff\xfe").unwrap());
+    headers.append(COOKIE, HeaderValue::from_static("b=1"));
+    let mut session = begin(&sessions, request.headers());
+    session.insert("k", &1).unwrap();
+    let mut response = Response::new(());
+    finish(session, &mut response).unwrap();
+    let set = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert_eq!(get(&reads), 0, "no cookie of ours: no query");
+    let pair = set.split(';').next().unwrap().to_owned();
+    assert!(SessionId::parse(&pair[3..]).is_some());
+
+    // Our cookie in the second of two Cookie headers, next to junk bytes.
+    let mut request = Request::new(());
+    let headers = request.headers_mut();
+    headers.append(COOKIE, HeaderValue::from_bytes(b"x=\xc3\x28").unwrap());
+    headers.append(
+        COOKIE,
+        HeaderValue::from_str(&format!("theme=dark; {pair}")).unwrap(),
+    );
+    let mut session: LazySession = begin(&sessions, request.headers());
+    assert_eq!(session.get::<i32>("k").unwrap(), Some(1));
+    let mut response = Response::new(());
+    finish(session, &mut response).unwrap();
+    assert!(response.headers().get(SET_COOKIE).is_none());
+    assert_eq!(get(&reads), 1);
+}
+
+backend_suite!(
+    visit_login_logout_cycle,
+    untouched_session_costs_no_query_and_sets_no_cookie,
+    hostile_cookie_headers_give_a_fresh_session,
+    failed_commit_is_a_500_and_sets_no_cookie,
+    begin_and_finish_on_http_values,
+);

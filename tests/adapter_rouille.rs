@@ -1,0 +1,269 @@
+//! The rouille adapter over real HTTP (a rouille server on a free loopback
+//! port), on every enabled backend.
+#![cfg(feature = "rouille")]
+
+mod adapter_support;
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::mpsc::Sender;
+use std::thread::JoinHandle;
+
+use adapter_support::{count_events, get, hostile_cookie_headers, send, Jar};
+use common::{count, Harness};
+use rouille::{router, Request, Response};
+use stored_session::adapters::rouille::with_session;
+use stored_session::adapters::{CookiePolicy, Sessions};
+use stored_session::{EventKind, SessionId};
+
+/// A rouille server on 127.0.0.1, port 0; stopped when dropped.
+struct Server {
+    addr: SocketAddr,
+    stop: Option<(JoinHandle<()>, Sender<()>)>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some((handle, stop)) = self.stop.take() {
+            let _ = stop.send(());
+            let _ = handle.join();
+        }
+    }
+}
+
+fn serve(sessions: Sessions) -> Server {
+    let server = rouille::Server::new("127.0.0.1:0", move |request| app(&sessions, request))
+        .expect("bind a loopback port");
+    let addr = server.server_addr();
+    Server {
+        addr,
+        stop: Some(server.stoppable()),
+    }
+}
+
+/// The demo's routes, plus `/peek` (reads only) and `/break` (the table
+/// disappears before the commit).
+fn app(sessions: &Sessions, request: &Request) -> Response {
+    router!(request,
+        (GET) (/health) => { Response::text("ok") },
+        (GET) (/) => {
+            with_session(sessions, request, |session| {
+                let visits = session.get::<u64>("visits")?.unwrap_or(0) + 1;
+                session.insert("visits", &visits)?;
+                let user = session.get::<String>("user")?.unwrap_or_else(|| "anonymous".into());
+                Ok(Response::text(format!("visits: {visits}\nuser: {user}\n")))
+            })
+        },
+        (GET) (/peek) => {
+            with_session(sessions, request, |session| {
+                let visits = session.get::<u64>("visits")?.unwrap_or(0);
+                Ok(Response::text(format!("visits: {visits}")))
+            })
+        },
+        (POST) (/login) => {
+            with_session(sessions, request, |session| {
+                let user = rouille::input::post::raw_urlencoded_post_input(request)
+                    .ok()
+                    .and_then(|f| f.into_iter().find(|(k, _)| k == "user"))
+                    .map(|(_, v)| v)
+                    .unwrap_or_default();
+                let s = session.load()?;
+                s.renew();
+                s.insert("user", &user)?;
+                Ok(Response::text(format!("logged in as {user}")))
+            })
+        },
+        (POST) (/logout) => {
+            with_session(sessions, request, |session| {
+                session.destroy()?;
+                Ok(Response::text("logged out"))
+            })
+        },
+        (GET) (/break) => {
+            with_session(sessions, request, |session| {
+                session.insert("doomed", &1)?;
+                drop_table(sessions);
+                Ok(Response::text("should not be sent"))
+            })
+        },
+        _ => Response::empty_404()
+    )
+}
+
+fn drop_table(sessions: &Sessions) {
+    use diesel::RunQueryDsl;
+    crate::with_conn!(sessions.store().database(), |c| {
+        diesel::sql_query("DROP TABLE stored_sessions")
+            .execute(c)
+            .unwrap()
+    });
+}
+
+fn sessions(h: &Harness, policy: CookiePolicy) -> Sessions {
+    Sessions::with_policy(h.store(), policy).unwrap()
+}
+
+fn cookie_value(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap()[3..].to_owned()
+}
+
+fn visit_login_logout_cycle(h: &Harness) {
+    let sessions = sessions(h, CookiePolicy::new().secure(false));
+    let store = sessions.store().clone();
+    let server = serve(sessions);
+    let mut jar = Jar::new("id");
+
+    // First visit: a new session, its cookie set with the policy's flags.
+    let r = jar.send(server.addr, "GET", "/", b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, "visits: 1\nuser: anonymous\n");
+    let set = r
+        .session_cookie("id")
+        .expect("a new session sets its cookie");
+    assert_eq!(
+        set,
+        format!(
+            "id={}; HttpOnly; SameSite=Lax; Path=/",
+            jar.value.as_deref().unwrap()
+        )
+    );
+    assert!(SessionId::parse(jar.value.as_deref().unwrap()).is_some());
+    let first = jar.value.clone().unwrap();
+
+    // Second visit: same session, no cookie change.
+    let r = jar.send(server.addr, "GET", "/", b"");
+    assert_eq!(r.body, "visits: 2\nuser: anonymous\n");
+    assert!(r.set_cookies().is_empty(), "{:?}", r.set_cookies());
+
+    // Login: a new id, the data kept, the old id dead.
+    let r = jar.send(server.addr, "POST", "/login", b"user=alice");
+    assert_eq!(r.body, "logged in as alice");
+    let renewed = jar.value.clone().unwrap();
+    assert_ne!(renewed, first);
+    let r = jar.send(server.addr, "GET", "/", b"");
+    assert_eq!(r.body, "visits: 3\nuser: alice\n");
+    let stale = format!("Cookie: id={first}");
+    let r = send(server.addr, "GET", "/peek", &[stale.as_bytes()], b"");
+    assert_eq!(r.body, "visits: 0");
+    assert!(r.session_cookie("id").unwrap().starts_with("id=;"));
+    assert_eq!(count(store.database()), 1);
+
+    // Logout: the row is deleted and the cookie removed with the same scope.
+    let r = jar.send(server.addr, "POST", "/logout", b"");
+    assert_eq!(r.body, "logged out");
+    let removal = r.session_cookie("id").unwrap();
+    assert!(
+        removal.starts_with(
+            "id=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0; Expires=Thu, 01 Jan 1970"
+        ),
+        "{removal}"
+    );
+    assert_eq!(jar.value, None);
+    assert_eq!(count(store.database()), 0);
+
+    // The logged-out id gives a fresh session.
+    let old = format!("Cookie: id={renewed}");
+    let r = send(server.addr, "GET", "/", &[old.as_bytes()], b"");
+    assert_eq!(r.body, "visits: 1\nuser: anonymous\n");
+    assert_ne!(cookie_value(&r.session_cookie("id").unwrap()), renewed);
+}
+
+fn untouched_session_costs_no_query_and_sets_no_cookie(h: &Harness) {
+    let sessions = sessions(h, CookiePolicy::new());
+    let store = sessions.store().clone();
+    let server = serve(sessions);
+    let mut jar = Jar::new("id");
+    jar.send(server.addr, "GET", "/", b"");
+    let live = jar.header().unwrap();
+    let reads = count_events(&store, EventKind::Read);
+    let unknown = format!("Cookie: id={}", SessionId::generate().as_cookie_value());
+    for headers in [vec![], vec![live.as_slice()], vec![unknown.as_bytes()]] {
+        let r = send(server.addr, "GET", "/health", &headers, b"");
+        assert_eq!((r.status, r.body.as_str()), (200, "ok"));
+        assert!(r.set_cookies().is_empty());
+    }
+    assert_eq!(get(&reads), 0, "/health must not query the session");
+    // A route that only reads: one query, still no cookie.
+    let r = jar.send(server.addr, "GET", "/peek", b"");
+    assert_eq!(r.body, "visits: 1");
+    assert!(r.set_cookies().is_empty());
+    assert_eq!(get(&reads), 1);
+}
+
+fn hostile_cookie_headers_give_a_fresh_session(h: &Harness) {
+    let sessions = sessions(h, CookiePolicy::new());
+    let store = sessions.store().clone();
+    let server = serve(sessions);
+    let mut jar = Jar::new("id");
+    jar.send(server.addr, "GET", "/", b"");
+    let valid = format!("id={}", jar.value.clone().unwrap());
+    for (what, headers) in hostile_cookie_headers(&valid) {
+        let refs: Vec<&[u8]> = headers.iter().map(|h| h.as_slice()).collect();
+        let r = send(server.addr, "GET", "/peek", &refs, b"");
+        assert!(r.status < 500, "{what}: {}", r.status);
+        if r.status == 200 {
+            assert_eq!(r.body, "visits: 0", "{what}: the live session was adopted");
+        }
+    }
+    // The live session was neither adopted nor harmed.
+    let r = jar.send(server.addr, "GET", "/", b"");
+    assert_eq!(r.body, "visits: 2\nuser: anonymous\n");
+    assert_eq!(count(store.database()), 1);
+
+    // Malformed values cost no query.
+    let reads = count_events(&store, EventKind::Read);
+    for bad in [
+        &b"Cookie: id="[..],
+        b"Cookie: id=2::abc",
+        b"Cookie: id=short",
+    ] {
+        let r = send(server.addr, "GET", "/peek", &[bad], b"");
+        assert_eq!((r.status, r.body.as_str()), (200, "visits: 0"));
+        // The junk cookie is cleared.
+        assert!(r.session_cookie("id").unwrap().starts_with("id=;"));
+    }
+    assert_eq!(get(&reads), 0);
+}
+
+fn policy_attributes_on_the_wire(h: &Harness) {
+    let policy = CookiePolicy::new()
+        .name("sid")
+        .host_prefix(true)
+        .max_age(Some(std::time::Duration::from_secs(3600)));
+    let server = serve(sessions(h, policy));
+    let mut jar = Jar::new("__Host-sid");
+    let r = jar.send(server.addr, "GET", "/", b"");
+    let set = r.session_cookie("__Host-sid").unwrap();
+    assert!(
+        set.ends_with("; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=3600"),
+        "{set}"
+    );
+    // A cookie under the bare name is not ours.
+    let bare = format!("Cookie: sid={}", jar.value.clone().unwrap());
+    let r = send(server.addr, "GET", "/peek", &[bare.as_bytes()], b"");
+    assert_eq!(r.body, "visits: 0");
+    let r = jar.send(server.addr, "GET", "/", b"");
+    assert_eq!(r.body, "visits: 2\nuser: anonymous\n");
+    let r = jar.send(server.addr, "POST", "/logout", b"");
+    let removal = r.session_cookie("__Host-sid").unwrap();
+    assert!(
+        removal.starts_with("__Host-sid=; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=0"),
+        "{removal}"
+    );
+}
+
+fn failed_commit_is_a_500_and_sets_no_cookie(h: &Harness) {
+    let server = serve(sessions(h, CookiePolicy::new()));
+    let r = send(server.addr, "GET", "/break", &[], b"");
+    assert_eq!(r.status, 500);
+    assert_eq!(r.body, "internal server error\n");
+    assert!(r.set_cookies().is_empty());
+}
+
+backend_suite!(
+    visit_login_logout_cycle,
+    untouched_session_costs_no_query_and_sets_no_cookie,
+    hostile_cookie_headers_give_a_fresh_session,
+    policy_attributes_on_the_wire,
+    failed_commit_is_a_500_and_sets_no_cookie,
+);
