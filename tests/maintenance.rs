@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{count, row, rows, Harness};
+use common::{count, insert_raw, row, rows, Harness};
 use diesel::prelude::*;
 use stored_session::schema::stored_sessions::dsl as t;
 use stored_session::{
-    rotate_keys, trim_inactive, CookieAction, Database, EventKind, Key, Keyring, Rotation,
-    SessionStore, Trim, Trimmer,
+    rotate_keys, trim_inactive, CookieAction, EventKind, Key, Keyring, Rotation, SessionStore,
+    Trim, Trimmer,
 };
 
 const HOUR: u64 = 3600;
@@ -31,41 +31,6 @@ fn create(store: &SessionStore, n: u32) -> String {
     match store.commit(&mut s).unwrap() {
         CookieAction::Set(id) => id.as_cookie_value().to_owned(),
         other => panic!("{other:?}"),
-    }
-}
-
-/// Inserts `n` raw rows (garbage envelopes) with the given times, in chunks.
-fn insert_raw(db: &Database, n: usize, created_at: i64, updated_at: i64) {
-    let mut next = 0usize;
-    while next < n {
-        let chunk = (n - next).min(1000);
-        let sids: Vec<[u8; 32]> = (next..next + chunk)
-            .map(|i| {
-                let mut sid = [0xEEu8; 32];
-                sid[..8].copy_from_slice(&(i as u64).to_be_bytes());
-                sid[8..16].copy_from_slice(&created_at.to_be_bytes());
-                sid[16..24].copy_from_slice(&updated_at.to_be_bytes());
-                sid
-            })
-            .collect();
-        let values: Vec<_> = sids
-            .iter()
-            .map(|sid| {
-                (
-                    t::sid.eq(&sid[..]),
-                    t::data.eq(&b"expired-garbage"[..]),
-                    t::version.eq(1i64),
-                    t::created_at.eq(created_at),
-                    t::updated_at.eq(updated_at),
-                )
-            })
-            .collect();
-        let inserted = with_conn!(db, |c| diesel::insert_into(t::stored_sessions)
-            .values(&values)
-            .execute(c)
-            .unwrap());
-        assert_eq!(inserted, chunk);
-        next += chunk;
     }
 }
 

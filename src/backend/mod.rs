@@ -153,6 +153,33 @@ where
     }
 }
 
+/// Finishes a pool the store opened itself: one checkout proves the
+/// database is reachable, so `open` fails fast with a clear error.
+///
+/// The pools keep no idle minimum (`min_idle(Some(0))`): with one, r2d2
+/// replaces checked-out connections on background threads, and a process
+/// that exits while such a thread is inside libpq's or libmysqlclient's
+/// connection setup can crash in the C libraries' exit handlers.
+pub(crate) fn checked<C>(
+    pool: Pool<ConnectionManager<C>>,
+    timeout: Duration,
+    what: impl FnOnce() -> String,
+) -> Result<Pool<ConnectionManager<C>>>
+where
+    C: R2D2Connection + 'static,
+{
+    match pool.get() {
+        Ok(conn) => {
+            drop(conn);
+            Ok(pool)
+        }
+        Err(e) => Err(Error::PoolTimeout {
+            timeout,
+            message: format!("{}: {e}", what()),
+        }),
+    }
+}
+
 /// A transaction that takes the write lock up front on SQLite
 /// (`BEGIN IMMEDIATE`, so two read-modify-write transactions cannot
 /// deadlock) and is a plain transaction elsewhere.

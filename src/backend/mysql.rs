@@ -65,15 +65,14 @@ pub(super) fn open(url: &str, options: &PoolOptions) -> Result<MysqlPool> {
         Some(rest) => format!("mysql://{rest}"),
         None => url.to_owned(),
     };
-    Pool::builder()
+    let pool = Pool::builder()
         .max_size(options.max_size.max(1))
-        .min_idle(Some(1))
+        .min_idle(Some(0))
         .connection_timeout(options.acquire_timeout)
         .test_on_check_out(false)
         .connection_customizer(Box::new(Strict))
-        .build(ConnectionManager::new(url.as_str()))
-        .map_err(|e| Error::PoolTimeout {
-            timeout: options.acquire_timeout,
-            message: format!("could not connect to MySQL at {}: {e}", redact_url(&url)),
-        })
+        .build_unchecked(ConnectionManager::new(url.as_str()));
+    super::checked(pool, options.acquire_timeout, || {
+        format!("could not connect to MySQL at {}", redact_url(&url))
+    })
 }

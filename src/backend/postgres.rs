@@ -44,17 +44,13 @@ impl WriteTransaction for PgConnection {
 }
 
 pub(super) fn open(url: &str, options: &PoolOptions) -> Result<PgPool> {
-    Pool::builder()
+    let pool = Pool::builder()
         .max_size(options.max_size.max(1))
-        .min_idle(Some(1))
+        .min_idle(Some(0))
         .connection_timeout(options.acquire_timeout)
         .test_on_check_out(false)
-        .build(ConnectionManager::new(url))
-        .map_err(|e| Error::PoolTimeout {
-            timeout: options.acquire_timeout,
-            message: format!(
-                "could not connect to PostgreSQL at {}: {e}",
-                redact_url(url)
-            ),
-        })
+        .build_unchecked(ConnectionManager::new(url));
+    super::checked(pool, options.acquire_timeout, || {
+        format!("could not connect to PostgreSQL at {}", redact_url(url))
+    })
 }

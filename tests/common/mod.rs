@@ -279,6 +279,41 @@ pub fn set_created_at(db: &Database, sid: &[u8], at: i64) {
     assert_eq!(n, 1);
 }
 
+/// Inserts `n` raw rows (garbage envelopes) with the given times, in chunks.
+pub fn insert_raw(db: &Database, n: usize, created_at: i64, updated_at: i64) {
+    let mut next = 0usize;
+    while next < n {
+        let chunk = (n - next).min(1000);
+        let sids: Vec<[u8; 32]> = (next..next + chunk)
+            .map(|i| {
+                let mut sid = [0xEEu8; 32];
+                sid[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                sid[8..16].copy_from_slice(&created_at.to_be_bytes());
+                sid[16..24].copy_from_slice(&updated_at.to_be_bytes());
+                sid
+            })
+            .collect();
+        let values: Vec<_> = sids
+            .iter()
+            .map(|sid| {
+                (
+                    t::sid.eq(&sid[..]),
+                    t::data.eq(&b"expired-garbage"[..]),
+                    t::version.eq(1i64),
+                    t::created_at.eq(created_at),
+                    t::updated_at.eq(updated_at),
+                )
+            })
+            .collect();
+        let inserted = with_conn!(db, |c| diesel::insert_into(t::stored_sessions)
+            .values(&values)
+            .execute(c)
+            .unwrap());
+        assert_eq!(inserted, chunk);
+        next += chunk;
+    }
+}
+
 /// Whether `needle` occurs anywhere in `haystack`.
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)

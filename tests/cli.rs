@@ -1,0 +1,242 @@
+//! The real `stored-session` binary against every backend.
+#![cfg(feature = "cli")]
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::{count, insert_raw, rows, Harness};
+use stored_session::{migrations, CookieAction, Key, Keyring, SessionStore};
+
+const BIN: &str = env!("CARGO_BIN_EXE_stored-session");
+
+fn cli(url: Option<&str>, keys: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("STORED_SESSION_KEYS");
+    if let Some(url) = url {
+        cmd.env("DATABASE_URL", url);
+    }
+    if let Some(keys) = keys {
+        cmd.env("STORED_SESSION_KEYS", keys);
+    }
+    cmd.output().expect("run stored-session")
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn system_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn migrate_creates_the_table(h: &Harness) {
+    let out = stdout(&cli(Some(&h.url), None, &["migrate"]));
+    assert!(out.starts_with("Migrations are up to date"), "{out}");
+    // Idempotent.
+    stdout(&cli(Some(&h.url), None, &["migrate"]));
+    // The table works for an unmigrated store opened on it.
+    let store = SessionStore::builder(Keyring::generate())
+        .open(&h.url)
+        .unwrap();
+    let mut s = store.load(None).unwrap();
+    s.insert("k", &1).unwrap();
+    assert!(matches!(
+        store.commit(&mut s).unwrap(),
+        CookieAction::Set(_)
+    ));
+}
+
+fn trim_dry_run_then_trim_in_batches(h: &Harness) {
+    stdout(&cli(Some(&h.url), None, &["migrate"]));
+    let store = SessionStore::builder(Keyring::generate())
+        .open(&h.url)
+        .unwrap();
+    let now = system_now();
+    insert_raw(store.database(), 25, now - 40 * 86_400, now - 40 * 86_400);
+    insert_raw(store.database(), 3, now - 60, now - 60);
+    let out = stdout(&cli(Some(&h.url), None, &["trim", "--dry-run"]));
+    assert_eq!(out.trim(), "Would trim 25 session(s)");
+    assert_eq!(count(store.database()), 28);
+    let out = stdout(&cli(Some(&h.url), None, &["trim", "--batch-size", "10"]));
+    assert_eq!(out.trim(), "Trimmed 25 session(s) in 3 batch(es)");
+    assert_eq!(count(store.database()), 3);
+    // Overrides: rows idle for a minute go with --idle-timeout 30s.
+    let out = stdout(&cli(
+        Some(&h.url),
+        None,
+        &["trim", "--idle-timeout", "30s", "--max-lifetime", "never"],
+    ));
+    assert_eq!(out.trim(), "Trimmed 3 session(s) in 1 batch(es)");
+}
+
+fn stats_as_text_and_json(h: &Harness) {
+    stdout(&cli(Some(&h.url), None, &["migrate"]));
+    let store = SessionStore::builder(Keyring::generate())
+        .open(&h.url)
+        .unwrap();
+    let now = system_now();
+    insert_raw(store.database(), 4, now - 40 * 86_400, now - 40 * 86_400);
+    for i in 0..3 {
+        let mut s = store.load(None).unwrap();
+        s.insert("v", &"x".repeat(100 * (i + 1))).unwrap();
+        let _ = store.commit(&mut s).unwrap();
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&cli(Some(&h.url), None, &["stats", "--json"]))).unwrap();
+    assert_eq!(json["live"], 3);
+    assert_eq!(json["expired"], 4);
+    assert_eq!(json["payload_bytes"]["count"], 3);
+    let sizes: Vec<u64> = rows(store.database())
+        .iter()
+        .filter(|r| r.updated_at > now - 3600)
+        .map(|r| r.data.len() as u64)
+        .collect();
+    assert_eq!(json["payload_bytes"]["max"], *sizes.iter().max().unwrap());
+    let text = stdout(&cli(Some(&h.url), None, &["stats"]));
+    assert!(text.contains("live sessions    3"), "{text}");
+    assert!(text.contains("expired          4"), "{text}");
+}
+
+fn keygen_and_rotate_keys(h: &Harness) {
+    let k1 = stdout(&cli(None, None, &["keygen"])).trim().to_owned();
+    let k2 = stdout(&cli(None, None, &["keygen"])).trim().to_owned();
+    assert_ne!(k1, k2);
+    let (old, new) = (
+        Key::from_base64(&k1).unwrap(),
+        Key::from_base64(&k2).unwrap(),
+    );
+    stdout(&cli(Some(&h.url), None, &["migrate"]));
+    let old_store = SessionStore::builder(Keyring::new(old.clone()))
+        .open(&h.url)
+        .unwrap();
+    let mut cookies = Vec::new();
+    for i in 0..12u32 {
+        let mut s = old_store.load(None).unwrap();
+        s.insert("i", &i).unwrap();
+        if let CookieAction::Set(id) = old_store.commit(&mut s).unwrap() {
+            cookies.push(id.as_cookie_value().to_owned());
+        }
+    }
+    let keys = format!("{k2},{k1}");
+    let out = stdout(&cli(
+        Some(&h.url),
+        Some(&keys),
+        &["rotate-keys", "--batch-size", "5"],
+    ));
+    assert!(
+        out.starts_with("Re-encrypted 12 session(s); 0 already current"),
+        "{out}"
+    );
+    for r in rows(old_store.database()) {
+        assert_eq!(
+            u32::from_be_bytes(r.data[2..6].try_into().unwrap()),
+            new.id()
+        );
+    }
+    let new_only = SessionStore::builder(Keyring::new(new))
+        .open(&h.url)
+        .unwrap();
+    for (i, c) in cookies.iter().enumerate() {
+        assert_eq!(
+            new_only.load(Some(c)).unwrap().get::<u32>("i").unwrap(),
+            Some(i as u32)
+        );
+    }
+    // No key in the environment: a clear one-line error, exit 1.
+    let out = cli(Some(&h.url), None, &["rotate-keys"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("STORED_SESSION_KEYS"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1);
+}
+
+backend_suite!(
+    migrate_creates_the_table,
+    trim_dry_run_then_trim_in_batches,
+    stats_as_text_and_json,
+    keygen_and_rotate_keys,
+);
+
+#[test]
+fn install_writes_the_backend_migrations() {
+    let dir = std::env::temp_dir().join(format!("ss-install-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let target = dir.to_str().unwrap();
+    for (name, backend) in [
+        ("sqlite", stored_session::Backend::Sqlite),
+        ("postgres", stored_session::Backend::Postgres),
+        ("mysql", stored_session::Backend::Mysql),
+    ] {
+        let sub = format!("{target}/{name}");
+        let out = stdout(&cli(
+            None,
+            None,
+            &["install", "--backend", name, "--dir", &sub],
+        ));
+        assert_eq!(out.lines().count(), 2, "{out}");
+        let m = migrations::for_backend(backend)[0];
+        let up = std::fs::read_to_string(format!("{sub}/{}/up.sql", m.name)).unwrap();
+        assert_eq!(up, m.up);
+        // Again: nothing to do, not an error.
+        let out = stdout(&cli(
+            None,
+            None,
+            &["install", "--backend", name, "--dir", &sub],
+        ));
+        assert!(out.starts_with("Migrations already installed"));
+    }
+    // A modified file is never overwritten.
+    let m = migrations::for_backend(stored_session::Backend::Sqlite)[0];
+    std::fs::write(format!("{target}/sqlite/{}/up.sql", m.name), "-- mine").unwrap();
+    let out = cli(
+        None,
+        None,
+        &[
+            "install",
+            "--backend",
+            "sqlite",
+            "--dir",
+            &format!("{target}/sqlite"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn exit_codes_and_one_line_errors() {
+    let usage = cli(None, None, &["no-such-command"]);
+    assert_eq!(usage.status.code(), Some(2));
+    let bad_flag = cli(
+        Some("sqlite::memory:"),
+        None,
+        &["trim", "--idle-timeout", "soon"],
+    );
+    assert_eq!(bad_flag.status.code(), Some(2));
+    let no_db = cli(None, None, &["stats"]);
+    assert_eq!(no_db.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&no_db.stderr).trim(),
+        "error: no database: pass --database-url or set DATABASE_URL"
+    );
+    let unreachable = cli(
+        Some("postgres://u:secret-pw@127.0.0.1:1/x"),
+        None,
+        &["stats"],
+    );
+    let err = String::from_utf8_lossy(&unreachable.stderr);
+    assert_eq!(unreachable.status.code(), Some(1));
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!err.contains("secret-pw"), "password leaked: {err}");
+    let unsupported = cli(Some("redis://localhost"), None, &["stats"]);
+    assert_eq!(unsupported.status.code(), Some(1));
+}
