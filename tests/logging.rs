@@ -1,0 +1,161 @@
+//! Every log line the store writes, captured: the built-in subscriber logs
+//! each event at debug level, and no line ever holds a raw id or a key.
+
+mod common;
+
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use common::{row, set_data, Harness};
+use stored_session::{trim_inactive, CookieAction, Key, Keyring, SessionStore};
+
+struct Capture;
+
+static LINES: OnceLock<Mutex<Vec<(log::Level, String, String)>>> = OnceLock::new();
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        LINES.get_or_init(Default::default).lock().unwrap().push((
+            record.level(),
+            record.target().to_owned(),
+            record.args().to_string(),
+        ));
+    }
+    fn flush(&self) {}
+}
+
+fn install() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        static LOGGER: Capture = Capture;
+        log::set_logger(&LOGGER).unwrap();
+        log::set_max_level(log::LevelFilter::Trace);
+    });
+}
+
+/// Lines mentioning any of `sids` (so parallel tests don't see each other's).
+fn lines_about(needles: &[String]) -> Vec<(log::Level, String, String)> {
+    LINES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, _, l)| needles.iter().any(|n| l.contains(n.as_str())))
+        .cloned()
+        .collect()
+}
+
+fn all_lines() -> Vec<String> {
+    LINES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, _, l)| l.clone())
+        .collect()
+}
+
+fn cookie(action: CookieAction) -> String {
+    match action {
+        CookieAction::Set(id) => id.as_cookie_value().to_owned(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn no_raw_id_or_key_in_any_log_line(h: &Harness) {
+    install();
+    let key = Key::generate();
+    let key_text = key.to_base64().to_string();
+    let store = SessionStore::builder(Keyring::new(key))
+        .clock(h.clock.clock())
+        .touch_after(Duration::from_secs(10))
+        .open_migrated(&h.url)
+        .unwrap();
+    let mut cookies = Vec::new();
+    let mut s = store.load(None).unwrap();
+    s.insert("k", "v").unwrap();
+    let first = cookie(store.commit(&mut s).unwrap());
+    cookies.push(first.clone());
+    let sid = stored_session::SessionId::parse(&first)
+        .unwrap()
+        .stored_id();
+
+    let mut s = store.load(Some(&first)).unwrap();
+    s.insert("k", "w").unwrap();
+    let _ = store.commit(&mut s).unwrap();
+    h.advance(11);
+    let mut s = store.load(Some(&first)).unwrap();
+    let _ = store.commit(&mut s).unwrap(); // touch
+    let mut s = store.load(Some(&first)).unwrap();
+    s.renew();
+    let renewed = cookie(store.commit(&mut s).unwrap());
+    cookies.push(renewed.clone());
+    let renewed_sid = stored_session::SessionId::parse(&renewed)
+        .unwrap()
+        .stored_id();
+    // Tampered row: a warning names the hashed id only.
+    let mut data = row(store.database(), &renewed_sid).unwrap().data;
+    data[40] ^= 1;
+    set_data(store.database(), renewed_sid.as_bytes(), &data);
+    assert!(store.load(Some(&renewed)).unwrap().is_new());
+    let _ = store.load(Some("malformed-cookie-value")).unwrap();
+    let _ = trim_inactive(&store).unwrap();
+
+    let about = lines_about(&[sid.to_string(), renewed_sid.to_string()]);
+    let debug: Vec<&str> = about
+        .iter()
+        .filter(|(lvl, target, _)| *lvl == log::Level::Debug && target == "stored_session")
+        .map(|(_, _, l)| l.as_str())
+        .filter(|l| l.starts_with("[StoredSession]"))
+        .collect();
+    for expected in [
+        "[StoredSession] Session Write in ",
+        "[StoredSession] Session Read in ",
+        "[StoredSession] Session Touch in ",
+        "[StoredSession] Session Renew in ",
+        "[StoredSession] Session Rejected in ",
+    ] {
+        assert!(
+            debug.iter().any(|l| l.starts_with(expected)),
+            "no line starting {expected:?} in {debug:#?}"
+        );
+    }
+    assert!(debug
+        .iter()
+        .any(|l| l.contains(&format!("(sid: \"{sid}\"")) && l.contains("Session Read in ")));
+    assert!(about
+        .iter()
+        .any(|(lvl, _, l)| *lvl == log::Level::Warn && l.contains(&renewed_sid.to_string())));
+    // The whole capture, every test's lines included: no cookie value, no key.
+    for line in all_lines() {
+        for secret in cookies.iter().chain([&key_text]) {
+            assert!(
+                !line.contains(secret.as_str()),
+                "secret in log line: {line}"
+            );
+        }
+    }
+}
+
+fn default_logging_can_be_disabled(h: &Harness) {
+    install();
+    let store = h.store();
+    store.set_log_events(false);
+    let mut s = store.load(None).unwrap();
+    s.insert("k", "v").unwrap();
+    let c = cookie(store.commit(&mut s).unwrap());
+    let sid = stored_session::SessionId::parse(&c).unwrap().stored_id();
+    let _ = store.load(Some(&c)).unwrap();
+    assert!(lines_about(&[sid.to_string()]).is_empty());
+    store.set_log_events(true);
+    let _ = store.load(Some(&c)).unwrap();
+    assert_eq!(lines_about(&[sid.to_string()]).len(), 1);
+}
+
+backend_suite!(
+    no_raw_id_or_key_in_any_log_line,
+    default_logging_can_be_disabled
+);
