@@ -1,6 +1,152 @@
-//! # stored-session
+//! Encrypted, database-backed web sessions for SQLite, PostgreSQL and
+//! MySQL/MariaDB, through Diesel and an r2d2 pool.
 //!
-//! (crate guide: see README; expanded below)
+//! The browser holds only a random id in a cookie; the session lives in your
+//! application's own database, encrypted. The store is synchronous and
+//! blocking: call it directly from sync frameworks, and from a blocking task
+//! in async ones (the framework adapters, `adapters::*`, do this for you).
+//!
+//! # Quick start
+//!
+//! ```
+//! use stored_session::{CookieAction, Keyring, SessionStore};
+//!
+//! // Once, at start-up. Keys come from STORED_SESSION_KEYS in production
+//! // (`Keyring::from_env()`); the URL may be postgres://…, mysql://…,
+//! // sqlite://path or sqlite::memory:.
+//! let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
+//!
+//! // Per request: load from the cookie value, use, commit.
+//! let mut session = store.load(None)?;
+//! session.insert("user_id", &42u64)?;
+//! session.insert("csrf", "k9fB2…")?;
+//! let id = match store.commit(&mut session)? {
+//!     CookieAction::Set(id) => id,            // send Set-Cookie: id=<value>
+//!     CookieAction::Remove | CookieAction::None => unreachable!(),
+//! };
+//!
+//! let mut session = store.load(Some(id.as_cookie_value()))?;
+//! assert_eq!(session.get::<u64>("user_id")?, Some(42));
+//!
+//! // Login: a new id for the same data (prevents session fixation).
+//! session.renew();
+//! let CookieAction::Set(renewed) = store.commit(&mut session)? else { unreachable!() };
+//! assert!(store.load(Some(id.as_cookie_value()))?.is_new()); // the old id is dead
+//!
+//! // Logout.
+//! let mut session = store.load(Some(renewed.as_cookie_value()))?;
+//! session.destroy();
+//! assert_eq!(store.commit(&mut session)?, CookieAction::Remove);
+//! # Ok::<(), stored_session::Error>(())
+//! ```
+//!
+//! # Features
+//!
+//! | feature | default | unlocks |
+//! |---|---|---|
+//! | `sqlite` | yes | SQLite with a bundled libsqlite3, [`SqlitePool`] |
+//! | `postgres` | | PostgreSQL through the system libpq, `PgPool` |
+//! | `postgres-bundled` | | the same with libpq built from source |
+//! | `mysql` | | MySQL/MariaDB through the system client library, `MysqlPool` |
+//! | `mysql-bundled` | | the same with the client library built from source |
+//! | `rouille` | | `adapters::rouille` |
+//! | `rocket` | | `adapters::rocket` (Rocket 0.5 fairing and request guard) |
+//! | `http` | | `adapters::http` (`http::Request`/`Response`, for astra and others) |
+//! | `testing` | | `testing`: helpers for your application's tests |
+//! | `cli` | | the `stored-session` binary (migrate, install, trim, stats, keygen, rotate-keys) |
+//!
+//! # Choosing the database
+//!
+//! [`StoreBuilder::open`] takes a URL, so one binary can pick its database at
+//! run time, and a dedicated sessions database is just another URL. To share
+//! your application's pool instead, build from it:
+//!
+//! ```
+//! # #[cfg(feature = "sqlite")] {
+//! use diesel::r2d2::{ConnectionManager, Pool};
+//! use diesel::SqliteConnection;
+//! use stored_session::{Keyring, SessionStore};
+//!
+//! let pool = Pool::builder()
+//!     .max_size(1)
+//!     .test_on_check_out(false) // the store recovers from dead connections itself
+//!     .build(ConnectionManager::<SqliteConnection>::new(":memory:"))
+//!     .unwrap();
+//! let store = SessionStore::builder(Keyring::generate()).build(pool);
+//! store.run_migrations()?;
+//! # }
+//! # Ok::<(), stored_session::Error>(())
+//! ```
+//!
+//! # Security model
+//!
+//! * **Ids.** 256 random bits from the OS, 43 URL-safe characters
+//!   ([`SessionId`]). Anything else in the cookie is rejected before any
+//!   database work. The table stores only SHA-256 of the id ([`StoredId`],
+//!   shown as `2::<hex>`), so a database dump cannot be replayed as cookies.
+//! * **Data.** Values are MessagePack-encoded per key; the whole session is
+//!   sealed with AES-256-GCM under a record key derived with HKDF-SHA256 from
+//!   the current master key and a per-session salt. The envelope header and
+//!   the row's stored id are authenticated: an envelope moved to another row,
+//!   truncated or altered fails to open.
+//! * **Strictness.** A cookie whose session is unknown, expired, or fails to
+//!   open is never an error and never adopted: [`SessionStore::load`] returns
+//!   a fresh session (and emits a [`EventKind::Rejected`] event with a
+//!   [`RejectReason`]); nothing is stored until it holds data.
+//! * **Keys.** A [`Keyring`] has one current key and any number of older
+//!   ones; sessions opened with an older key are re-encrypted on their next
+//!   write, and [`rotate_keys`] re-encrypts the rest. Key material is redacted
+//!   from `Debug` and zeroized on drop.
+//!
+//! # Correctness under concurrent requests
+//!
+//! A commit writes only what is needed ([`SessionStore::commit`] documents
+//! each case): nothing when nothing changed, a touch of the idle clock when
+//! it is older than [`Config::touch_after`], a compare-and-swap update when
+//! values changed. When two requests change the same session, the loser
+//! re-reads the row under a lock and re-applies *its own* changed and removed
+//! keys, so neither request's keys are lost. A session deleted meanwhile
+//! (logout elsewhere, revocation, expiry, trimming) is never recreated.
+//!
+//! # Expiry and trimming
+//!
+//! Idle timeout and absolute lifetime ([`Config`], both 30 days by default)
+//! are part of the SQL of every load and write, so an expired session is gone
+//! the moment it expires. Its row is reclaimed by [`trim_inactive`] (batched
+//! deletes by primary key), by a [`Trimmer`] thread, or by
+//! `stored-session trim`.
+//!
+//! ```
+//! use std::time::Duration;
+//! use stored_session::{Config, Keyring, SessionStore, Trimmer};
+//!
+//! let config = Config::default()
+//!     .idle_timeout(Some(Duration::from_secs(2 * 3600)))
+//!     .max_lifetime(Some(Duration::from_secs(7 * 24 * 3600)));
+//! let store = SessionStore::builder(Keyring::generate())
+//!     .config(config)
+//!     .open_migrated("sqlite::memory:")?;
+//! let trimmer = Trimmer::start(store.clone(), Duration::from_secs(600));
+//! # drop(trimmer);
+//! # Ok::<(), stored_session::Error>(())
+//! ```
+//!
+//! # Events
+//!
+//! Every operation emits an [`Event`]: name (`session_read.stored_session`,
+//! `session_write…`, `session_touch…`, `session_renew…`,
+//! `session_delete…`, `session_trim…`, `session_rejected…`), hashed id,
+//! duration and rows affected. Subscribe with [`SessionStore::subscribe`];
+//! the built-in subscriber logs each one through `log` at debug level under
+//! the target `stored_session` (turn it off with
+//! [`SessionStore::set_log_events`]).
+//!
+//! # Errors
+//!
+//! One [`Error`] enum: database and pool failures, a payload over
+//! [`Config::max_payload`], a value that cannot be encoded or decoded as the
+//! requested type, configuration and migration errors. Hostile or stale
+//! input is never an error.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -31,6 +177,11 @@ mod config;
 mod crypto;
 mod error;
 mod events;
+// --- reliability suite (issue 7): fuzzing entry points, not public API ---
+#[doc(hidden)]
+#[path = "fuzz.rs"]
+pub mod __fuzz;
+// --- end reliability suite ---
 mod id;
 pub mod migrations;
 mod rotate;
