@@ -38,7 +38,11 @@ pub(crate) struct Payload {
     pub data: BTreeMap<String, ByteBuf>,
     /// Optional metadata (IP, user agent, application fields).
     #[serde(rename = "m", default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub meta: BTreeMap<String, ByteBuf>,
+    pub meta: BTreeMap<String, String>,
+    /// The application user id the session is bound to (its HMAC is the
+    /// `user_key` column; the id itself only exists encrypted).
+    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 impl Payload {

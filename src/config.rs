@@ -44,6 +44,8 @@ pub struct Config {
     /// Whether the built-in subscriber logs every event through `log` at
     /// debug level (target `stored_session`). Default: true.
     pub log_events: bool,
+    /// Which client metadata sessions record. Default: none.
+    pub metadata: crate::MetadataPolicy,
 }
 
 const DAY: u64 = 24 * 60 * 60;
@@ -59,6 +61,7 @@ impl Default for Config {
             key_cache_size: 10_000,
             clock: Clock::system(),
             log_events: true,
+            metadata: crate::MetadataPolicy::default(),
         }
     }
 }
@@ -109,6 +112,12 @@ impl Config {
     /// Sets [`Config::log_events`].
     pub fn log_events(mut self, on: bool) -> Self {
         self.log_events = on;
+        self
+    }
+
+    /// Sets [`Config::metadata`].
+    pub fn metadata(mut self, policy: crate::MetadataPolicy) -> Self {
+        self.metadata = policy;
         self
     }
 

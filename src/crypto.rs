@@ -42,6 +42,7 @@ pub const ENVELOPE_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
 const RECORD_KEY_INFO: &[u8] = b"stored-session v1 record key";
 const KEY_ID_CONTEXT: &[u8] = b"stored-session v1 key id";
 const USER_KEY_INFO: &[u8] = b"stored-session v1 user binding";
+const HANDLE_INFO: &[u8] = b"stored-session v1 session handle";
 
 /// A record salt: drawn when a session is created or renewed.
 pub(crate) type Salt = [u8; SALT_LEN];
@@ -144,6 +145,16 @@ impl Key {
         let digest = hash.finalize();
         let id = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
         Key { bytes, id }
+    }
+
+    /// An HMAC key derived from this key for `purpose`.
+    fn hmac_key(&self, purpose: &[u8]) -> ring::hmac::Key {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, purpose).extract(self.bytes.as_ref());
+        let info = [purpose];
+        let okm = prk
+            .expand(&info, ring::hmac::HMAC_SHA256)
+            .expect("HKDF output length is valid for HMAC-SHA256");
+        ring::hmac::Key::from(okm)
     }
 
     fn record_key(&self, salt: &Salt) -> LessSafeKey {
@@ -269,18 +280,6 @@ impl Keyring {
     fn find(&self, id: u32) -> Option<&Key> {
         self.keys.iter().find(|k| k.id == id)
     }
-
-    /// The HMAC key that binds sessions to user ids. It is derived from the
-    /// *oldest* key on the ring so that adding a new current key does not
-    /// orphan existing bindings; see the crate docs on rotation.
-    pub(crate) fn user_binding_key(&self) -> ring::hmac::Key {
-        let base = self.keys.last().expect("keyring is never empty");
-        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, USER_KEY_INFO).extract(base.bytes.as_ref());
-        let okm = prk
-            .expand(&[USER_KEY_INFO], ring::hmac::HMAC_SHA256)
-            .expect("HKDF output length is valid for HMAC-SHA256");
-        ring::hmac::Key::from(okm)
-    }
 }
 
 impl fmt::Debug for Keyring {
@@ -314,14 +313,22 @@ pub(crate) struct Sealer {
     keyring: Keyring,
     rng: SystemRandom,
     cache: Mutex<KeyCache>,
+    /// User-binding HMAC keys, one per ring key, current first.
+    binding: Vec<ring::hmac::Key>,
+    /// Key for opaque session handles (current key only).
+    handles: ring::hmac::Key,
 }
 
 impl Sealer {
     pub fn new(keyring: Keyring, cache_capacity: usize) -> Self {
+        let binding = keyring.keys().iter().map(|k| k.hmac_key(USER_KEY_INFO)).collect();
+        let handles = keyring.current().hmac_key(HANDLE_INFO);
         Sealer {
             keyring,
             rng: SystemRandom::new(),
             cache: Mutex::new(KeyCache::new(cache_capacity)),
+            binding,
+            handles,
         }
     }
 
@@ -403,6 +410,29 @@ impl Sealer {
         Ok((plaintext, Opened { salt, key_id }))
     }
 
+    /// The `user_key` column value for `user_id` under the current key.
+    pub fn user_key(&self, user_id: &str) -> [u8; 32] {
+        hmac32(&self.binding[0], user_id.as_bytes())
+    }
+
+    /// The `user_key` values `user_id` may be stored under: one per key on
+    /// the ring, current first (bindings written before a rotation are found
+    /// until their sessions are rewritten or re-encrypted).
+    pub fn user_keys(&self, user_id: &str) -> Vec<[u8; 32]> {
+        self.binding
+            .iter()
+            .map(|k| hmac32(k, user_id.as_bytes()))
+            .collect()
+    }
+
+    /// An opaque handle for a stored id: not the cookie id, not the stored id.
+    pub fn handle(&self, sid: &StoredId) -> [u8; 16] {
+        let full = hmac32(&self.handles, sid.as_bytes());
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&full[..16]);
+        out
+    }
+
     /// Whether sessions sealed under `key_id` should be re-encrypted.
     pub fn is_current(&self, key_id: u32) -> bool {
         key_id == self.keyring.current().id
@@ -482,9 +512,8 @@ impl Drop for KeyCache {
     }
 }
 
-/// HMAC-SHA256 of a user id under the keyring's binding key.
-pub(crate) fn user_key(keyring: &Keyring, user_id: &str) -> [u8; 32] {
-    let tag = ring::hmac::sign(&keyring.user_binding_key(), user_id.as_bytes());
+fn hmac32(key: &ring::hmac::Key, data: &[u8]) -> [u8; 32] {
+    let tag = ring::hmac::sign(key, data);
     let mut out = [0u8; 32];
     out.copy_from_slice(tag.as_ref());
     out

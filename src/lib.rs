@@ -178,6 +178,7 @@ mod crypto;
 mod error;
 mod events;
 mod id;
+mod metadata;
 pub mod migrations;
 mod rotate;
 pub mod schema;
@@ -188,6 +189,7 @@ mod store;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 mod trim;
+mod users;
 
 #[cfg(feature = "mysql")]
 pub use backend::MysqlPool;
@@ -203,6 +205,7 @@ pub use error::{Error, Result};
 pub use events::{Event, EventKind, RejectReason, SubscriptionId};
 pub use id::{SessionId, StoredId, SESSION_ID_LEN};
 pub use rotate::{rotate_keys, RotateReport, Rotation};
+pub use metadata::{IpTracking, MetadataPolicy};
 pub use session::Session;
 pub use stats::{Percentiles, Stats};
 pub use store::{CookieAction, SessionStore, StoreBuilder};
@@ -255,3 +258,4 @@ pub mod __bench {
     }
 }
 pub use trim::{trim_inactive, Trim, TrimReport, Trimmer, DEFAULT_BATCH_SIZE};
+pub use users::{SessionHandle, SessionInfo};

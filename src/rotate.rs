@@ -157,8 +157,8 @@ impl Rotation {
                     match store.reseal(&StoredId::from_bytes(sid), row.data) {
                         Reseal::Current => report.current += 1,
                         Reseal::Unreadable => report.unreadable += 1,
-                        Reseal::Sealed(data) => {
-                            if db.replace_data(row.id, row.version, &data)? == 1 {
+                        Reseal::Sealed(data, user_key) => {
+                            if db.replace_data(row.id, row.version, &data, user_key.as_ref())? == 1 {
                                 report.rotated += 1;
                             } else {
                                 // Written (or deleted) concurrently: re-read it.
@@ -193,5 +193,5 @@ impl Rotation {
 pub(crate) enum Reseal {
     Current,
     Unreadable,
-    Sealed(Vec<u8>),
+    Sealed(Vec<u8>, Option<[u8; 32]>),
 }

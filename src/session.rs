@@ -20,7 +20,6 @@ pub(crate) struct Record {
     pub updated_at: i64,
     /// Sealed with an older key: re-encrypt on the next write.
     pub stale_key: bool,
-    pub user_key: Option<[u8; 32]>,
 }
 
 /// One visitor's session: a map from string keys to serde values, plus what
@@ -56,8 +55,16 @@ pub struct Session {
     pub(crate) created_at: i64,
     /// The public id, once this process knows it (loaded, inserted or renewed).
     pub(crate) current_id: Option<crate::id::SessionId>,
-    /// A pending change of the user binding: `Some(None)` clears it.
-    pub(crate) pending_user: Option<Option<String>>,
+    /// The application user the session is bound to.
+    pub(crate) user: Option<String>,
+    /// This request changed the user binding.
+    pub(crate) user_changed: bool,
+    /// Client metadata and application fields (encrypted with the data).
+    pub(crate) meta: BTreeMap<String, String>,
+    /// Metadata fields this request set or removed.
+    pub(crate) meta_changed: BTreeSet<String>,
+    /// What `set_client` records (from the store's config).
+    pub(crate) metadata_policy: crate::metadata::MetadataPolicy,
 }
 
 impl Session {
@@ -73,7 +80,11 @@ impl Session {
             had_cookie,
             created_at: now,
             current_id: None,
-            pending_user: None,
+            user: None,
+            user_changed: false,
+            meta: BTreeMap::new(),
+            meta_changed: BTreeSet::new(),
+            metadata_policy: Default::default(),
         }
     }
 
@@ -184,13 +195,76 @@ impl Session {
     /// "sign out everywhere". Only a keyed hash (HMAC) of the id is stored,
     /// in an indexed column; the id itself never reaches the database. The
     /// binding survives [`renew`](Session::renew).
+    ///
+    /// ```
+    /// # use stored_session::{Keyring, SessionStore};
+    /// # let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
+    /// let mut session = store.load(None)?;
+    /// session.set_user("user-42");
+    /// session.renew(); // on login
+    /// let _ = store.commit(&mut session)?;
+    /// assert_eq!(store.sessions_of("user-42", Some(&session))?.len(), 1);
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
     pub fn set_user(&mut self, user_id: impl Into<String>) {
-        self.pending_user = Some(Some(user_id.into()));
+        let user_id = user_id.into();
+        if self.user.as_deref() != Some(user_id.as_str()) {
+            self.user = Some(user_id);
+            self.user_changed = true;
+        }
     }
 
     /// Removes the user binding (e.g. on logout without destroying the session).
     pub fn clear_user(&mut self) {
-        self.pending_user = Some(None);
+        if self.user.is_some() {
+            self.user = None;
+            self.user_changed = true;
+        }
+    }
+
+    /// The user id the session is bound to, if any.
+    pub fn user_id(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// Records the client's IP address and user agent, as far as the store's
+    /// [`MetadataPolicy`](crate::MetadataPolicy) allows (nothing by default).
+    /// The adapters call this for you. A value equal to the stored one is not
+    /// a change, so a returning visitor costs no write.
+    pub fn set_client(&mut self, ip: Option<std::net::IpAddr>, user_agent: Option<&str>) {
+        let policy = self.metadata_policy;
+        if let Some(ip) = ip.and_then(|ip| policy.ip(ip)) {
+            self.put_meta(crate::metadata::IP, Some(ip));
+        }
+        if let Some(ua) = user_agent.and_then(|ua| policy.user_agent(ua)) {
+            self.put_meta(crate::metadata::USER_AGENT, Some(ua));
+        }
+    }
+
+    /// Sets an application metadata field (e.g. a coarse location the app
+    /// computed), shown in [`SessionInfo`](crate::SessionInfo) listings and
+    /// stored encrypted. `None` removes it. The names `ip` and `user_agent`
+    /// belong to [`set_client`](Session::set_client) and are ignored here.
+    pub fn set_meta(&mut self, name: &str, value: Option<&str>) {
+        if name != crate::metadata::IP && name != crate::metadata::USER_AGENT {
+            self.put_meta(name, value.map(str::to_owned));
+        }
+    }
+
+    /// A metadata field (`ip`, `user_agent`, or the application's own).
+    pub fn meta(&self, name: &str) -> Option<&str> {
+        self.meta.get(name).map(String::as_str)
+    }
+
+    fn put_meta(&mut self, name: &str, value: Option<String>) {
+        if self.meta.get(name) == value.as_ref() {
+            return;
+        }
+        match value {
+            Some(v) => self.meta.insert(name.to_owned(), v),
+            None => self.meta.remove(name),
+        };
+        self.meta_changed.insert(name.to_owned());
     }
 
     /// Whether the session has no stored row yet.
@@ -205,7 +279,8 @@ impl Session {
             || self.destroyed
             || !self.changed.is_empty()
             || !self.removed.is_empty()
-            || self.pending_user.is_some()
+            || self.user_changed
+            || !self.meta_changed.is_empty()
     }
 
     /// Whether [`destroy`](Session::destroy) was called.
@@ -221,6 +296,20 @@ impl Session {
     /// When the session was created (or last renewed).
     pub fn created_at(&self) -> chrono::DateTime<chrono::Utc> {
         chrono::DateTime::from_timestamp(self.created_at, 0).unwrap_or_default()
+    }
+
+    /// Re-applies this request's metadata and user changes on top of a newer
+    /// version's after a write conflict.
+    pub(crate) fn merge_meta_into(&self, meta: &mut BTreeMap<String, String>, user: &mut Option<String>) {
+        for name in &self.meta_changed {
+            match self.meta.get(name) {
+                Some(v) => meta.insert(name.clone(), v.clone()),
+                None => meta.remove(name),
+            };
+        }
+        if self.user_changed {
+            user.clone_from(&self.user);
+        }
     }
 
     /// The request's own changes, for re-applying them on top of a newer
@@ -245,7 +334,8 @@ impl Session {
         self.removed.clear();
         self.cleared = false;
         self.renew = false;
-        self.pending_user = None;
+        self.user_changed = false;
+        self.meta_changed.clear();
     }
 }
 

@@ -58,6 +58,15 @@ pub struct Stats {
     pub newest_activity: Option<DateTime<Utc>>,
     /// Stored (encrypted) size of live sessions, in bytes.
     pub payload_bytes: Percentiles,
+    /// Users with at least one live session.
+    pub users: u64,
+    /// Live sessions per user, over users with at least one.
+    pub sessions_per_user: Percentiles,
+    /// Live sessions created in each of the last 24 hours, oldest hour
+    /// first (index 23 is the hour up to now).
+    pub created_per_hour: [u64; 24],
+    /// Live sessions last active in each of the last 24 hours, oldest first.
+    pub active_per_hour: [u64; 24],
 }
 
 impl SessionStore {
@@ -90,7 +99,27 @@ impl SessionStore {
             .map(|n| n.max(0) as u64)
             .collect();
         let at = |t: Option<i64>| t.and_then(|t| DateTime::from_timestamp(t, 0));
+        let mut per_user: Vec<u64> = db
+            .sessions_per_user(cut)?
+            .into_iter()
+            .map(|n| n.max(0) as u64)
+            .collect();
+        per_user.sort_unstable();
+        let now = self.now();
+        let since = now - 24 * 3600 + 1;
+        let hourly = |times: Vec<i64>| {
+            let mut buckets = [0u64; 24];
+            for t in times {
+                let age = (now - t).clamp(0, 24 * 3600 - 1) / 3600;
+                buckets[23 - age as usize] += 1;
+            }
+            buckets
+        };
         Ok(Stats {
+            users: per_user.len() as u64,
+            sessions_per_user: Percentiles::of_sorted(&per_user),
+            created_per_hour: hourly(db.times_since(true, since, cut)?),
+            active_per_hour: hourly(db.times_since(false, since, cut)?),
             live: db.count_live(cut)?,
             expired: db.count_expired(cut)?,
             oldest_activity: at(oldest),

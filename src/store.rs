@@ -293,12 +293,12 @@ impl SessionStore {
     pub fn load(&self, cookie: Option<&str>) -> Result<Session> {
         let now = self.now();
         let Some(value) = cookie else {
-            return Ok(Session::fresh(now, false));
+            return Ok(self.fresh(now, false));
         };
         let started = Instant::now();
         let Some(id) = SessionId::parse(value) else {
             self.reject(None, RejectReason::Malformed, started);
-            return Ok(Session::fresh(now, true));
+            return Ok(self.fresh(now, true));
         };
         let sid = id.stored_id();
         let row = self.inner.db.load(&sid, self.cutoffs(now))?;
@@ -310,16 +310,26 @@ impl SessionStore {
         ));
         let Some(row) = row else {
             self.reject(Some(sid), RejectReason::NotFound, started);
-            return Ok(Session::fresh(now, true));
+            return Ok(self.fresh(now, true));
         };
         match self.open_row(&sid, row, now) {
-            Ok((payload, record)) => Ok(Session::loaded(id, record, payload)),
+            Ok((payload, record)) => {
+                let mut session = Session::loaded(id, record, payload);
+                session.metadata_policy = self.inner.config.metadata;
+                Ok(session)
+            }
             Err(reason) => {
                 log::warn!(target: "stored_session", "rejected stored session {sid}: {reason:?}; issuing a fresh session");
                 self.reject(Some(sid), reason, started);
-                Ok(Session::fresh(now, true))
+                Ok(self.fresh(now, true))
             }
         }
+    }
+
+    fn fresh(&self, now: i64, had_cookie: bool) -> Session {
+        let mut session = Session::fresh(now, had_cookie);
+        session.metadata_policy = self.inner.config.metadata;
+        session
     }
 
     fn reject(&self, sid: Option<StoredId>, reason: RejectReason, started: Instant) {
@@ -329,7 +339,7 @@ impl SessionStore {
     }
 
     /// Decrypts and decodes a row, checking the authenticated creation time.
-    fn open_row(
+    pub(crate) fn open_row(
         &self,
         sid: &StoredId,
         mut row: Row,
@@ -351,10 +361,6 @@ impl SessionStore {
         if payload.created_at <= self.inner.config.lifetime_cutoff(now) {
             return Err(RejectReason::Expired);
         }
-        let user_key = row
-            .user_key
-            .as_deref()
-            .and_then(|k| <[u8; 32]>::try_from(k).ok());
         Ok((
             payload,
             RowMeta {
@@ -362,7 +368,6 @@ impl SessionStore {
                 salt: opened.salt,
                 updated_at: row.updated_at,
                 stale_key: !self.inner.sealer.is_current(opened.key_id),
-                user_key,
             },
         ))
     }
@@ -429,7 +434,8 @@ impl SessionStore {
         let dirty = !session.changed.is_empty()
             || !session.removed.is_empty()
             || session.cleared
-            || session.pending_user.is_some()
+            || session.user_changed
+            || !session.meta_changed.is_empty()
             || record.stale_key;
         if dirty {
             return self.write(session, record, now);
@@ -480,7 +486,7 @@ impl SessionStore {
 
     fn insert_new(&self, session: &mut Session, now: i64) -> Result<CookieAction> {
         let payload = session.payload();
-        let user_key = self.pending_user_key(session).flatten();
+        let user_key = self.user_key_of(session);
         for _ in 0..INSERT_ATTEMPTS {
             let started = Instant::now();
             let id = SessionId::generate();
@@ -503,7 +509,6 @@ impl SessionStore {
                     salt: salt.expect("seal drew a salt"),
                     updated_at: now,
                     stale_key: false,
-                    user_key,
                 });
                 session.had_cookie = true;
                 session.current_id = Some(id.clone());
@@ -525,7 +530,7 @@ impl SessionStore {
                 payload.created_at = now;
                 let mut salt = None;
                 let envelope = self.seal(&sid, &mut salt, &payload)?;
-                let user_key = self.pending_user_key(session).unwrap_or(record.user_key);
+                let user_key = self.user_key_of(session);
                 let row = NewRow {
                     sid: sid.as_bytes(),
                     data: &envelope,
@@ -536,7 +541,7 @@ impl SessionStore {
                 };
                 match self.inner.db.renew(&record.sid, record.version, &row) {
                     Ok(RenewResult::Done) => {
-                        self.renewed(session, record.sid, id, salt, user_key, now, started);
+                        self.renewed(session, record.sid, id, salt, now, started);
                         return Ok(CookieAction::Set(id_cookie(session)));
                     }
                     Ok(RenewResult::Conflict) => break,
@@ -562,18 +567,18 @@ impl SessionStore {
         } else {
             let mut salt = Some(record.salt);
             let envelope = self.seal(&record.sid, &mut salt, &session.payload())?;
-            let pending = self.pending_user_key(session);
+            let user_key = self.user_key_of(session);
             let rows = self.inner.db.update(
                 &record.sid,
                 record.version,
                 &envelope,
                 now,
-                pending.as_ref().map(|k| k.as_ref().map(|k| k.as_slice())),
+                user_key.as_ref().map(|k| k.as_slice()),
                 self.cutoffs(now),
             )?;
             if rows == 1 {
                 self.emit(event(EventKind::Write, Some(record.sid), started, 1));
-                self.written(session, record.version + 1, pending, now);
+                self.written(session, record.version + 1, now);
                 return Ok(CookieAction::None);
             }
         }
@@ -592,7 +597,6 @@ impl SessionStore {
         renew: bool,
     ) -> Result<CookieAction> {
         let started = Instant::now();
-        let pending = self.pending_user_key(session);
         let mut planned = Planned::Gone;
         let rows = self.inner.db.locked(&sid, self.cutoffs(now), &mut |row| {
             planned = Planned::Gone;
@@ -603,6 +607,7 @@ impl SessionStore {
                 return Ok(Plan::Nothing);
             };
             self.rebase(session, base, &meta);
+            let user_key = self.user_key_of(session);
             if session.data.is_empty() {
                 planned = Planned::Deleted;
                 return Ok(Plan::Delete);
@@ -614,8 +619,7 @@ impl SessionStore {
                 payload.created_at = now;
                 let mut salt = None;
                 let data = self.seal(&new_sid, &mut salt, &payload)?;
-                let user_key = pending.unwrap_or(meta.user_key);
-                planned = Planned::Renewed(id, salt, user_key);
+                planned = Planned::Renewed(id, salt);
                 Ok(Plan::Renew {
                     sid: new_sid,
                     data,
@@ -630,7 +634,7 @@ impl SessionStore {
                     data,
                     version: meta.version + 1,
                     now,
-                    user_key: pending,
+                    user_key,
                 })
             }
         })?;
@@ -650,43 +654,32 @@ impl SessionStore {
             }
             Planned::Updated(version) => {
                 self.emit(event(EventKind::Write, Some(sid), started, rows as u64));
-                self.written(session, version, pending, now);
+                self.written(session, version, now);
                 Ok(CookieAction::None)
             }
-            Planned::Renewed(id, salt, user_key) => {
-                self.renewed(session, sid, id, salt, user_key, now, started);
+            Planned::Renewed(id, salt) => {
+                self.renewed(session, sid, id, salt, now, started);
                 Ok(CookieAction::Set(id_cookie(session)))
             }
         }
     }
 
     /// Book-keeping after a successful data write.
-    fn written(
-        &self,
-        session: &mut Session,
-        version: i64,
-        pending: Option<Option<[u8; 32]>>,
-        now: i64,
-    ) {
+    fn written(&self, session: &mut Session, version: i64, now: i64) {
         if let Some(r) = session.record.as_mut() {
             r.version = version;
             r.updated_at = now;
             r.stale_key = false;
-            if let Some(k) = pending {
-                r.user_key = k;
-            }
         }
     }
 
     /// Book-keeping after a successful renew.
-    #[allow(clippy::too_many_arguments)]
     fn renewed(
         &self,
         session: &mut Session,
         previous: StoredId,
         id: SessionId,
         salt: Option<Salt>,
-        user_key: Option<[u8; 32]>,
         now: i64,
         started: Instant,
     ) {
@@ -702,7 +695,6 @@ impl SessionStore {
             salt: salt.expect("seal drew a salt"),
             updated_at: now,
             stale_key: false,
-            user_key,
         });
     }
 
@@ -714,23 +706,27 @@ impl SessionStore {
             Ok((_, opened)) if sealer.is_current(opened.key_id) => Reseal::Current,
             Ok((plaintext, opened)) => {
                 let plaintext = plaintext.to_vec();
-                Reseal::Sealed(sealer.seal(sid, &mut Some(opened.salt), &plaintext))
+                let user_key = Payload::decode(&plaintext)
+                    .and_then(|p| p.user)
+                    .map(|user| sealer.user_key(&user));
+                Reseal::Sealed(
+                    sealer.seal(sid, &mut Some(opened.salt), &plaintext),
+                    user_key,
+                )
             }
             Err(_) => Reseal::Unreadable,
         }
     }
 
-    /// The HMAC of a pending user binding change, if any.
-    fn pending_user_key(&self, session: &Session) -> Option<Option<[u8; 32]>> {
-        session
-            .pending_user
-            .as_ref()
-            .map(|user| user.as_deref().map(|u| self.user_key(u)))
+    /// The `user_key` column value for the session's user binding, under
+    /// the current key (so a rewrite after a rotation moves the binding to
+    /// the new key).
+    fn user_key_of(&self, session: &Session) -> Option<[u8; 32]> {
+        session.user.as_deref().map(|u| self.inner.sealer.user_key(u))
     }
 
-    /// The keyed hash stored in `user_key` for an application user id.
-    pub(crate) fn user_key(&self, user_id: &str) -> [u8; 32] {
-        crate::crypto::user_key(self.keyring(), user_id)
+    pub(crate) fn sealer(&self) -> &Sealer {
+        &self.inner.sealer
     }
 
     /// Re-applies this request's own changes on top of a newer version.
@@ -742,6 +738,10 @@ impl SessionStore {
             .collect();
         session.merge_into(&mut data);
         session.data = data;
+        let (mut meta_fields, mut user) = (base.meta, base.user);
+        session.merge_meta_into(&mut meta_fields, &mut user);
+        session.meta = meta_fields;
+        session.user = user;
         let record = session
             .record
             .as_mut()
@@ -750,7 +750,6 @@ impl SessionStore {
         record.salt = meta.salt;
         record.updated_at = meta.updated_at;
         record.stale_key = meta.stale_key;
-        record.user_key = meta.user_key;
     }
 }
 
@@ -759,7 +758,7 @@ enum Planned {
     Gone,
     Deleted,
     Updated(i64),
-    Renewed(SessionId, Option<Salt>, Option<[u8; 32]>),
+    Renewed(SessionId, Option<Salt>),
 }
 
 /// The id a just-renewed or just-inserted session carries.
@@ -772,11 +771,10 @@ fn id_cookie(session: &Session) -> SessionId {
 
 /// What `open_row` learned about a row besides its payload.
 pub(crate) struct RowMeta {
-    version: i64,
+    pub(crate) version: i64,
     salt: Salt,
     updated_at: i64,
     stale_key: bool,
-    user_key: Option<[u8; 32]>,
 }
 
 impl Session {
@@ -795,8 +793,9 @@ impl Session {
             salt: meta.salt,
             updated_at: meta.updated_at,
             stale_key: meta.stale_key,
-            user_key: meta.user_key,
         });
+        session.meta = payload.meta;
+        session.user = payload.user;
         session
     }
 
@@ -808,7 +807,8 @@ impl Session {
                 .iter()
                 .map(|(k, v)| (k.clone(), ByteBuf::from(v.clone())))
                 .collect(),
-            meta: BTreeMap::new(),
+            meta: self.meta.clone(),
+            user: self.user.clone(),
         }
     }
 

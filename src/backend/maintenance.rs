@@ -152,14 +152,24 @@ impl Database {
 
     /// Compare-and-swap replacement of a row's envelope that leaves its
     /// activity clock alone (re-encryption is not activity).
-    pub(crate) fn replace_data(&self, id: i64, version: i64, data: &[u8]) -> Result<usize> {
+    pub(crate) fn replace_data(
+        &self,
+        id: i64,
+        version: i64,
+        data: &[u8],
+        user_key: Option<&[u8; 32]>,
+    ) -> Result<usize> {
         with_connection!(self, |conn| {
             diesel::update(
                 t::stored_sessions
                     .filter(t::id.eq(id))
                     .filter(t::version.eq(version)),
             )
-            .set((t::data.eq(data), t::version.eq(version + 1)))
+            .set((
+                t::data.eq(data),
+                t::version.eq(version + 1),
+                t::user_key.eq(user_key.map(|k| k.as_slice())),
+            ))
             .execute(conn)
             .map_err(Error::from)
         })
@@ -168,4 +178,100 @@ impl Database {
 
 fn dialect_of<C: Dialect>(_: &C) -> &'static super::DialectSql {
     &C::SQL
+}
+
+/// A user's session row, for listing.
+#[derive(Debug, Clone, Queryable)]
+pub(crate) struct UserRow {
+    pub sid: Vec<u8>,
+    pub data: Vec<u8>,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Database {
+    /// Live rows bound to any of `keys` (one user's bindings), most recently
+    /// active first. An indexed lookup on `user_key`.
+    pub(crate) fn rows_for_user(&self, keys: &[[u8; 32]], cut: Cutoffs) -> Result<Vec<UserRow>> {
+        let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+        with_connection!(self, |conn| {
+            t::stored_sessions
+                .select((t::sid, t::data, t::version, t::created_at, t::updated_at))
+                .filter(t::user_key.eq_any(&keys))
+                .filter(t::updated_at.gt(cut.idle))
+                .filter(t::created_at.gt(cut.lifetime))
+                .order(t::updated_at.desc())
+                .load::<UserRow>(conn)
+                .map_err(Error::from)
+        })
+    }
+
+    /// Deletes every row bound to any of `keys`, except `keep`.
+    pub(crate) fn delete_for_user(&self, keys: &[[u8; 32]], keep: Option<&[u8; 32]>) -> Result<usize> {
+        let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+        with_connection!(self, |conn| {
+            let target = t::stored_sessions.filter(t::user_key.eq_any(&keys));
+            match keep {
+                Some(sid) => diesel::delete(target.filter(t::sid.ne(sid.as_slice()))).execute(conn),
+                None => diesel::delete(target).execute(conn),
+            }
+            .map_err(Error::from)
+        })
+    }
+
+    /// Ids of up to `limit` rows, ascending (for deleting everything in batches).
+    pub(crate) fn first_ids(&self, limit: i64) -> Result<Vec<i64>> {
+        with_connection!(self, |conn| {
+            t::stored_sessions
+                .select(t::id)
+                .order(t::id.asc())
+                .limit(limit)
+                .load::<i64>(conn)
+                .map_err(Error::from)
+        })
+    }
+
+    /// Deletes rows by id.
+    pub(crate) fn delete_ids(&self, ids: &[i64]) -> Result<usize> {
+        with_connection!(self, |conn| {
+            diesel::delete(t::stored_sessions.filter(t::id.eq_any(ids)))
+                .execute(conn)
+                .map_err(Error::from)
+        })
+    }
+
+    /// Number of live sessions per bound user (one entry per user).
+    pub(crate) fn sessions_per_user(&self, cut: Cutoffs) -> Result<Vec<i64>> {
+        use diesel::dsl::count_star;
+        with_connection!(self, |conn| {
+            t::stored_sessions
+                .filter(t::user_key.is_not_null())
+                .filter(t::updated_at.gt(cut.idle))
+                .filter(t::created_at.gt(cut.lifetime))
+                .group_by(t::user_key)
+                .select(count_star())
+                .load::<i64>(conn)
+                .map_err(Error::from)
+        })
+    }
+
+    /// `created_at` (or `updated_at`) of live rows at or after `since`.
+    pub(crate) fn times_since(&self, created: bool, since: i64, cut: Cutoffs) -> Result<Vec<i64>> {
+        with_connection!(self, |conn| {
+            let live = t::stored_sessions
+                .filter(t::updated_at.gt(cut.idle))
+                .filter(t::created_at.gt(cut.lifetime));
+            if created {
+                live.filter(t::created_at.ge(since))
+                    .select(t::created_at)
+                    .load::<i64>(conn)
+            } else {
+                live.filter(t::updated_at.ge(since))
+                    .select(t::updated_at)
+                    .load::<i64>(conn)
+            }
+            .map_err(Error::from)
+        })
+    }
 }

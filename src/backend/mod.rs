@@ -196,7 +196,6 @@ pub(crate) trait WriteTransaction: Connection {
 pub(crate) struct Row {
     pub data: Vec<u8>,
     pub version: i64,
-    pub user_key: Option<Vec<u8>>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -253,16 +252,10 @@ macro_rules! select_live {
             t::stored_sessions.filter(t::sid.eq($sid.as_bytes().as_slice())),
             $cut
         )
-        .select((
-            t::data,
-            t::version,
-            t::user_key,
-            t::created_at,
-            t::updated_at,
-        ))
+        .select((t::data, t::version, t::created_at, t::updated_at))
     };
 }
-pub(crate) use maintenance::Expiry;
+pub(crate) use maintenance::{Expiry, UserRow};
 pub(crate) use {live, select_live, with_connection};
 
 /// SQL that differs between backends.
@@ -287,7 +280,7 @@ pub(crate) enum Plan {
         data: Vec<u8>,
         version: i64,
         now: i64,
-        user_key: Option<Option<[u8; 32]>>,
+        user_key: Option<[u8; 32]>,
     },
     /// Delete it.
     Delete,
@@ -390,17 +383,14 @@ impl Database {
                         now,
                         user_key,
                     } => {
-                        let fields = (
-                            t::data.eq(data.as_slice()),
-                            t::version.eq(version),
-                            t::updated_at.eq(now),
-                        );
-                        match user_key {
-                            None => diesel::update(target).set(fields).execute(conn)?,
-                            Some(key) => diesel::update(target)
-                                .set((fields, t::user_key.eq(key.as_ref().map(|k| k.as_slice()))))
-                                .execute(conn)?,
-                        }
+                        diesel::update(target)
+                            .set((
+                                t::data.eq(data.as_slice()),
+                                t::version.eq(version),
+                                t::updated_at.eq(now),
+                                t::user_key.eq(user_key.as_ref().map(|k| k.as_slice())),
+                            ))
+                            .execute(conn)?
                     }
                     Plan::Delete => diesel::delete(target).execute(conn)?,
                     Plan::Renew {
@@ -449,27 +439,23 @@ impl Database {
         version: i64,
         data: &[u8],
         now: i64,
-        user_key: Option<Option<&[u8]>>,
+        user_key: Option<&[u8]>,
         cut: Cutoffs,
     ) -> Result<usize> {
         with_connection!(self, |conn| {
-            let target = live!(
+            diesel::update(live!(
                 t::stored_sessions
                     .filter(t::sid.eq(sid.as_bytes().as_slice()))
                     .filter(t::version.eq(version)),
                 cut
-            );
-            let fields = (
+            ))
+            .set((
                 t::data.eq(data),
                 t::version.eq(version + 1),
                 t::updated_at.eq(now),
-            );
-            match user_key {
-                None => diesel::update(target).set(fields).execute(conn),
-                Some(key) => diesel::update(target)
-                    .set((fields, t::user_key.eq(key)))
-                    .execute(conn),
-            }
+                t::user_key.eq(user_key),
+            ))
+            .execute(conn)
             .map_err(Error::from)
         })
     }

@@ -68,6 +68,24 @@ enum Command {
     },
     /// Print a new random key (base64) for STORED_SESSION_KEYS.
     Keygen,
+    /// List a user's live sessions (needs STORED_SESSION_KEYS).
+    List {
+        /// The application's user id, as passed to `Session::set_user`.
+        #[arg(long)]
+        user: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End sessions: one user's (needs STORED_SESSION_KEYS), or everyone's.
+    Revoke {
+        /// End every session of this user id.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        user: Option<String>,
+        /// End every session of every user.
+        #[arg(long)]
+        all: bool,
+    },
     /// Re-encrypt every session with the current key (the first in STORED_SESSION_KEYS).
     RotateKeys {
         /// Rows per batch.
@@ -187,10 +205,11 @@ fn run(cli: Cli) -> Result<(), String> {
                     "expired": stats.expired,
                     "oldest_activity": time(stats.oldest_activity),
                     "newest_activity": time(stats.newest_activity),
-                    "payload_bytes": {
-                        "count": p.count, "min": p.min, "p50": p.p50,
-                        "p90": p.p90, "p99": p.p99, "max": p.max,
-                    },
+                    "payload_bytes": percentiles(&p),
+                    "users": stats.users,
+                    "sessions_per_user": percentiles(&stats.sessions_per_user),
+                    "created_per_hour": stats.created_per_hour,
+                    "active_per_hour": stats.active_per_hour,
                 });
                 println!("{value}");
             } else {
@@ -210,7 +229,55 @@ fn run(cli: Cli) -> Result<(), String> {
                     "payload bytes    min {} / p50 {} / p90 {} / p99 {} / max {}",
                     p.min, p.p50, p.p90, p.p99, p.max
                 );
+                let u = stats.sessions_per_user;
+                println!("users            {}", stats.users);
+                println!(
+                    "sessions/user    min {} / p50 {} / p90 {} / p99 {} / max {}",
+                    u.min, u.p50, u.p90, u.p99, u.max
+                );
+                println!("created/hour     {}", sparkline(&stats.created_per_hour));
+                println!("active/hour      {}", sparkline(&stats.active_per_hour));
             }
+        }
+        Command::List { user, json } => {
+            let store = open(Keyring::from_env().map_err(|e| e.to_string())?)?;
+            let list = store.sessions_of(&user, None).map_err(|e| e.to_string())?;
+            if json {
+                let items: Vec<_> = list
+                    .iter()
+                    .map(|i| {
+                        serde_json::json!({
+                            "handle": i.handle.as_str(),
+                            "created_at": i.created_at.to_rfc3339(),
+                            "last_active": i.last_active.to_rfc3339(),
+                            "ip": i.ip, "user_agent": i.user_agent, "fields": i.fields,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(items));
+            } else {
+                for i in &list {
+                    println!(
+                        "{}  created {}  last active {}  ip {}  agent {}",
+                        i.handle,
+                        i.created_at.to_rfc3339(),
+                        i.last_active.to_rfc3339(),
+                        i.ip.as_deref().unwrap_or("-"),
+                        i.user_agent.as_deref().unwrap_or("-")
+                    );
+                }
+                println!("{} session(s)", list.len());
+            }
+        }
+        Command::Revoke { user, all } => {
+            let n = if all {
+                open(Keyring::generate())?.revoke_all()
+            } else {
+                let user = user.unwrap_or_default();
+                open(Keyring::from_env().map_err(|e| e.to_string())?)?.revoke_user(&user)
+            }
+            .map_err(|e| e.to_string())?;
+            println!("Revoked {n} session(s)");
         }
         Command::RotateKeys {
             batch_size,
@@ -234,6 +301,21 @@ fn run(cli: Cli) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn percentiles(p: &stored_session::Percentiles) -> serde_json::Value {
+    serde_json::json!({
+        "count": p.count, "min": p.min, "p50": p.p50, "p90": p.p90, "p99": p.p99, "max": p.max,
+    })
+}
+
+/// The last 24 hours as counts, oldest first: `3 0 12 …`.
+fn sparkline(hours: &[u64; 24]) -> String {
+    hours
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A progress bar on a terminal's stderr; hidden otherwise.
