@@ -267,6 +267,12 @@ impl Session {
         self.meta_changed.insert(name.to_owned());
     }
 
+    /// Whether there is anything worth storing: values or a user binding.
+    /// (Client metadata alone never creates a row.)
+    pub(crate) fn has_content(&self) -> bool {
+        !self.data.is_empty() || self.user.is_some()
+    }
+
     /// Whether the session has no stored row yet.
     pub fn is_new(&self) -> bool {
         self.record.is_none()

@@ -405,7 +405,7 @@ impl SessionStore {
         let now = self.now();
         let Some(record) = session.record.clone() else {
             // A session without a row.
-            if session.destroyed || session.data.is_empty() {
+            if session.destroyed || !session.has_content() {
                 session.destroyed = false;
                 return Ok(if std::mem::take(&mut session.had_cookie) {
                     CookieAction::Remove
@@ -521,7 +521,7 @@ impl SessionStore {
     /// Renew, fast path: delete the old row at the version this request read
     /// and insert the new one, in one transaction.
     fn renew(&self, session: &mut Session, record: Record, now: i64) -> Result<CookieAction> {
-        if !session.data.is_empty() {
+        if session.has_content() {
             for _ in 0..INSERT_ATTEMPTS {
                 let started = Instant::now();
                 let id = SessionId::generate();
@@ -557,7 +557,7 @@ impl SessionStore {
     /// this request read.
     fn write(&self, session: &mut Session, record: Record, now: i64) -> Result<CookieAction> {
         let started = Instant::now();
-        if session.data.is_empty() {
+        if !session.has_content() {
             let rows = self.inner.db.delete(&record.sid, Some(record.version))?;
             if rows == 1 {
                 self.emit(event(EventKind::Delete, Some(record.sid), started, 1));
@@ -608,7 +608,7 @@ impl SessionStore {
             };
             self.rebase(session, base, &meta);
             let user_key = self.user_key_of(session);
-            if session.data.is_empty() {
+            if !session.has_content() {
                 planned = Planned::Deleted;
                 return Ok(Plan::Delete);
             }

@@ -159,7 +159,67 @@ fn keygen_and_rotate_keys(h: &Harness) {
     assert_eq!(err.trim().lines().count(), 1);
 }
 
+fn list_and_revoke_users(h: &Harness) {
+    let key = Key::generate();
+    let keys = key.to_base64().to_string();
+    stdout(&cli(Some(&h.url), None, &["migrate"]));
+    let store = SessionStore::builder(Keyring::new(key))
+        .open(&h.url)
+        .unwrap();
+    let sign_in = |user: &str| {
+        let mut s = store.load(None).unwrap();
+        s.set_user(user);
+        s.set_meta("device", Some("cli-test"));
+        let _ = store.commit(&mut s).unwrap();
+    };
+    for _ in 0..2 {
+        sign_in("u-1");
+    }
+    sign_in("u-2");
+    sign_in("u-3");
+    let out = stdout(&cli(Some(&h.url), Some(&keys), &["list", "--user", "u-1"]));
+    assert_eq!(out.lines().last(), Some("2 session(s)"), "{out}");
+    let json: serde_json::Value = serde_json::from_str(&stdout(&cli(
+        Some(&h.url),
+        Some(&keys),
+        &["list", "--user", "u-1", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2);
+    assert_eq!(json[0]["fields"]["device"], "cli-test");
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&cli(Some(&h.url), None, &["stats", "--json"]))).unwrap();
+    assert_eq!(json["users"], 3);
+    assert_eq!(json["sessions_per_user"]["max"], 2);
+    let out = stdout(&cli(
+        Some(&h.url),
+        Some(&keys),
+        &["revoke", "--user", "u-1"],
+    ));
+    assert_eq!(out.trim(), "Revoked 2 session(s)");
+    assert_eq!(count(store.database()), 2);
+    let out = stdout(&cli(Some(&h.url), None, &["revoke", "--all"]));
+    assert_eq!(out.trim(), "Revoked 2 session(s)");
+    assert_eq!(count(store.database()), 0);
+    // Usage errors: neither or both of --user and --all.
+    assert_eq!(
+        cli(Some(&h.url), Some(&keys), &["revoke"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        cli(
+            Some(&h.url),
+            Some(&keys),
+            &["revoke", "--all", "--user", "x"]
+        )
+        .status
+        .code(),
+        Some(2)
+    );
+}
+
 backend_suite!(
+    list_and_revoke_users,
     migrate_creates_the_table,
     trim_dry_run_then_trim_in_batches,
     stats_as_text_and_json,
