@@ -27,9 +27,9 @@
 //!
 //! | feature | module | shape |
 //! |---|---|---|
-//! | `rouille` | [`rouille`](self::rouille) | wrap a handler: [`rouille::with_session`](self::rouille::with_session) |
-//! | `rocket` | [`rocket`](self::rocket) | a fairing ([`rocket::SessionFairing`](self::rocket::SessionFairing)) and a request guard ([`rocket::SessionGuard`](self::rocket::SessionGuard)) |
-//! | `http` | [`http`](self::http) | `http::Request` in, `http::Response` out: [`http::handle`](self::http::handle) |
+//! | `rouille` | `adapters::rouille` | wrap a handler: `rouille::with_session` |
+//! | `rocket` | `adapters::rocket` | a fairing (`rocket::SessionFairing`) and a request guard (`rocket::SessionGuard`) |
+//! | `http` | `adapters::http` | `http::Request` in, `http::Response` out: `http::handle` |
 //!
 //! Another framework needs only the three calls above:
 //!
@@ -61,7 +61,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::session::Session;
 use crate::store::{CookieAction, SessionStore};
 
@@ -113,7 +113,7 @@ impl Sessions {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when the policy is invalid (see
+    /// [`Error::Config`](crate::Error::Config) when the policy is invalid (see
     /// [`CookiePolicy::validate`]).
     pub fn with_policy(store: SessionStore, policy: CookiePolicy) -> Result<Self> {
         policy.validate()?;
@@ -319,14 +319,16 @@ impl fmt::Debug for LazySession {
 
 /// The HTTP status for a failed session operation: 503 when the pool had no
 /// free connection in time (retrying later may work), 500 otherwise.
-pub(crate) fn error_status(error: &Error) -> u16 {
+#[cfg(any(feature = "rouille", feature = "rocket", feature = "http"))]
+pub(crate) fn error_status(error: &crate::Error) -> u16 {
     match error {
-        Error::PoolTimeout { .. } => 503,
+        crate::Error::PoolTimeout { .. } => 503,
         _ => 500,
     }
 }
 
 /// The body sent with [`error_status`].
+#[cfg(any(feature = "rouille", feature = "rocket", feature = "http"))]
 pub(crate) fn error_body(status: u16) -> &'static str {
     if status == 503 {
         "service unavailable\n"
@@ -336,7 +338,8 @@ pub(crate) fn error_body(status: u16) -> &'static str {
 }
 
 /// Logs a failed session operation. Errors never carry a session id.
-pub(crate) fn log_failure(what: &str, error: &Error) {
+#[cfg(any(feature = "rouille", feature = "rocket", feature = "http"))]
+pub(crate) fn log_failure(what: &str, error: &crate::Error) {
     log::error!(target: "stored_session", "session {what} failed: {error}");
 }
 

@@ -7,7 +7,7 @@
 //!   and adds its `Set-Cookie` with `adjoin_header`.
 //! * [`SessionGuard`] loads the session when a handler asks for it. A
 //!   handler that does not costs no query and gets no cookie.
-//! * [`Error`](crate::Error) is a `Responder` (500, or 503 on pool
+//! * [`Error`] is a `Responder` (500, or 503 on pool
 //!   exhaustion), so handlers can return `Result<_, stored_session::Error>`.
 //!
 //! The store blocks, so every load and commit runs on Tokio's blocking pool
