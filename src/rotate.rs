@@ -74,12 +74,15 @@ pub fn rotate_keys(store: &SessionStore) -> Result<RotateReport> {
     Rotation::new().run(store)
 }
 
+/// A progress callback, called after every batch with the running totals.
+type Progress = Box<dyn FnMut(&RotateReport) + Send>;
+
 /// A configurable rotation run.
 #[must_use]
 pub struct Rotation {
     batch_size: i64,
     after: i64,
-    on_batch: Option<Box<dyn FnMut(&RotateReport) + Send>>,
+    on_batch: Option<Progress>,
 }
 
 impl fmt::Debug for Rotation {

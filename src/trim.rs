@@ -60,6 +60,9 @@ pub fn trim_inactive(store: &SessionStore) -> Result<TrimReport> {
     Trim::new().run(store)
 }
 
+/// A progress callback, called after every batch with the running totals.
+type Progress = Box<dyn FnMut(&TrimReport) + Send>;
+
 /// A configurable trim run: batch size, expiry overrides, progress callback.
 ///
 /// ```
@@ -80,7 +83,7 @@ pub struct Trim {
     batch_size: usize,
     idle_timeout: Option<Option<Duration>>,
     max_lifetime: Option<Option<Duration>>,
-    on_batch: Option<Box<dyn FnMut(&TrimReport) + Send>>,
+    on_batch: Option<Progress>,
 }
 
 impl fmt::Debug for Trim {
