@@ -670,7 +670,46 @@ fn conflicting_removes_and_clears_merge_per_key(h: &Harness) {
     assert_eq!(row(store.database(), &sid_of(&cookie)).unwrap().version, 3);
 }
 
+fn connections_are_configured_for_sessions(h: &Harness) {
+    use diesel::prelude::*;
+    #[derive(QueryableByName)]
+    struct Text {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        value: String,
+    }
+    let store = h.store();
+    match h.backend {
+        stored_session::Backend::Sqlite => {
+            let mode = with_conn!(store.database(), |c| diesel::sql_query(
+                "SELECT journal_mode AS value FROM pragma_journal_mode"
+            )
+            .get_result::<Text>(c)
+            .unwrap()
+            .value);
+            assert_eq!(mode, "wal");
+            let timeout = with_conn!(store.database(), |c| diesel::sql_query(
+                "SELECT CAST(timeout AS TEXT) AS value FROM pragma_busy_timeout"
+            )
+            .get_result::<Text>(c)
+            .unwrap()
+            .value);
+            assert_eq!(timeout, "5000");
+        }
+        stored_session::Backend::Mysql => {
+            let mode = with_conn!(store.database(), |c| diesel::sql_query(
+                "SELECT @@SESSION.sql_mode AS value"
+            )
+            .get_result::<Text>(c)
+            .unwrap()
+            .value);
+            assert!(mode.contains("STRICT_ALL_TABLES"), "{mode}");
+        }
+        _ => {}
+    }
+}
+
 backend_suite!(
+    connections_are_configured_for_sessions,
     round_trip_of_serde_types,
     unknown_well_formed_id_gets_a_fresh_id_and_nothing_is_written,
     malformed_ids_give_a_fresh_session_without_a_query,
