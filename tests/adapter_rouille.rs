@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
 
-use adapter_support::{count_events, get, hostile_cookie_headers, send, Jar};
+use adapter_support::{count_events, get, hostile_cookie_headers, send, try_send, Jar};
 use common::{count, Harness};
 use rouille::{router, Request, Response};
 use stored_session::adapters::rouille::with_session;
@@ -199,11 +199,14 @@ fn hostile_cookie_headers_give_a_fresh_session(h: &Harness) {
     let valid = format!("id={}", jar.value.clone().unwrap());
     for (what, headers) in hostile_cookie_headers(&valid) {
         let refs: Vec<&[u8]> = headers.iter().map(|h| h.as_slice()).collect();
-        let r = send(server.addr, "GET", "/peek", &refs, b"");
-        assert!(r.status < 500, "{what}: {}", r.status);
-        if r.status == 200 {
-            assert_eq!(r.body, "visits: 0", "{what}: the live session was adopted");
-        }
+        let Some(r) = try_send(server.addr, "GET", "/peek", &refs, b"") else {
+            // tiny_http (rouille's HTTP layer) hangs up on header bytes that
+            // are not ASCII before any handler runs; nothing else may.
+            assert_eq!(what, "non-UTF-8 bytes", "{what}: no response");
+            continue;
+        };
+        assert_eq!(r.status, 200, "{what}");
+        assert_eq!(r.body, "visits: 0", "{what}: the live session was adopted");
     }
     // The live session was neither adopted nor harmed.
     let r = jar.send(server.addr, "GET", "/", b"");

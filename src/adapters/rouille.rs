@@ -6,6 +6,10 @@
 //! and sets no cookie. After the handler returns, the session is committed
 //! and the `Set-Cookie` header, if any, is added to its response.
 //!
+//! Note: rouille's HTTP layer (tiny_http) closes the connection, before any
+//! handler runs, on a header line holding bytes that are not ASCII; every
+//! other bad `Cookie` header reaches the adapter and gives a fresh session.
+//!
 //! ```no_run
 //! use rouille::Response;
 //! use stored_session::adapters::{rouille::with_session, CookiePolicy, Sessions};

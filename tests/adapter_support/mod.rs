@@ -51,6 +51,19 @@ pub fn send(
     extra_headers: &[&[u8]],
     body: &[u8],
 ) -> Reply {
+    try_send(addr, method, path, extra_headers, body)
+        .expect("the server closed the connection without a response")
+}
+
+/// [`send`], but `None` when the server closes the connection without
+/// answering (as tiny_http does for header bytes that are not ASCII).
+pub fn try_send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra_headers: &[&[u8]],
+    body: &[u8],
+) -> Option<Reply> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -69,8 +82,12 @@ pub fn send(
     request.extend_from_slice(body);
     stream.write_all(&request).expect("write request");
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read response");
-    parse(&raw)
+    match stream.read_to_end(&mut raw) {
+        Ok(_) if raw.is_empty() => None,
+        Ok(_) => Some(parse(&raw)),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && raw.is_empty() => None,
+        Err(e) => panic!("reading the response failed: {e}"),
+    }
 }
 
 fn parse(raw: &[u8]) -> Reply {
