@@ -269,7 +269,7 @@ fn hostile_cookie_headers_give_a_fresh_session(h: &Harness) {
     assert_eq!(count(sessions.store().database()), 1);
 }
 
-fn failed_commit_is_a_500_and_sets_no_cookie(h: &Harness) {
+fn database_failures_are_500s_and_set_no_cookie(h: &Harness) {
     let (server, _sessions) = start(h, CookiePolicy::new());
     let r = send(server.addr, "GET", "/break", &[], b"");
     assert_eq!(
@@ -277,6 +277,17 @@ fn failed_commit_is_a_500_and_sets_no_cookie(h: &Harness) {
         (500, "internal server error\n")
     );
     assert!(r.set_cookies().is_empty());
+    // With the table gone, a load fails too (500), while a route that never
+    // touches the session still answers.
+    let cookie = format!("Cookie: id={}", SessionId::generate().as_cookie_value());
+    let r = send(server.addr, "GET", "/peek", &[cookie.as_bytes()], b"");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (500, "internal server error\n")
+    );
+    assert!(r.set_cookies().is_empty());
+    let r = send(server.addr, "GET", "/health", &[cookie.as_bytes()], b"");
+    assert_eq!((r.status, r.body.as_str()), (200, "ok"));
 }
 
 /// `begin`/`finish` directly on `http` values: non-UTF-8 header bytes and
@@ -318,6 +329,6 @@ backend_suite!(
     visit_login_logout_cycle,
     untouched_session_costs_no_query_and_sets_no_cookie,
     hostile_cookie_headers_give_a_fresh_session,
-    failed_commit_is_a_500_and_sets_no_cookie,
+    database_failures_are_500s_and_set_no_cookie,
     begin_and_finish_on_http_values,
 );

@@ -17,7 +17,7 @@ use rocket::local::blocking::{Client, LocalResponse};
 use rocket::{get, post, routes, Build, Rocket, State};
 use stored_session::adapters::rocket::{SessionFairing, SessionGuard};
 use stored_session::adapters::{CookiePolicy, Sessions};
-use stored_session::{EventKind, SessionId};
+use stored_session::{EventKind, SessionId, SessionStore};
 
 #[get("/")]
 fn index(session: SessionGuard<'_>) -> Result<String, stored_session::Error> {
@@ -70,15 +70,15 @@ fn health() -> &'static str {
 }
 
 #[get("/break")]
-fn broken(session: SessionGuard<'_>, sessions: &State<Sessions>) -> &'static str {
+fn broken(session: SessionGuard<'_>, store: &State<SessionStore>) -> &'static str {
     session.insert("doomed", &1).unwrap();
-    drop_table(sessions);
+    drop_table(store);
     "should not be sent"
 }
 
-fn drop_table(sessions: &Sessions) {
+fn drop_table(store: &SessionStore) {
     use diesel::RunQueryDsl;
-    crate::with_conn!(sessions.store().database(), |c| {
+    crate::with_conn!(store.database(), |c| {
         diesel::sql_query("DROP TABLE stored_sessions")
             .execute(c)
             .unwrap()
@@ -240,12 +240,19 @@ fn hostile_cookie_headers_give_a_fresh_session(h: &Harness) {
     assert_eq!(count(store.database()), 1);
 }
 
-fn failed_commit_is_a_500_and_sets_no_cookie(h: &Harness) {
+fn database_failures_are_500s_and_set_no_cookie(h: &Harness) {
     let client = Client::untracked(app(sessions(h, CookiePolicy::new()))).unwrap();
     let r = client.get("/break").dispatch();
     assert_eq!(r.status(), Status::InternalServerError);
     assert!(r.headers().get("Set-Cookie").next().is_none());
     assert_eq!(r.into_string().unwrap(), "internal server error\n");
+    // With the table gone, a load fails too: the guard answers 500, and a
+    // route without the session is unaffected.
+    let cookie = format!("id={}", SessionId::generate().as_cookie_value());
+    let r = with_cookie(client.get("/peek"), &cookie).dispatch();
+    assert_eq!(r.status(), Status::InternalServerError);
+    assert!(r.headers().get("Set-Cookie").next().is_none());
+    assert_eq!(client.get("/health").dispatch().status(), Status::Ok);
 }
 
 /// A guard that reaches `SessionGuard` indirectly, out of the sentinel's sight.
@@ -356,7 +363,7 @@ backend_suite!(
     tracked_client_keeps_the_session,
     untouched_session_costs_no_query_and_sets_no_cookie,
     hostile_cookie_headers_give_a_fresh_session,
-    failed_commit_is_a_500_and_sets_no_cookie,
+    database_failures_are_500s_and_set_no_cookie,
     missing_fairing_aborts_launch_or_fails_with_500,
     blocking_work_is_bounded_by_the_pool_size,
 );

@@ -255,12 +255,23 @@ fn policy_attributes_on_the_wire(h: &Harness) {
     );
 }
 
-fn failed_commit_is_a_500_and_sets_no_cookie(h: &Harness) {
+fn database_failures_are_500s_and_set_no_cookie(h: &Harness) {
     let server = serve(sessions(h, CookiePolicy::new()));
     let r = send(server.addr, "GET", "/break", &[], b"");
     assert_eq!(r.status, 500);
     assert_eq!(r.body, "internal server error\n");
     assert!(r.set_cookies().is_empty());
+    // With the table gone, a load fails too (500), while a route that never
+    // touches the session still answers.
+    let cookie = format!("Cookie: id={}", SessionId::generate().as_cookie_value());
+    let r = send(server.addr, "GET", "/peek", &[cookie.as_bytes()], b"");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (500, "internal server error\n")
+    );
+    assert!(r.set_cookies().is_empty());
+    let r = send(server.addr, "GET", "/health", &[cookie.as_bytes()], b"");
+    assert_eq!((r.status, r.body.as_str()), (200, "ok"));
 }
 
 backend_suite!(
@@ -268,5 +279,5 @@ backend_suite!(
     untouched_session_costs_no_query_and_sets_no_cookie,
     hostile_cookie_headers_give_a_fresh_session,
     policy_attributes_on_the_wire,
-    failed_commit_is_a_500_and_sets_no_cookie,
+    database_failures_are_500s_and_set_no_cookie,
 );

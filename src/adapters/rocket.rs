@@ -1,8 +1,8 @@
 //! Rocket 0.5 adapter: a fairing that manages the store, and a request guard
 //! that gives a handler the session.
 //!
-//! * [`SessionFairing`] puts the [`Sessions`] into Rocket's managed state
-//!   (handlers may take `&State<Sessions>` for the store itself) and, in
+//! * [`SessionFairing`] puts the [`Sessions`] and its store into Rocket's
+//!   managed state (handlers may take `&State<SessionStore>`) and, in
 //!   `on_response`, commits the session of every request that asked for one
 //!   and adds its `Set-Cookie` with `adjoin_header`.
 //! * [`SessionGuard`] loads the session when a handler asks for it. A
@@ -63,6 +63,7 @@ use super::{error_body, error_status, log_failure, Presented, Sessions};
 use crate::backend::Database;
 use crate::error::{Error, Result};
 use crate::session::Session;
+use crate::store::SessionStore;
 
 /// What the fairing shares with the guard through managed state.
 struct Shared {
@@ -82,7 +83,9 @@ struct Slot(OnceLock<Arc<Mutex<Session>>>);
 /// The fairing: manages the store and commits sessions in `on_response`.
 ///
 /// Attach one per Rocket instance (it is a singleton fairing). It manages
-/// the [`Sessions`] as state unless the app already manages one.
+/// the [`Sessions`] and the [`SessionStore`] as state (unless the app
+/// already manages one of that type), so handlers can take
+/// `&State<SessionStore>` for listing, revoking and the like.
 ///
 /// ```
 /// use stored_session::adapters::{rocket::SessionFairing, CookiePolicy, Sessions};
@@ -96,6 +99,7 @@ struct Slot(OnceLock<Arc<Mutex<Session>>>);
 /// ```
 pub struct SessionFairing {
     shared: Arc<Shared>,
+    concurrency: usize,
 }
 
 impl SessionFairing {
@@ -108,13 +112,14 @@ impl SessionFairing {
                 sessions,
                 permits: Arc::new(Semaphore::new(permits)),
             }),
+            concurrency: permits,
         }
     }
 
     /// How many session operations may run on the blocking pool at once
     /// (the store's pool size).
     pub fn concurrency(&self) -> usize {
-        self.shared.permits.available_permits()
+        self.concurrency
     }
 }
 
@@ -177,6 +182,9 @@ impl Fairing for SessionFairing {
         let mut rocket = rocket.manage(Managed(self.shared.clone()));
         if rocket.state::<Sessions>().is_none() {
             rocket = rocket.manage(self.shared.sessions.clone());
+        }
+        if rocket.state::<SessionStore>().is_none() {
+            rocket = rocket.manage(self.shared.sessions.store().clone());
         }
         Ok(rocket)
     }
