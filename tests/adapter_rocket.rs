@@ -69,6 +69,13 @@ fn health() -> &'static str {
     "ok"
 }
 
+/// Changes the session, then fails: nothing may be saved.
+#[get("/fail")]
+fn fail(session: SessionGuard<'_>) -> Result<&'static str, stored_session::Error> {
+    session.insert("half-done", &1)?;
+    Err(stored_session::Error::State("the handler gave up"))
+}
+
 #[get("/break")]
 fn broken(session: SessionGuard<'_>, store: &State<SessionStore>) -> &'static str {
     session.insert("doomed", &1).unwrap();
@@ -88,7 +95,7 @@ fn drop_table(store: &SessionStore) {
 fn quiet() -> Rocket<Build> {
     bare().mount(
         "/",
-        routes![index, peek, twice, login, logout, health, broken],
+        routes![index, peek, twice, login, logout, health, broken, fail],
     )
 }
 
@@ -242,6 +249,13 @@ fn hostile_cookie_headers_give_a_fresh_session(h: &Harness) {
 
 fn database_failures_are_500s_and_set_no_cookie(h: &Harness) {
     let client = Client::untracked(app(sessions(h, CookiePolicy::new()))).unwrap();
+    // A handler that fails with a session error: 500, nothing committed.
+    let r = client.get("/fail").dispatch();
+    assert_eq!(r.status(), Status::InternalServerError);
+    assert!(r.headers().get("Set-Cookie").next().is_none());
+    let store = client.rocket().state::<SessionStore>().unwrap().clone();
+    assert_eq!(count(store.database()), 0);
+
     let r = client.get("/break").dispatch();
     assert_eq!(r.status(), Status::InternalServerError);
     assert!(r.headers().get("Set-Cookie").next().is_none());

@@ -48,6 +48,7 @@
 
 use std::fmt;
 use std::io::Cursor;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use ::rocket::fairing::{self, Fairing, Info, Kind};
@@ -78,7 +79,12 @@ struct Managed(Arc<Shared>);
 /// A request's loaded session, kept in Rocket's request-local cache between
 /// the guard and `on_response`.
 #[derive(Default)]
-struct Slot(OnceLock<Arc<Mutex<Session>>>);
+struct Slot {
+    session: OnceLock<Arc<Mutex<Session>>>,
+    /// The handler answered with a session [`Error`]: commit nothing, as the
+    /// rouille and `http` adapters do when the handler fails.
+    failed: AtomicBool,
+}
 
 /// The fairing: manages the store and commits sessions in `on_response`.
 ///
@@ -190,9 +196,13 @@ impl Fairing for SessionFairing {
     }
 
     async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
-        let Some(session) = request.local_cache(Slot::default).0.get() else {
+        let slot = request.local_cache(Slot::default);
+        let Some(session) = slot.session.get() else {
             return; // the handler never asked for the session
         };
+        if slot.failed.load(Ordering::SeqCst) {
+            return; // the handler failed: its changes are not saved
+        }
         let session = session.clone();
         let sessions = self.shared.sessions.clone();
         let committed = blocking(&self.shared, move || sessions.commit(&mut lock(&session))).await;
@@ -308,10 +318,16 @@ impl ::rocket::Sentinel for SessionGuard<'_> {
 
 /// A session error as a response: plain-text 500, or 503 when no pooled
 /// connection was free in time. The details are logged, not sent. So a
-/// handler can return `Result<_, stored_session::Error>` and use `?`.
+/// handler can return `Result<_, stored_session::Error>` and use `?`; when
+/// it returns `Err`, the session is not committed (nothing it changed is
+/// saved), as with the other adapters.
 impl<'r> ::rocket::response::Responder<'r, 'static> for Error {
-    fn respond_to(self, _: &'r Request<'_>) -> ::rocket::response::Result<'static> {
+    fn respond_to(self, request: &'r Request<'_>) -> ::rocket::response::Result<'static> {
         log_failure("handling", &self);
+        request
+            .local_cache(Slot::default)
+            .failed
+            .store(true, Ordering::SeqCst);
         let status = error_status(&self);
         let body = error_body(status);
         Response::build()
@@ -347,14 +363,14 @@ impl<'r> FromRequest<'r> for SessionGuard<'r> {
             return Outcome::Error((Status::InternalServerError, error));
         };
         let slot = request.local_cache(Slot::default);
-        if let Some(session) = slot.0.get() {
+        if let Some(session) = slot.session.get() {
             return Outcome::Success(SessionGuard { session });
         }
         let presented = presented(&shared.sessions, request);
         let sessions = shared.sessions.clone();
         match blocking(shared, move || sessions.load(&presented)).await {
             Ok(session) => {
-                let session = slot.0.get_or_init(|| Arc::new(Mutex::new(session)));
+                let session = slot.session.get_or_init(|| Arc::new(Mutex::new(session)));
                 Outcome::Success(SessionGuard { session })
             }
             Err(error) => {
