@@ -22,7 +22,10 @@ fn main() -> Result<(), stored_session::Error> {
         CookieAction::Set(id) => id,
         other => panic!("a new session sets a cookie, got {other:?}"),
     };
-    println!("request 1: Set-Cookie id=<43 random characters> (stored as {})", cookie.stored_id());
+    println!(
+        "request 1: Set-Cookie id=<43 random characters> (stored as {})",
+        cookie.stored_id()
+    );
 
     // Request 2: the browser sends the cookie back.
     let mut session = store.load(Some(cookie.as_cookie_value()))?;

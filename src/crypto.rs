@@ -321,7 +321,11 @@ pub(crate) struct Sealer {
 
 impl Sealer {
     pub fn new(keyring: Keyring, cache_capacity: usize) -> Self {
-        let binding = keyring.keys().iter().map(|k| k.hmac_key(USER_KEY_INFO)).collect();
+        let binding = keyring
+            .keys()
+            .iter()
+            .map(|k| k.hmac_key(USER_KEY_INFO))
+            .collect();
         let handles = keyring.current().hmac_key(HANDLE_INFO);
         Sealer {
             keyring,

@@ -161,7 +161,8 @@ impl Rotation {
                         Reseal::Current => report.current += 1,
                         Reseal::Unreadable => report.unreadable += 1,
                         Reseal::Sealed(data, user_key) => {
-                            if db.replace_data(row.id, row.version, &data, user_key.as_ref())? == 1 {
+                            if db.replace_data(row.id, row.version, &data, user_key.as_ref())? == 1
+                            {
                                 report.rotated += 1;
                             } else {
                                 // Written (or deleted) concurrently: re-read it.

@@ -306,7 +306,11 @@ impl Session {
 
     /// Re-applies this request's metadata and user changes on top of a newer
     /// version's after a write conflict.
-    pub(crate) fn merge_meta_into(&self, meta: &mut BTreeMap<String, String>, user: &mut Option<String>) {
+    pub(crate) fn merge_meta_into(
+        &self,
+        meta: &mut BTreeMap<String, String>,
+        user: &mut Option<String>,
+    ) {
         for name in &self.meta_changed {
             match self.meta.get(name) {
                 Some(v) => meta.insert(name.clone(), v.clone()),

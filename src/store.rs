@@ -722,7 +722,10 @@ impl SessionStore {
     /// the current key (so a rewrite after a rotation moves the binding to
     /// the new key).
     fn user_key_of(&self, session: &Session) -> Option<[u8; 32]> {
-        session.user.as_deref().map(|u| self.inner.sealer.user_key(u))
+        session
+            .user
+            .as_deref()
+            .map(|u| self.inner.sealer.user_key(u))
     }
 
     pub(crate) fn sealer(&self) -> &Sealer {

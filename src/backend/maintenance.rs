@@ -208,7 +208,11 @@ impl Database {
     }
 
     /// Deletes every row bound to any of `keys`, except `keep`.
-    pub(crate) fn delete_for_user(&self, keys: &[[u8; 32]], keep: Option<&[u8; 32]>) -> Result<usize> {
+    pub(crate) fn delete_for_user(
+        &self,
+        keys: &[[u8; 32]],
+        keep: Option<&[u8; 32]>,
+    ) -> Result<usize> {
         let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
         with_connection!(self, |conn| {
             let target = t::stored_sessions.filter(t::user_key.eq_any(&keys));

@@ -382,16 +382,14 @@ impl Database {
                         version,
                         now,
                         user_key,
-                    } => {
-                        diesel::update(target)
-                            .set((
-                                t::data.eq(data.as_slice()),
-                                t::version.eq(version),
-                                t::updated_at.eq(now),
-                                t::user_key.eq(user_key.as_ref().map(|k| k.as_slice())),
-                            ))
-                            .execute(conn)?
-                    }
+                    } => diesel::update(target)
+                        .set((
+                            t::data.eq(data.as_slice()),
+                            t::version.eq(version),
+                            t::updated_at.eq(now),
+                            t::user_key.eq(user_key.as_ref().map(|k| k.as_slice())),
+                        ))
+                        .execute(conn)?,
                     Plan::Delete => diesel::delete(target).execute(conn)?,
                     Plan::Renew {
                         sid: new_sid,
