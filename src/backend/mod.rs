@@ -160,6 +160,7 @@ where
 /// replaces checked-out connections on background threads, and a process
 /// that exits while such a thread is inside libpq's or libmysqlclient's
 /// connection setup can crash in the C libraries' exit handlers.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) fn checked<C>(
     pool: Pool<ConnectionManager<C>>,
     timeout: Duration,
