@@ -177,6 +177,11 @@ mod config;
 mod crypto;
 mod error;
 mod events;
+// --- reliability suite (issue 7): fuzzing entry points, not public API ---
+#[doc(hidden)]
+#[path = "fuzz.rs"]
+pub mod __fuzz;
+// --- end reliability suite ---
 mod id;
 mod metadata;
 pub mod migrations;
