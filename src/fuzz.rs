@@ -64,7 +64,11 @@ fn check_value(text: &str) {
     if let Some(id) = SessionId::parse(text) {
         let value = id.as_cookie_value();
         assert_eq!(value, text, "parse changed the value");
-        assert_eq!(value.len(), SESSION_ID_LEN, "accepted a value of another length");
+        assert_eq!(
+            value.len(),
+            SESSION_ID_LEN,
+            "accepted a value of another length"
+        );
         assert!(
             value
                 .bytes()
@@ -237,13 +241,19 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             "header-among-others",
             format!("a=1; id={id}; theme=dark").into_bytes(),
         ),
-        ("header-host-prefix", format!("__Host-sid={id}").into_bytes()),
+        (
+            "header-host-prefix",
+            format!("__Host-sid={id}").into_bytes(),
+        ),
         ("two-headers", format!("id={id}\nid={id}").into_bytes()),
         (
             "conflicting",
             format!("id={id}; id=BAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").into_bytes(),
         ),
-        ("stored-form", b"id=2::ba7816bf8f01cfea414140de5dae2223".to_vec()),
+        (
+            "stored-form",
+            b"id=2::ba7816bf8f01cfea414140de5dae2223".to_vec(),
+        ),
         ("empty", Vec::new()),
         ("junk", b";;; = ; ==; id==".to_vec()),
         ("non-utf8", b"x=\xff\xfe; id=\xc3\x28\x80".to_vec()),
@@ -280,7 +290,11 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     out.push(("payload", "full".into(), full_bytes.clone()));
     out.push(("payload", "empty".into(), empty.encode().expect("encodes")));
     out.push(("payload", "truncated".into(), full_bytes[..10].to_vec()));
-    out.push(("payload", "deep-array".into(), [&[0x91u8; 200][..], &[0xc0]].concat()));
+    out.push((
+        "payload",
+        "deep-array".into(),
+        [&[0x91u8; 200][..], &[0xc0]].concat(),
+    ));
     out.push((
         "payload",
         "huge-map-length".into(),
@@ -289,7 +303,11 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
 
     let sid = sid();
     let sealed = sealer().seal(&sid, &mut None, &full_bytes);
-    out.push(("envelope", "sealed-full".into(), [&[0u8][..], &sealed].concat()));
+    out.push((
+        "envelope",
+        "sealed-full".into(),
+        [&[0u8][..], &sealed].concat(),
+    ));
     out.push((
         "envelope",
         "header-only".into(),

@@ -273,7 +273,10 @@ fn tamper_through_the_store(h: &Harness, n: usize) {
         h.backend,
         MUTATIONS.iter().zip(counts).collect::<Vec<_>>()
     );
-    assert!(total >= n * 9 / 10, "too many no-op mutations: {total} of {n}");
+    assert!(
+        total >= n * 9 / 10,
+        "too many no-op mutations: {total} of {n}"
+    );
 }
 
 fn tamper_ci(h: &Harness) {

@@ -1,0 +1,459 @@
+//! Concurrency on every backend: many writers of one session, counters,
+//! logout racing slow requests, and SQLite under 16 writer threads.
+//!
+//! What the store guarantees (and so what is tested): a commit re-applies
+//! *its own* changed and removed keys on top of whatever another request
+//! wrote meanwhile (per-key merge under the row lock), and never recreates a
+//! deleted row. It does not make a read-modify-write of one key atomic: two
+//! requests that both read `n = 5` and write `n = 6` both succeed and the
+//! session holds 6 (last writer wins per key). A counter is therefore exact
+//! only when each writer owns its key (a per-writer count, summed on read);
+//! `shared_counter_key_is_last_writer_wins` pins down the single-key case.
+//!
+//! CI runs the reduced sizes; `--ignored` runs the full ones (16 threads x
+//! 1,000 writes, 1,000 races, 16 SQLite writers x 1,000 updates).
+
+mod common;
+mod reliability_support;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{count, row, Harness};
+use reliability_support::{cookie_of, create, sid_of};
+use stored_session::{CookieAction, SessionStore};
+
+/// `threads` threads each write `per_thread` distinct keys into one session,
+/// one request (load, insert, commit) per key. Every commit must succeed
+/// and every key be there at the end.
+fn distinct_keys(h: &Harness, threads: usize, per_thread: usize) {
+    let store = h.store_with(h.builder().pool_size(threads as u32));
+    let cookie = create(&store, &[("owner", "test")]);
+    let errors = Mutex::new(Vec::new());
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let (store, cookie, errors) = (&store, &cookie, &errors);
+            scope.spawn(move || {
+                for i in 0..per_thread {
+                    let result = store.load(Some(cookie)).and_then(|mut s| {
+                        assert!(!s.is_new(), "thread {t} lost the session at write {i}");
+                        s.insert(format!("t{t:02}-k{i:04}"), &(t * per_thread + i))?;
+                        store.commit(&mut s)
+                    });
+                    match result {
+                        Ok(CookieAction::None) => {}
+                        Ok(other) => panic!("thread {t} write {i}: unexpected {other:?}"),
+                        Err(e) => errors.lock().unwrap().push(format!("t{t} w{i}: {e}")),
+                    }
+                }
+            });
+        }
+    });
+    let elapsed = started.elapsed();
+    let errors = errors.into_inner().unwrap();
+    assert!(
+        errors.is_empty(),
+        "{} errors, first: {:?}",
+        errors.len(),
+        errors.first()
+    );
+    let s = store.load(Some(&cookie)).unwrap();
+    let mut missing = 0;
+    for t in 0..threads {
+        for i in 0..per_thread {
+            match s.get::<usize>(&format!("t{t:02}-k{i:04}")).unwrap() {
+                Some(v) => assert_eq!(v, t * per_thread + i),
+                None => missing += 1,
+            }
+        }
+    }
+    assert_eq!(
+        missing,
+        0,
+        "{missing} of {} keys lost",
+        threads * per_thread
+    );
+    assert_eq!(s.len(), threads * per_thread + 1);
+    assert_eq!(count(store.database()), 1);
+    eprintln!(
+        "{:?}: {threads} threads x {per_thread} writes to one session: {} of {} keys present, \
+         0 errors, {:.1} s",
+        h.backend,
+        s.len() - 1,
+        threads * per_thread,
+        elapsed.as_secs_f64()
+    );
+}
+
+fn distinct_keys_ci(h: &Harness) {
+    distinct_keys(h, 16, 25);
+}
+
+/// A counter made of one key per writer ("c<t>", summed on read): each
+/// thread's key is only ever written by that thread, so the per-key merge
+/// keeps every increment. The total must equal the acknowledged increments,
+/// and each thread's key its own count exactly.
+fn per_writer_counter(h: &Harness, threads: usize, increments: usize) {
+    let store = h.store_with(h.builder().pool_size(threads as u32));
+    let cookie = create(&store, &[("owner", "test")]);
+    let acked: Vec<AtomicUsize> = (0..threads).map(|_| AtomicUsize::new(0)).collect();
+    let failed = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let (store, cookie, acked, failed) = (&store, &cookie, &acked, &failed);
+            scope.spawn(move || {
+                let key = format!("c{t}");
+                for _ in 0..increments {
+                    let result = store.load(Some(cookie)).and_then(|mut s| {
+                        let n = s.get::<u64>(&key)?.unwrap_or(0);
+                        s.insert(key.clone(), &(n + 1))?;
+                        store.commit(&mut s)
+                    });
+                    match result {
+                        Ok(CookieAction::None) => {
+                            acked[t].fetch_add(1, Ordering::SeqCst);
+                        }
+                        Ok(other) => panic!("unexpected {other:?}"),
+                        Err(e) => {
+                            eprintln!("increment failed: {e}");
+                            failed.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let s = store.load(Some(&cookie)).unwrap();
+    let mut total = 0u64;
+    for (t, acked) in acked.iter().enumerate() {
+        let value = s.get::<u64>(&format!("c{t}")).unwrap().unwrap_or(0);
+        assert_eq!(
+            value,
+            acked.load(Ordering::SeqCst) as u64,
+            "thread {t}'s count"
+        );
+        total += value;
+    }
+    let acked_total: usize = acked.iter().map(|a| a.load(Ordering::SeqCst)).sum();
+    assert_eq!(total, acked_total as u64);
+    assert_eq!(failed.load(Ordering::SeqCst), 0);
+    assert_eq!(acked_total, threads * increments);
+    eprintln!(
+        "{:?}: per-writer counter, {threads} threads x {increments}: total {total} = \
+         {acked_total} acknowledged increments",
+        h.backend
+    );
+}
+
+fn per_writer_counter_ci(h: &Harness) {
+    per_writer_counter(h, 8, 25);
+}
+
+/// One shared key incremented by read-modify-write: the store merges per
+/// key, last writer wins, so two acknowledged increments from the same
+/// starting value leave the counter at +1. This is the documented
+/// semantics, not a counter: the store offers no atomic read-modify-write.
+fn shared_counter_key_is_last_writer_wins(h: &Harness) {
+    let store = h.store();
+    let cookie = create(&store, &[("n", 0u64)]);
+    let mut a = store.load(Some(&cookie)).unwrap();
+    let mut b = store.load(Some(&cookie)).unwrap();
+    let na = a.get::<u64>("n").unwrap().unwrap();
+    let nb = b.get::<u64>("n").unwrap().unwrap();
+    a.insert("n", &(na + 1)).unwrap();
+    b.insert("n", &(nb + 1)).unwrap();
+    assert_eq!(store.commit(&mut a).unwrap(), CookieAction::None);
+    assert_eq!(store.commit(&mut b).unwrap(), CookieAction::None);
+    let s = store.load(Some(&cookie)).unwrap();
+    assert_eq!(
+        s.get::<u64>("n").unwrap(),
+        Some(1),
+        "two acks, one increment"
+    );
+
+    // Under threads: never more than acknowledged (no phantom increments),
+    // at least one; report how many were lost. (Not more: a writer that read
+    // an old value can move the counter back.)
+    let threads = 8;
+    let per = 20;
+    let acked = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let (store, cookie, acked) = (&store, &cookie, &acked);
+            scope.spawn(move || {
+                for _ in 0..per {
+                    let mut s = store.load(Some(cookie)).unwrap();
+                    let n = s.get::<u64>("n").unwrap().unwrap();
+                    s.insert("n", &(n + 1)).unwrap();
+                    store.commit(&mut s).unwrap();
+                    acked.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    let final_value = store
+        .load(Some(&cookie))
+        .unwrap()
+        .get::<u64>("n")
+        .unwrap()
+        .unwrap()
+        - 1;
+    let acked = acked.load(Ordering::SeqCst) as u64;
+    assert!(final_value <= acked && final_value >= 1);
+    eprintln!(
+        "{:?}: shared counter key: {acked} acknowledged increments, value +{final_value} \
+         ({} lost to last-writer-wins)",
+        h.backend,
+        acked - final_value
+    );
+}
+
+/// What the slow request does after loading, before the logout lands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlowOp {
+    Write,
+    Remove,
+    Renew,
+    Touch,
+    ClearAndWrite,
+    BindUser,
+}
+
+const SLOW_OPS: [SlowOp; 6] = [
+    SlowOp::Write,
+    SlowOp::Remove,
+    SlowOp::Renew,
+    SlowOp::Touch,
+    SlowOp::ClearAndWrite,
+    SlowOp::BindUser,
+];
+
+/// `races` logout-vs-slow-request races. Both requests load the session;
+/// the logout destroys it. Half the races let the logout commit first (the
+/// slow request then must not bring the session back: `Remove`, no row);
+/// half release both commits at once from a barrier (whichever lands
+/// first, the logged-out id is dead, and nothing but a session the slow
+/// request renewed *before* the logout may remain).
+fn logout_races(h: &Harness, races: usize) {
+    // touch_after 0: an unchanged commit always touches the row.
+    let store = h.store_with(h.builder().touch_after(Duration::ZERO).pool_size(4));
+    let mut resurrected = 0;
+    let mut renew_won = 0;
+    let started = Instant::now();
+    for i in 0..races {
+        let op = SLOW_OPS[i % SLOW_OPS.len()];
+        let sequenced = (i / SLOW_OPS.len()) % 2 == 0;
+        let cookie = create(&store, &[("user", "alice"), ("cart", "3 items")]);
+        let sid = sid_of(&cookie);
+        let mut slow = store.load(Some(&cookie)).unwrap();
+        let mut logout = store.load(Some(&cookie)).unwrap();
+        assert!(!slow.is_new() && !logout.is_new());
+        match op {
+            SlowOp::Write => slow.insert("cart", "4 items").unwrap(),
+            SlowOp::Remove => assert!(slow.remove("cart")),
+            SlowOp::Renew => slow.renew(),
+            SlowOp::Touch => {}
+            SlowOp::ClearAndWrite => {
+                slow.clear();
+                slow.insert("fresh", &1).unwrap();
+            }
+            SlowOp::BindUser => slow.set_user("alice"),
+        }
+        logout.destroy();
+        let (slow_result, logout_result) = if sequenced {
+            let l = store.commit(&mut logout).unwrap();
+            let s = store.commit(&mut slow).unwrap();
+            (s, l)
+        } else {
+            let barrier = Barrier::new(2);
+            std::thread::scope(|scope| {
+                let s = scope.spawn(|| {
+                    barrier.wait();
+                    store.commit(&mut slow).unwrap()
+                });
+                let l = scope.spawn(|| {
+                    barrier.wait();
+                    store.commit(&mut logout).unwrap()
+                });
+                (s.join().unwrap(), l.join().unwrap())
+            })
+        };
+        assert_eq!(logout_result, CookieAction::Remove);
+        let old_row = row(store.database(), &sid);
+        let remaining = count(store.database());
+        let ok = match (&slow_result, op) {
+            // The slow request renewed before the logout reached the row:
+            // its new session is a different id; the logged-out one is gone.
+            (CookieAction::Set(new_id), SlowOp::Renew) if !sequenced => {
+                renew_won += 1;
+                let alive = row(store.database(), &new_id.stored_id()).is_some();
+                old_row.is_none() && remaining == usize::from(alive)
+            }
+            (CookieAction::Remove, _) => old_row.is_none() && remaining == 0,
+            // A write or touch that landed before the delete.
+            (CookieAction::None, _) if !sequenced => old_row.is_none() && remaining == 0,
+            _ => false,
+        };
+        if !ok || store.load(Some(&cookie)).unwrap().stored_id().is_some() {
+            resurrected += 1;
+            eprintln!(
+                "race {i} ({op:?}, sequenced {sequenced}): slow commit {slow_result:?}, \
+                 old row {}, {remaining} rows",
+                old_row.is_some()
+            );
+        }
+        // Leave an empty table for the next race.
+        if remaining > 0 {
+            clear_table(&store);
+        }
+    }
+    assert_eq!(
+        resurrected, 0,
+        "{resurrected} of {races} races resurrected a session"
+    );
+    eprintln!(
+        "{:?}: {races} logout races ({} sequenced, {} concurrent): 0 resurrected; \
+         {renew_won} concurrent renews committed before the logout; {:.1} s",
+        h.backend,
+        races.div_ceil(2),
+        races / 2,
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn clear_table(store: &SessionStore) {
+    use diesel::prelude::*;
+    use stored_session::schema::stored_sessions::dsl as t;
+    crate::with_conn!(store.database(), |c| diesel::delete(t::stored_sessions)
+        .execute(c)
+        .unwrap());
+}
+
+fn logout_races_ci(h: &Harness) {
+    logout_races(h, 120);
+}
+
+/// `threads` writers, each with sessions of its own, `updates` updates each
+/// (plus a new session every tenth update): on SQLite they all contend for
+/// the one database write lock. No error may reach a caller (SQLITE_BUSY
+/// included) and no update may be lost.
+fn many_writers(h: &Harness, threads: usize, updates: usize) {
+    let store = h.store_with(h.builder().pool_size(threads as u32));
+    let errors = Mutex::new(Vec::new());
+    let created: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
+    let counters: Vec<String> = (0..threads)
+        .map(|t| create(&store, &[("n", 0u64), ("thread", t as u64)]))
+        .collect();
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let (store, errors, created, cookie) = (&store, &errors, &created, &counters[t]);
+            scope.spawn(move || {
+                for i in 0..updates {
+                    let result = store.load(Some(cookie)).and_then(|mut s| {
+                        let n = s.get::<u64>("n")?.unwrap_or(0);
+                        s.insert("n", &(n + 1))?;
+                        store.commit(&mut s)
+                    });
+                    if let Err(e) = result {
+                        errors.lock().unwrap().push(format!("update: {e}"));
+                    }
+                    if i % 10 == 0 {
+                        let made = store.load(None).and_then(|mut s| {
+                            s.insert("made_by", &t)?;
+                            store.commit(&mut s)
+                        });
+                        match made {
+                            Ok(CookieAction::Set(id)) => {
+                                created
+                                    .lock()
+                                    .unwrap()
+                                    .insert(id.as_cookie_value().to_owned(), t);
+                            }
+                            Ok(other) => panic!("unexpected {other:?}"),
+                            Err(e) => errors.lock().unwrap().push(format!("insert: {e}")),
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let errors = errors.into_inner().unwrap();
+    assert!(
+        errors.is_empty(),
+        "{} errors surfaced (first: {:?})",
+        errors.len(),
+        errors.first()
+    );
+    for cookie in &counters {
+        let s = store.load(Some(cookie)).unwrap();
+        assert_eq!(
+            s.get::<u64>("n").unwrap(),
+            Some(updates as u64),
+            "lost updates"
+        );
+    }
+    let created = created.into_inner().unwrap();
+    for (cookie, t) in &created {
+        let s = store.load(Some(cookie)).unwrap();
+        assert_eq!(s.get::<usize>("made_by").unwrap(), Some(*t));
+    }
+    assert_eq!(count(store.database()), threads + created.len());
+    eprintln!(
+        "{:?}: {threads} writer threads x {updates} updates + {} inserts: 0 errors, 0 lost",
+        h.backend,
+        created.len()
+    );
+}
+
+fn many_writers_ci(h: &Harness) {
+    many_writers(h, 16, 40);
+}
+
+backend_suite!(
+    distinct_keys_ci,
+    per_writer_counter_ci,
+    shared_counter_key_is_last_writer_wins,
+    logout_races_ci,
+    many_writers_ci,
+);
+
+/// The full sizes, per backend: `cargo test --features sqlite,postgres,mysql
+/// --test reliability_concurrency -- --ignored`.
+mod long {
+    use super::*;
+
+    fn full(h: &Harness) {
+        distinct_keys(h, 16, 1_000);
+        per_writer_counter(h, 16, 200);
+        logout_races(h, 1_000);
+        many_writers(h, 16, 1_000);
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    #[ignore = "long run"]
+    fn sqlite_full() {
+        full(&Harness::sqlite().unwrap());
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    #[ignore = "long run"]
+    fn postgres_full() {
+        if let Some(h) = Harness::postgres() {
+            full(&h);
+        }
+    }
+
+    #[cfg(feature = "mysql")]
+    #[test]
+    #[ignore = "long run"]
+    fn mysql_full() {
+        if let Some(h) = Harness::mysql() {
+            full(&h);
+        }
+    }
+}
