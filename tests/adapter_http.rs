@@ -19,7 +19,7 @@ use adapter_support::{count_events, get, hostile_cookie_headers, send, Jar};
 use common::{count, Harness};
 use http::header::{HeaderName, HeaderValue, COOKIE, SET_COOKIE};
 use http::{Request, Response, StatusCode};
-use stored_session::adapters::http::{begin, finish, handle};
+use stored_session::adapters::http::{begin, finish, handle, ClientAddr};
 use stored_session::adapters::{CookiePolicy, LazySession, Sessions};
 use stored_session::{EventKind, SessionId};
 
@@ -70,8 +70,15 @@ where
 
 fn serve_one(stream: TcpStream, app: &dyn Fn(Request<Body>) -> Response<Body>) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let peer = stream.peer_addr().ok();
     let response = match read_request(&mut reader) {
-        Some(request) => app(request),
+        Some(mut request) => {
+            // As a server would: the peer address as a request extension.
+            if let Some(peer) = peer {
+                request.extensions_mut().insert(peer);
+            }
+            app(request)
+        }
         None => {
             let mut r = Response::new(b"bad request".to_vec());
             *r.status_mut() = StatusCode::BAD_REQUEST;
@@ -163,6 +170,7 @@ fn app(sessions: &Sessions, request: Request<Body>) -> Response<Body> {
                 let s = session.load()?;
                 s.renew();
                 s.insert("user", &user)?;
+                s.set_user(user.clone());
                 Ok(text(format!("logged in as {user}")))
             }
             ("POST", "/logout") => {
@@ -325,7 +333,62 @@ fn begin_and_finish_on_http_values(h: &Harness) {
     assert_eq!(get(&reads), 1);
 }
 
+fn client_metadata_follows_the_store_policy(h: &Harness) {
+    // Policy on, over the wire: the server's `SocketAddr` extension.
+    let store = h.store_with_metadata();
+    let sessions = Sessions::new(store.clone());
+    let shared = sessions.clone();
+    let server = serve(move |r| app(&shared, r));
+    let agent = b"User-Agent: MetaTest/1.0 (http)";
+    let r = send(server.addr, "POST", "/login", &[agent], b"user=mia");
+    assert_eq!(r.body, "logged in as mia");
+    let list = store.sessions_of("mia", None).unwrap();
+    assert_eq!(list[0].ip.as_deref(), Some("127.0.0.0"));
+    assert_eq!(list[0].user_agent.as_deref(), Some("MetaTest/1.0 (http)"));
+
+    // A `ClientAddr` extension (e.g. from a trusted proxy header) wins over
+    // the peer address; IPv6 is truncated to /48.
+    let mut request = Request::post("/login")
+        .header(http::header::USER_AGENT, "Proxied/3")
+        .body(b"user=olga".to_vec())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert("127.0.0.1:9".parse::<SocketAddr>().unwrap());
+    request
+        .extensions_mut()
+        .insert(ClientAddr("2001:db8:1234:5678::9".parse().unwrap()));
+    let response = app(&sessions, request);
+    assert_eq!(response.status(), StatusCode::OK);
+    let list = store.sessions_of("olga", None).unwrap();
+    assert_eq!(list[0].ip.as_deref(), Some("2001:db8:1234::"));
+    assert_eq!(list[0].user_agent.as_deref(), Some("Proxied/3"));
+
+    // Without any address extension only the agent is recorded.
+    let request = Request::post("/login")
+        .header(http::header::USER_AGENT, "NoAddr/1")
+        .body(b"user=pia".to_vec())
+        .unwrap();
+    app(&sessions, request);
+    let list = store.sessions_of("pia", None).unwrap();
+    assert_eq!(list[0].ip, None);
+    assert_eq!(list[0].user_agent.as_deref(), Some("NoAddr/1"));
+
+    // Default policy: nothing is recorded.
+    let plain = Sessions::new(h.store());
+    let shared = plain.clone();
+    let server = serve(move |r| app(&shared, r));
+    let r = send(server.addr, "POST", "/login", &[agent], b"user=noah");
+    assert_eq!(r.body, "logged in as noah");
+    let list = plain.store().sessions_of("noah", None).unwrap();
+    assert_eq!(
+        (list[0].ip.as_deref(), list[0].user_agent.as_deref()),
+        (None, None)
+    );
+}
+
 backend_suite!(
+    client_metadata_follows_the_store_policy,
     visit_login_logout_cycle,
     untouched_session_costs_no_query_and_sets_no_cookie,
     hostile_cookie_headers_give_a_fresh_session,

@@ -55,6 +55,7 @@ fn login(session: SessionGuard<'_>, form: Form<Login>) -> Result<String, stored_
     let mut s = session.lock();
     s.renew();
     s.insert("user", &form.user)?;
+    s.set_user(form.user.clone());
     Ok(format!("logged in as {}", form.user))
 }
 
@@ -372,7 +373,46 @@ fn blocking_work_is_bounded_by_the_pool_size(h: &Harness) {
     assert_eq!(live.load(Ordering::SeqCst), 0);
 }
 
+fn client_metadata_follows_the_store_policy(h: &Harness) {
+    // Policy on: `Request::client_ip()` (here the peer) and the agent.
+    let store = h.store_with_metadata();
+    let client = Client::untracked(app(Sessions::new(store.clone()))).unwrap();
+    let login = |client: &Client, user: &str, remote: &str, extra: Option<Header<'static>>| {
+        let mut req = client
+            .post("/login")
+            .remote(remote.parse().unwrap())
+            .header(ContentType::Form)
+            .header(Header::new("User-Agent", "MetaTest/1.0 (rocket)"))
+            .body(format!("user={user}"));
+        if let Some(h) = extra {
+            req = req.header(h);
+        }
+        let r = req.dispatch();
+        assert_eq!(r.status(), Status::Ok);
+    };
+    login(&client, "mia", "198.51.100.23:4711", None);
+    let list = store.sessions_of("mia", None).unwrap();
+    assert_eq!(list[0].ip.as_deref(), Some("198.51.100.0"));
+    assert_eq!(list[0].user_agent.as_deref(), Some("MetaTest/1.0 (rocket)"));
+    // Rocket's ip_header (X-Real-IP by default) decides client_ip().
+    let proxy = Header::new("X-Real-IP", "203.0.113.200");
+    login(&client, "olga", "127.0.0.1:4711", Some(proxy));
+    let list = store.sessions_of("olga", None).unwrap();
+    assert_eq!(list[0].ip.as_deref(), Some("203.0.113.0"));
+
+    // Default policy: nothing is recorded.
+    let plain = h.store();
+    let client = Client::untracked(app(Sessions::new(plain.clone()))).unwrap();
+    login(&client, "noah", "198.51.100.23:4711", None);
+    let list = plain.sessions_of("noah", None).unwrap();
+    assert_eq!(
+        (list[0].ip.as_deref(), list[0].user_agent.as_deref()),
+        (None, None)
+    );
+}
+
 backend_suite!(
+    client_metadata_follows_the_store_policy,
     visit_login_logout_cycle,
     tracked_client_keeps_the_session,
     untouched_session_costs_no_query_and_sets_no_cookie,

@@ -70,6 +70,7 @@ fn app(sessions: &Sessions, request: &Request) -> Response {
                 let s = session.load()?;
                 s.renew();
                 s.insert("user", &user)?;
+                s.set_user(user.clone());
                 Ok(Response::text(format!("logged in as {user}")))
             })
         },
@@ -274,7 +275,67 @@ fn database_failures_are_500s_and_set_no_cookie(h: &Harness) {
     assert_eq!((r.status, r.body.as_str()), (200, "ok"));
 }
 
+fn client_metadata_follows_the_store_policy(h: &Harness) {
+    // Policy on: the peer address (truncated) and the agent are recorded.
+    let store = h.store_with_metadata();
+    let server = serve(Sessions::with_policy(store.clone(), CookiePolicy::new()).unwrap());
+    let agent = b"User-Agent: MetaTest/1.0 (rouille)";
+    let form = b"Content-Type: application/x-www-form-urlencoded";
+    let r = send(server.addr, "POST", "/login", &[agent, form], b"user=mia");
+    assert_eq!(r.body, "logged in as mia");
+    let cookie = format!(
+        "Cookie: {}",
+        r.session_cookie("id").unwrap().split(';').next().unwrap()
+    );
+    let list = store.sessions_of("mia", None).unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].ip.as_deref(), Some("127.0.0.0"));
+    assert_eq!(
+        list[0].user_agent.as_deref(),
+        Some("MetaTest/1.0 (rouille)")
+    );
+    // The same client again costs no write; a new agent is recorded.
+    let writes = count_events(&store, EventKind::Write);
+    let r = send(
+        server.addr,
+        "GET",
+        "/peek",
+        &[cookie.as_bytes(), agent],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(get(&writes), 0);
+    let r = send(
+        server.addr,
+        "GET",
+        "/peek",
+        &[cookie.as_bytes(), b"User-Agent: Other/2"],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(get(&writes), 1);
+    let list = store.sessions_of("mia", None).unwrap();
+    assert_eq!(list[0].user_agent.as_deref(), Some("Other/2"));
+    // A visitor who never stores anything gets no row for their metadata.
+    let r = send(server.addr, "GET", "/peek", &[agent], b"");
+    assert!(r.set_cookies().is_empty());
+    assert_eq!(count(store.database()), 1);
+    drop(server);
+
+    // Default policy: nothing is recorded.
+    let plain = h.store();
+    let server = serve(Sessions::with_policy(plain.clone(), CookiePolicy::new()).unwrap());
+    let r = send(server.addr, "POST", "/login", &[agent, form], b"user=noah");
+    assert_eq!(r.body, "logged in as noah");
+    let list = plain.sessions_of("noah", None).unwrap();
+    assert_eq!(
+        (list[0].ip.as_deref(), list[0].user_agent.as_deref()),
+        (None, None)
+    );
+}
+
 backend_suite!(
+    client_metadata_follows_the_store_policy,
     visit_login_logout_cycle,
     untouched_session_costs_no_query_and_sets_no_cookie,
     hostile_cookie_headers_give_a_fresh_session,

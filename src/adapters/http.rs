@@ -2,8 +2,18 @@
 //! [`http::Response`], for astra and other blocking servers built on the
 //! `http` crate's types.
 //!
-//! [`handle`] wraps a handler; [`begin`] and [`finish`] are its two halves
-//! for servers that need to do something in between.
+//! [`handle`] wraps a handler; [`begin_request`] (or [`begin`]) and
+//! [`finish`] are its two halves for servers that need to do something in
+//! between.
+//!
+//! The `http` types carry no peer address, so the client's IP address (for
+//! [client metadata](super#client-metadata)) comes from a request
+//! extension the server inserts: a [`ClientAddr`], or else a
+//! [`SocketAddr`] (put the connection's peer address there, or the address
+//! a trusted reverse proxy forwarded).
+//!
+//! Without either extension no IP address is recorded; the `User-Agent`
+//! header always reaches [`LazySession::set_client`].
 //!
 //! ```
 //! use http::{header, Request, Response, StatusCode};
@@ -38,7 +48,9 @@
 //! # Ok::<(), stored_session::Error>(())
 //! ```
 
-use ::http::header::{HeaderValue, COOKIE, SET_COOKIE};
+use std::net::{IpAddr, SocketAddr};
+
+use ::http::header::{HeaderValue, COOKIE, SET_COOKIE, USER_AGENT};
 use ::http::{HeaderMap, Request, Response, StatusCode};
 
 use super::{error_body, error_status, log_failure, LazySession, Sessions};
@@ -56,7 +68,7 @@ where
     F: FnOnce(Request<B>, &mut LazySession) -> Result<Response<R>>,
     R: From<&'static str>,
 {
-    let mut session = begin(sessions, request.headers());
+    let mut session = begin_request(sessions, &request);
     let outcome = handler(request, &mut session).and_then(|mut response| {
         finish(session, &mut response)?;
         Ok(response)
@@ -67,10 +79,50 @@ where
     })
 }
 
-/// Starts the cycle: the session named by the request's `Cookie` headers,
-/// loaded on first use.
+/// The client's IP address, as a request extension: insert it (from the
+/// connection's peer address, or from a trusted proxy's forwarded header)
+/// so that [`handle`] and [`begin_request`] can record it under the
+/// store's [`MetadataPolicy`](crate::MetadataPolicy).
+///
+/// ```
+/// use stored_session::adapters::http::ClientAddr;
+///
+/// let mut request = http::Request::get("/").body(()).unwrap();
+/// request.extensions_mut().insert(ClientAddr("198.51.100.7".parse().unwrap()));
+/// # let _ = request;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientAddr(pub IpAddr);
+
+/// Starts the cycle from a whole request: the session named by its
+/// `Cookie` headers, loaded on first use, with the client's address (a
+/// [`ClientAddr`] or [`SocketAddr`] extension) and `User-Agent` passed to
+/// [`LazySession::set_client`].
+pub fn begin_request<B>(sessions: &Sessions, request: &Request<B>) -> LazySession {
+    let mut session = begin(sessions, request.headers());
+    let extensions = request.extensions();
+    let ip = match extensions.get::<ClientAddr>() {
+        Some(ClientAddr(ip)) => Some(*ip),
+        None => extensions.get::<SocketAddr>().map(SocketAddr::ip),
+    };
+    if ip.is_some() {
+        session.set_client(ip, user_agent(request.headers()));
+    }
+    session
+}
+
+/// Starts the cycle from the headers alone: the session named by the
+/// `Cookie` headers, loaded on first use, with the `User-Agent` passed to
+/// [`LazySession::set_client`] (no IP address: see [`begin_request`]).
 pub fn begin(sessions: &Sessions, headers: &HeaderMap) -> LazySession {
-    sessions.begin(headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes))
+    let mut session = sessions.begin(headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes));
+    session.set_client(None, user_agent(headers));
+    session
+}
+
+/// The `User-Agent` header, when it is visible ASCII.
+fn user_agent(headers: &HeaderMap) -> Option<&str> {
+    headers.get(USER_AGENT).and_then(|v| v.to_str().ok())
 }
 
 /// Ends the cycle: commits the session and appends its `Set-Cookie` to

@@ -25,6 +25,27 @@
 //! request: the visitor gets a fresh session, and a malformed value costs no
 //! query.
 //!
+//! # Client metadata
+//!
+//! Each adapter passes the client's IP address and `User-Agent` to
+//! [`LazySession::set_client`], which records them on the session when it
+//! is loaded, as far as the store's [`MetadataPolicy`](crate::MetadataPolicy)
+//! ([`Config::metadata`](crate::Config::metadata)) allows. The default policy
+//! records nothing, and then the call returns at once (no copy, no write).
+//! A returning visitor with the same (truncated) address and agent costs no
+//! write either. Where the address comes from:
+//!
+//! | adapter | IP address | user agent |
+//! |---|---|---|
+//! | `rouille` | `Request::remote_addr()` (the TCP peer) | `User-Agent` header |
+//! | `rocket` | `Request::client_ip()` (Rocket's `ip_header`, `X-Real-IP` by default, else the peer) | `User-Agent` header |
+//! | `http` | a [`ClientAddr`](http::ClientAddr) (or `SocketAddr`) request extension the server inserts | `User-Agent` header |
+//!
+//! Behind a reverse proxy the TCP peer is the proxy: call
+//! [`LazySession::set_client`] yourself, with the address your trusted
+//! proxy forwarded, before the session is first used (the last call before
+//! loading wins).
+//!
 //! | feature | module | shape |
 //! |---|---|---|
 //! | `rouille` | `adapters::rouille` | wrap a handler: `rouille::with_session` |
@@ -56,6 +77,7 @@
 //! ```
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -149,6 +171,7 @@ impl Sessions {
             sessions: self.clone(),
             presented,
             session: None,
+            client: None,
         }
     }
 
@@ -156,6 +179,16 @@ impl Sessions {
     /// absent cookie).
     pub(crate) fn load(&self, presented: &Presented) -> Result<Session> {
         self.store.load(presented.as_load_arg())
+    }
+
+    /// The client metadata worth keeping under the store's policy, or
+    /// `None` when the policy records nothing (the default): then nothing is
+    /// copied.
+    pub(crate) fn client(&self, ip: Option<IpAddr>, user_agent: Option<&str>) -> Option<Client> {
+        let policy = self.store.config().metadata;
+        let ip = ip.filter(|_| policy.ip != crate::IpTracking::Off);
+        let user_agent = user_agent.filter(|_| policy.user_agent).map(str::to_owned);
+        (ip.is_some() || user_agent.is_some()).then_some(Client { ip, user_agent })
     }
 
     /// Commits a loaded session and turns the store's verdict into the
@@ -213,6 +246,23 @@ pub struct LazySession {
     sessions: Sessions,
     presented: Presented,
     session: Option<Session>,
+    /// Client metadata to record once the session is loaded.
+    client: Option<Client>,
+}
+
+/// A request's client address and user agent, kept only when the store's
+/// metadata policy records them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Client {
+    ip: Option<IpAddr>,
+    user_agent: Option<String>,
+}
+
+impl Client {
+    /// Records this client on `session` (as its policy allows).
+    pub(crate) fn apply(&self, session: &mut Session) {
+        session.set_client(self.ip, self.user_agent.as_deref());
+    }
 }
 
 impl LazySession {
@@ -225,9 +275,47 @@ impl LazySession {
     pub fn load(&mut self) -> Result<&mut Session> {
         let session = match self.session.take() {
             Some(session) => session,
-            None => self.sessions.load(&self.presented)?,
+            None => {
+                let mut session = self.sessions.load(&self.presented)?;
+                if let Some(client) = self.client.take() {
+                    client.apply(&mut session);
+                }
+                session
+            }
         };
         Ok(self.session.insert(session))
+    }
+
+    /// Records the client's IP address and user agent on the session (see
+    /// [`Session::set_client`]), as far as the store's
+    /// [`MetadataPolicy`](crate::MetadataPolicy) allows: with the default
+    /// policy this does nothing. Before the session is loaded the values are
+    /// kept for the load (a later call replaces an earlier one, so an app
+    /// behind a proxy can override what the adapter passed); after, they
+    /// are applied at once. Recording never loads the session by itself.
+    ///
+    /// ```
+    /// # use stored_session::adapters::Sessions;
+    /// # use stored_session::{Config, IpTracking, Keyring, MetadataPolicy, SessionStore};
+    /// let policy = MetadataPolicy { ip: IpTracking::Truncated, user_agent: true };
+    /// let store = SessionStore::builder(Keyring::generate())
+    ///     .config(Config::default().metadata(policy))
+    ///     .open_migrated("sqlite::memory:")?;
+    /// let sessions = Sessions::new(store);
+    /// let mut lazy = sessions.begin(Vec::<&[u8]>::new());
+    /// lazy.set_client(Some("203.0.113.9".parse().unwrap()), Some("curl/8.5"));
+    /// let session = lazy.load()?;
+    /// assert_eq!(session.meta("ip"), Some("203.0.113.0"));
+    /// assert_eq!(session.meta("user_agent"), Some("curl/8.5"));
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    pub fn set_client(&mut self, ip: Option<IpAddr>, user_agent: Option<&str>) {
+        let client = self.sessions.client(ip, user_agent);
+        match (self.session.as_mut(), client) {
+            (Some(session), Some(client)) => client.apply(session),
+            (Some(_), None) => {}
+            (None, client) => self.client = client,
+        }
     }
 
     /// Whether the session was loaded (used) in this request.

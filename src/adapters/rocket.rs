@@ -6,7 +6,12 @@
 //!   `on_response`, commits the session of every request that asked for one
 //!   and adds its `Set-Cookie` with `adjoin_header`.
 //! * [`SessionGuard`] loads the session when a handler asks for it. A
-//!   handler that does not costs no query and gets no cookie.
+//!   handler that does not costs no query and gets no cookie. On load it
+//!   records the client's address (`Request::client_ip()`: Rocket's
+//!   `ip_header`, `X-Real-IP` by default, else the TCP peer; set
+//!   `ip_header = false` when no proxy sets it) and `User-Agent`, as far
+//!   as the store's [`MetadataPolicy`](crate::MetadataPolicy) allows (by
+//!   default nothing).
 //! * [`Error`] is a `Responder` (500, or 503 on pool
 //!   exhaustion), so handlers can return `Result<_, stored_session::Error>`.
 //!
@@ -367,8 +372,19 @@ impl<'r> FromRequest<'r> for SessionGuard<'r> {
             return Outcome::Success(SessionGuard { session });
         }
         let presented = presented(&shared.sessions, request);
+        // Client metadata, copied only when the store's policy records it.
+        let client = shared
+            .sessions
+            .client(request.client_ip(), request.headers().get_one("User-Agent"));
         let sessions = shared.sessions.clone();
-        match blocking(shared, move || sessions.load(&presented)).await {
+        let load = move || {
+            let mut session = sessions.load(&presented)?;
+            if let Some(client) = client {
+                client.apply(&mut session);
+            }
+            Ok(session)
+        };
+        match blocking(shared, load).await {
             Ok(session) => {
                 let session = slot.session.get_or_init(|| Arc::new(Mutex::new(session)));
                 Outcome::Success(SessionGuard { session })

@@ -78,13 +78,25 @@ where
 }
 
 /// The first half of [`with_session`]: the request's lazily loaded session.
+///
+/// The client's address (`Request::remote_addr`, the TCP peer) and
+/// `User-Agent` are passed to [`LazySession::set_client`], so they are
+/// recorded when the session loads if the store's
+/// [`MetadataPolicy`](crate::MetadataPolicy) says so (by default nothing
+/// is). Behind a reverse proxy, call `set_client` again with the forwarded
+/// address before using the session.
 pub fn begin(sessions: &Sessions, request: &Request) -> LazySession {
-    sessions.begin(
+    let mut session = sessions.begin(
         request
             .headers()
             .filter(|(name, _)| name.eq_ignore_ascii_case("cookie"))
             .map(|(_, value)| value),
-    )
+    );
+    session.set_client(
+        Some(request.remote_addr().ip()),
+        request.header("User-Agent"),
+    );
+    session
 }
 
 /// The second half of [`with_session`]: commits the session and adds its

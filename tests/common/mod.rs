@@ -190,6 +190,19 @@ impl Harness {
         builder.open_migrated(&self.url).expect("open store")
     }
 
+    /// A migrated store that records client metadata (IP truncated to
+    /// /24 or /48, and the user agent).
+    pub fn store_with_metadata(&self) -> SessionStore {
+        let policy = stored_session::MetadataPolicy {
+            ip: stored_session::IpTracking::Truncated,
+            user_agent: true,
+        };
+        let config = stored_session::Config::default()
+            .clock(self.clock.clock())
+            .metadata(policy);
+        self.store_with(self.builder().config(config))
+    }
+
     /// Advances the harness clock.
     pub fn advance(&self, secs: u64) {
         self.clock.advance(std::time::Duration::from_secs(secs));
