@@ -1,7 +1,9 @@
-//! The demo application: sessions on a rouille server.
+//! The demo application: sessions on a rouille server, with per-user
+//! session lists and the admin page.
 //!
 //! ```sh
-//! cargo run --example demo --features rouille
+//! cargo run --example demo --features rouille,admin
+//! ADMIN_TOKEN=change-me cargo run --example demo --features rouille,admin
 //! ```
 //!
 //! * Listens on `127.0.0.1:$PORT` (default 8000).
@@ -10,17 +12,41 @@
 //! * Encrypts with the keys in `$STORED_SESSION_KEYS`, or with a key kept in
 //!   the file `.stored-session-key` (created on the first run), so restarts
 //!   keep sessions.
+//! * Records client metadata: the IP address truncated to its /24 (IPv4)
+//!   or /48 (IPv6) network, and the user agent, encrypted in the session.
 //! * Serves plain HTTP, so the cookie's `Secure` flag is turned off (and it
 //!   says so on start).
 //!
-//! Routes (text/plain):
+//! Routes (text/plain unless noted):
 //!
 //! | route | what it does |
 //! |---|---|
 //! | `GET /` | counts visits in the session: `visits: N` and `user: NAME` (or `anonymous`) |
-//! | `POST /login` (form field `user`) | renews the session id, stores the user: `logged in as NAME` |
+//! | `POST /login` (form field `user`) | renews the session id, binds the session to the user: `logged in as NAME` |
 //! | `POST /logout` | destroys the session and removes the cookie: `logged out` |
+//! | `GET /sessions` | the signed-in user's live sessions, one line each: `session HANDLE created TIME last-active TIME ip IP agent AGENT`, the visitor's own line ending with ` current` (401 when not signed in) |
+//! | `POST /sessions/revoke-others` | ends the user's other sessions: `revoked N` (401 when not signed in) |
 //! | `GET /health` | `ok`, never touches the session |
+//! | `/admin/…` | the admin page (HTML), see below |
+//!
+//! # The admin page
+//!
+//! [`stored_session::admin`] is mounted at `/admin`, guarded by the token in
+//! `$ADMIN_TOKEN`. Without it (unset or empty) every `/admin` address
+//! answers 404 and the demo says on start that the page is disabled. With
+//! it, a request is let in when it either
+//!
+//! * carries `Authorization: Bearer <token>` (for curl and scripts), or
+//! * carries the `demo_admin` cookie, which `POST /admin/login` (form field
+//!   `token`; the form is at `GET /admin/login`) sets after checking the
+//!   token. The cookie holds a random value drawn at start (never the
+//!   token), is HttpOnly, `SameSite=Strict` and scoped to `/admin`, and
+//!   stops working when the demo restarts.
+//!
+//! Tokens are compared in constant time (SHA-256 of both, then a
+//! byte-wise comparison without early exit). A browser without the cookie
+//! is sent to the login form; other requests get 401. The page's own forms
+//! are CSRF-protected by the admin module.
 //!
 //! Try it with curl and a cookie jar:
 //!
@@ -28,13 +54,20 @@
 //! curl -c jar -b jar http://127.0.0.1:8000/
 //! curl -c jar -b jar -d user=alice http://127.0.0.1:8000/login
 //! curl -c jar -b jar http://127.0.0.1:8000/
+//! curl -c jar -b jar http://127.0.0.1:8000/sessions
+//! curl -c jar -b jar -X POST http://127.0.0.1:8000/sessions/revoke-others
 //! curl -c jar -b jar -X POST http://127.0.0.1:8000/logout
+//! curl -H "Authorization: Bearer $ADMIN_TOKEN" 'http://127.0.0.1:8000/admin/?user=alice'
 //! ```
+//!
+//! and open <http://127.0.0.1:8000/admin/> in a browser.
 
-use rouille::{router, Request, Response};
+use rouille::{Request, Response};
+use sha2::{Digest, Sha256};
 use stored_session::adapters::rouille::with_session;
 use stored_session::adapters::{CookiePolicy, LazySession, Sessions};
-use stored_session::{Key, Keyring, SessionStore};
+use stored_session::admin::{self, escape_html, Admin};
+use stored_session::{Config, IpTracking, Key, Keyring, MetadataPolicy, SessionId, SessionStore};
 
 /// Where the demo keeps its key when `STORED_SESSION_KEYS` is not set.
 const KEY_FILE: &str = ".stored-session-key";
@@ -57,23 +90,106 @@ fn run() -> Result<(), String> {
 
     let keyring = keyring()?;
     let store = SessionStore::builder(keyring)
+        .config(Config::default().metadata(METADATA))
         .open_migrated(&url)
         .map_err(|e| format!("cannot open the session database: {e}"))?;
     // Plain HTTP: a Secure cookie would not come back from most browsers.
     let policy = CookiePolicy::new().secure(false);
     let sessions =
         Sessions::with_policy(store, policy).map_err(|e| format!("cookie policy: {e}"))?;
+    let admin_token = std::env::var("ADMIN_TOKEN").ok();
+    let demo = Demo::new(sessions, admin_token.as_deref());
 
     let addr = format!("127.0.0.1:{port}");
-    let server = rouille::Server::new(&addr, move |request| app(&sessions, request))
+    let admin_enabled = demo.admin.is_some();
+    let server = rouille::Server::new(&addr, move |request| app(&demo, request))
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    println!("stored-session demo on http://{}/", server.server_addr());
+    let base = format!("http://{}", server.server_addr());
+    println!("stored-session demo on {base}/");
     println!("sessions in {}", redact(&url));
+    println!("recording client metadata: IP address truncated to /24 or /48, user agent");
+    if admin_enabled {
+        println!("admin page: {base}/admin/ (sign in at {base}/admin/login with $ADMIN_TOKEN, or send Authorization: Bearer $ADMIN_TOKEN)");
+    } else {
+        println!("admin page: disabled (set ADMIN_TOKEN to enable {base}/admin/)");
+    }
     println!(
         "note: plain HTTP, so the session cookie's Secure flag is OFF; keep it on in production"
     );
     server.run();
     Ok(())
+}
+
+/// What the demo records about clients: the network, not the address.
+pub const METADATA: MetadataPolicy = MetadataPolicy {
+    ip: IpTracking::Truncated,
+    user_agent: true,
+};
+
+/// The demo's state: the sessions and, when `ADMIN_TOKEN` is set, the
+/// admin page with its gate.
+pub struct Demo {
+    /// The store and cookie policy.
+    pub sessions: Sessions,
+    /// The admin page, `None` when disabled.
+    pub admin: Option<AdminGate>,
+}
+
+/// The admin page behind the demo's token check.
+pub struct AdminGate {
+    admin: Admin,
+    /// SHA-256 of `ADMIN_TOKEN`.
+    token_digest: [u8; 32],
+    /// The `demo_admin` cookie's value: random, drawn at start.
+    cookie_value: String,
+}
+
+/// The admin sign-in cookie.
+const ADMIN_COOKIE: &str = "demo_admin";
+
+impl Demo {
+    /// The demo over `sessions`; the admin page is enabled by a non-empty
+    /// `admin_token`.
+    pub fn new(sessions: Sessions, admin_token: Option<&str>) -> Self {
+        let admin = admin_token
+            .filter(|t| !t.is_empty())
+            .map(|token| AdminGate {
+                // Plain HTTP: the nonce cookie cannot be Secure either.
+                admin: Admin::new(sessions.store().clone())
+                    .mount_path("/admin")
+                    .secure_cookie(false),
+                token_digest: Sha256::digest(token.as_bytes()).into(),
+                cookie_value: SessionId::generate().as_cookie_value().to_owned(),
+            });
+        Demo { sessions, admin }
+    }
+}
+
+impl AdminGate {
+    /// Whether `candidate` is the admin token (constant time).
+    fn token_matches(&self, candidate: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(candidate.as_bytes()).into();
+        same(&digest, &self.token_digest)
+    }
+
+    /// Whether the request carries the bearer token or the sign-in cookie.
+    fn authorized(&self, request: &Request) -> bool {
+        let bearer = request
+            .header("Authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| self.token_matches(t.trim()));
+        let cookie = rouille::input::cookies(request)
+            .filter(|(name, _)| *name == ADMIN_COOKIE)
+            .any(|(_, value)| same(value.as_bytes(), self.cookie_value.as_bytes()));
+        bearer || cookie
+    }
+}
+
+/// Equality of two byte strings without an early exit on the first
+/// difference (lengths are public: both sides are digests or fixed-length
+/// random values).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The keys from `STORED_SESSION_KEYS`, or the key file (created once).
@@ -124,14 +240,83 @@ fn redact(url: &str) -> String {
     }
 }
 
-fn app(sessions: &Sessions, request: &Request) -> Response {
-    router!(request,
-        (GET) (/health) => { Response::text("ok") },
-        (GET) (/) => { with_session(sessions, request, index) },
-        (POST) (/login) => { with_session(sessions, request, |s| login(request, s)) },
-        (POST) (/logout) => { with_session(sessions, request, logout) },
-        _ => Response::text("not found\n").with_status_code(404)
-    )
+/// The demo's routes.
+pub fn app(demo: &Demo, request: &Request) -> Response {
+    let sessions = &demo.sessions;
+    let path = request.url();
+    if path == "/admin" || path.starts_with("/admin/") {
+        return admin_routes(demo, request);
+    }
+    match (request.method(), path.as_str()) {
+        ("GET", "/health") => Response::text("ok"),
+        ("GET", "/") => with_session(sessions, request, index),
+        ("POST", "/login") => with_session(sessions, request, |s| login(request, s)),
+        ("POST", "/logout") => with_session(sessions, request, logout),
+        ("GET", "/sessions") => with_session(sessions, request, |s| list_sessions(sessions, s)),
+        ("POST", "/sessions/revoke-others") => {
+            with_session(sessions, request, |s| revoke_others(sessions, s))
+        }
+        _ => Response::text("not found\n").with_status_code(404),
+    }
+}
+
+/// `/admin/…`: the login form, then the admin page for authorized requests.
+fn admin_routes(demo: &Demo, request: &Request) -> Response {
+    let Some(gate) = &demo.admin else {
+        return Response::text("not found (the admin page is disabled: set ADMIN_TOKEN)\n")
+            .with_status_code(404);
+    };
+    if request.url() == "/admin/login" {
+        return match request.method() {
+            "GET" => login_form(None, 200),
+            "POST" => admin_login(gate, request),
+            _ => Response::text("method not allowed\n").with_status_code(405),
+        };
+    }
+    if gate.authorized(request) {
+        return admin::rouille::handle(&gate.admin, request);
+    }
+    if request.method() == "GET" && request.header("Authorization").is_none() {
+        return Response::redirect_303("/admin/login");
+    }
+    Response::text("unauthorized\n")
+        .with_status_code(401)
+        .with_unique_header("WWW-Authenticate", "Bearer")
+}
+
+fn admin_login(gate: &AdminGate, request: &Request) -> Response {
+    let token = rouille::input::post::raw_urlencoded_post_input(request)
+        .ok()
+        .and_then(|fields| fields.into_iter().find(|(name, _)| name == "token"))
+        .map(|(_, value)| value);
+    match token {
+        Some(token) if gate.token_matches(&token) => Response::redirect_303("/admin/")
+            .with_additional_header(
+                "Set-Cookie",
+                format!(
+                    "{ADMIN_COOKIE}={}; Path=/admin; HttpOnly; SameSite=Strict",
+                    gate.cookie_value
+                ),
+            ),
+        _ => login_form(Some("That is not the admin token."), 403),
+    }
+}
+
+/// The admin sign-in form (HTML; every dynamic text escaped).
+fn login_form(error: Option<&str>, status: u16) -> Response {
+    let error = error
+        .map(|e| format!("<p role=\"alert\">{}</p>", escape_html(e)))
+        .unwrap_or_default();
+    Response::html(format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>Admin sign-in</title></head><body>\
+         <h1>Admin sign-in</h1>{error}\
+         <form method=\"post\" action=\"/admin/login\">\
+         <label>Admin token <input type=\"password\" name=\"token\" required autofocus></label> \
+         <button type=\"submit\">Sign in</button></form></body></html>\n"
+    ))
+    .with_status_code(status)
+    .with_unique_header("Cache-Control", "no-store")
 }
 
 fn index(session: &mut LazySession) -> stored_session::Result<Response> {
@@ -168,4 +353,45 @@ fn login(request: &Request, session: &mut LazySession) -> stored_session::Result
 fn logout(session: &mut LazySession) -> stored_session::Result<Response> {
     session.destroy()?;
     Ok(Response::text("logged out"))
+}
+
+fn not_signed_in() -> Response {
+    Response::text("not signed in\n").with_status_code(401)
+}
+
+/// One line per live session of the signed-in user.
+fn list_sessions(
+    sessions: &Sessions,
+    session: &mut LazySession,
+) -> stored_session::Result<Response> {
+    let session = session.load()?;
+    let Some(user) = session.user_id() else {
+        return Ok(not_signed_in());
+    };
+    let mut body = String::new();
+    for info in sessions.store().sessions_of(user, Some(session))? {
+        body.push_str(&format!(
+            "session {} created {} last-active {} ip {} agent {}{}\n",
+            info.handle,
+            info.created_at.to_rfc3339(),
+            info.last_active.to_rfc3339(),
+            info.ip.as_deref().unwrap_or("-"),
+            info.user_agent.as_deref().unwrap_or("-"),
+            if info.current { " current" } else { "" },
+        ));
+    }
+    Ok(Response::text(body))
+}
+
+/// Ends every other session of the signed-in user.
+fn revoke_others(
+    sessions: &Sessions,
+    session: &mut LazySession,
+) -> stored_session::Result<Response> {
+    let session = session.load()?;
+    if session.user_id().is_none() {
+        return Ok(not_signed_in());
+    }
+    let revoked = sessions.store().revoke_others(session)?;
+    Ok(Response::text(format!("revoked {revoked}")))
 }

@@ -10,21 +10,28 @@
 //! * Encrypts with the keys in `$STORED_SESSION_KEYS`, or with a key kept in
 //!   the file `.stored-session-key` (created on the first run), so restarts
 //!   keep sessions.
+//! * Records client metadata: the IP address truncated to its /24 or /48
+//!   network (from `Request::client_ip()`) and the user agent.
 //! * Serves plain HTTP, so the cookie's `Secure` flag is turned off (and it
 //!   says so on start).
 //!
 //! Routes (text/plain): `GET /` counts visits (`visits: N`, `user: NAME` or
 //! `anonymous`); `POST /login` with form field `user` renews the session id
-//! and stores the user (`logged in as NAME`); `POST /logout` destroys the
-//! session and removes the cookie (`logged out`); `GET /health` answers `ok`
-//! without touching the session.
+//! and binds the session to the user (`logged in as NAME`); `POST /logout`
+//! destroys the session and removes the cookie (`logged out`);
+//! `GET /sessions` lists the signed-in user's live sessions, one line each
+//! starting with `session ` and the visitor's own ending with ` current`;
+//! `POST /sessions/revoke-others` ends the user's other sessions
+//! (`revoked N`); `GET /health` answers `ok` without touching the session.
+//! The admin page is in the rouille demo (`demo`).
 
 use rocket::form::Form;
 use rocket::http::Status;
-use rocket::{get, post, routes, FromForm};
+use rocket::tokio::task::block_in_place;
+use rocket::{get, post, routes, FromForm, State};
 use stored_session::adapters::rocket::{SessionFairing, SessionGuard};
 use stored_session::adapters::{CookiePolicy, Sessions};
-use stored_session::{Key, Keyring, SessionStore};
+use stored_session::{Config, IpTracking, Key, Keyring, MetadataPolicy, SessionStore};
 
 /// Where the demo keeps its key when `STORED_SESSION_KEYS` is not set.
 const KEY_FILE: &str = ".stored-session-key";
@@ -64,6 +71,42 @@ fn logout(session: SessionGuard<'_>) -> &'static str {
     "logged out"
 }
 
+/// The signed-in user's live sessions, one line each. The store blocks, so
+/// the query runs in `block_in_place` (off the async scheduler's hot path).
+#[get("/sessions")]
+fn sessions(session: SessionGuard<'_>, store: &State<SessionStore>) -> Result<String, Status> {
+    let session = session.lock();
+    let Some(user) = session.user_id() else {
+        return Err(Status::Unauthorized);
+    };
+    let list = block_in_place(|| store.sessions_of(user, Some(&session))).map_err(internal)?;
+    Ok(list
+        .iter()
+        .map(|info| {
+            format!(
+                "session {} created {} last-active {} ip {} agent {}{}\n",
+                info.handle,
+                info.created_at.to_rfc3339(),
+                info.last_active.to_rfc3339(),
+                info.ip.as_deref().unwrap_or("-"),
+                info.user_agent.as_deref().unwrap_or("-"),
+                if info.current { " current" } else { "" },
+            )
+        })
+        .collect())
+}
+
+/// Ends the signed-in user's other sessions.
+#[post("/sessions/revoke-others")]
+fn revoke_others(session: SessionGuard<'_>, store: &State<SessionStore>) -> Result<String, Status> {
+    let session = session.lock();
+    if session.user_id().is_none() {
+        return Err(Status::Unauthorized);
+    }
+    let revoked = block_in_place(|| store.revoke_others(&session)).map_err(internal)?;
+    Ok(format!("revoked {revoked}"))
+}
+
 #[get("/health")]
 fn health() -> &'static str {
     "ok"
@@ -92,8 +135,14 @@ async fn run() -> Result<(), String> {
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://demo-sessions.db".into());
     let keyring = keyring()?;
     // Opening and migrating block: do it off the async workers.
+    let metadata = MetadataPolicy {
+        ip: IpTracking::Truncated,
+        user_agent: true,
+    };
     let store = rocket::tokio::task::spawn_blocking(move || {
-        SessionStore::builder(keyring).open_migrated(&url)
+        SessionStore::builder(keyring)
+            .config(Config::default().metadata(metadata))
+            .open_migrated(&url)
     })
     .await
     .map_err(|e| format!("start-up task failed: {e}"))?
@@ -110,7 +159,10 @@ async fn run() -> Result<(), String> {
         .merge(("port", port));
     rocket::custom(figment)
         .attach(SessionFairing::new(sessions))
-        .mount("/", routes![index, login, logout, health])
+        .mount(
+            "/",
+            routes![index, login, logout, sessions, revoke_others, health],
+        )
         .launch()
         .await
         .map_err(|e| format!("server failed: {e}"))?;

@@ -54,6 +54,7 @@
 //! | `http` | | `adapters::http` (`http::Request`/`Response`, for astra and others) |
 //! | `testing` | | `testing`: helpers for your application's tests |
 //! | `cli` | | the `stored-session` binary (migrate, install, trim, stats, keygen, rotate-keys) |
+//! | `admin` | | `admin`: an HTML admin page (statistics, per-user lookup, revoking) with rouille and `http` glue |
 //!
 //! # Choosing the database
 //!
@@ -170,6 +171,9 @@ compile_error!("stored-session needs at least one backend feature: sqlite, postg
     )))
 )]
 pub mod adapters;
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub mod admin;
 mod backend;
 mod clock;
 mod codec;

@@ -1,0 +1,550 @@
+//! The admin page through its rouille and `http` glue, on every enabled
+//! backend: rendering, lookup, revoking one / a user / everything, CSRF
+//! refusals, escaping.
+#![cfg(all(feature = "admin", feature = "rouille", feature = "http"))]
+
+mod common;
+
+use std::io::Read;
+
+use common::{count, Harness};
+use stored_session::admin::{self, Admin, CSRF_COOKIE};
+use stored_session::{CookieAction, Keyring, SessionStore};
+
+/// Which glue a request goes through.
+#[derive(Debug, Clone, Copy)]
+enum Glue {
+    Rouille,
+    Http,
+}
+
+const GLUES: [Glue; 2] = [Glue::Rouille, Glue::Http];
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Glue {
+    fn call(
+        self,
+        admin: &Admin,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Reply {
+        match self {
+            Glue::Rouille => {
+                let headers = headers
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect();
+                let request = rouille::Request::fake_http(method, target, headers, body.to_vec());
+                let response = admin::rouille::handle(admin, &request);
+                let mut text = String::new();
+                let (mut reader, _) = response.data.into_reader_and_size();
+                reader.read_to_string(&mut text).unwrap();
+                Reply {
+                    status: response.status_code,
+                    headers: response
+                        .headers
+                        .iter()
+                        .map(|(n, v)| (n.to_string(), v.to_string()))
+                        .collect(),
+                    body: text,
+                }
+            }
+            Glue::Http => {
+                let mut builder = http::Request::builder().method(method).uri(target);
+                for (n, v) in headers {
+                    builder = builder.header(*n, *v);
+                }
+                let request = builder.body(body.to_vec()).unwrap();
+                let response: http::Response<String> = admin::http::handle(admin, &request);
+                Reply {
+                    status: response.status().as_u16(),
+                    headers: response
+                        .headers()
+                        .iter()
+                        .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+                        .collect(),
+                    body: response.body().clone(),
+                }
+            }
+        }
+    }
+}
+
+/// A browser's view: the nonce cookie it holds.
+struct Browser<'a> {
+    admin: &'a Admin,
+    glue: Glue,
+    cookie: Option<String>,
+}
+
+impl<'a> Browser<'a> {
+    fn new(admin: &'a Admin, glue: Glue) -> Self {
+        Browser {
+            admin,
+            glue,
+            cookie: None,
+        }
+    }
+
+    fn get(&mut self, target: &str) -> Reply {
+        let cookie = self.cookie.clone();
+        let headers: Vec<(&str, &str)> = cookie.iter().map(|c| ("Cookie", c.as_str())).collect();
+        let reply = self.glue.call(self.admin, "GET", target, &headers, b"");
+        if let Some(set) = reply.header("Set-Cookie") {
+            self.cookie = Some(set.split(';').next().unwrap().to_owned());
+        }
+        reply
+    }
+
+    fn post(&self, target: &str, form: &str) -> Reply {
+        let mut headers = vec![("Content-Type", "application/x-www-form-urlencoded")];
+        if let Some(c) = &self.cookie {
+            headers.push(("Cookie", c.as_str()));
+        }
+        self.glue
+            .call(self.admin, "POST", target, &headers, form.as_bytes())
+    }
+}
+
+/// Percent-encodes a form value.
+fn enc(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Every `value` of hidden inputs named `name`, in page order.
+fn hidden(page: &str, name: &str) -> Vec<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    page.match_indices(&marker)
+        .map(|(at, _)| {
+            let rest = &page[at + marker.len()..];
+            rest[..rest.find('"').unwrap()].to_owned()
+        })
+        .collect()
+}
+
+fn token(page: &str) -> String {
+    let tokens = hidden(page, "csrf");
+    assert!(!tokens.is_empty(), "no CSRF field on the page");
+    assert!(tokens.iter().all(|t| *t == tokens[0]));
+    tokens[0].clone()
+}
+
+fn sign_in(store: &SessionStore, user: &str, agent: &str, ip: &str) -> String {
+    let mut s = store.load(None).unwrap();
+    s.set_user(user);
+    s.set_client(Some(ip.parse().unwrap()), Some(agent));
+    s.insert("k", &1).unwrap();
+    match store.commit(&mut s).unwrap() {
+        CookieAction::Set(id) => id.as_cookie_value().to_owned(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Alice on three devices, Bob on one, an anonymous visitor.
+fn seed(store: &SessionStore) -> Vec<String> {
+    let alice = (0..3)
+        .map(|i| sign_in(store, "alice", &format!("Device/{i}"), "198.51.100.77"))
+        .collect();
+    sign_in(store, "bob", "Bob/1", "203.0.113.5");
+    let mut anon = store.load(None).unwrap();
+    anon.insert("cart", "pear").unwrap();
+    let _ = store.commit(&mut anon).unwrap();
+    alice
+}
+
+fn renders_statistics_and_chart(h: &Harness) {
+    let store = h.store_with_metadata();
+    sign_in(&store, "alice", "A/1", "198.51.100.1");
+    sign_in(&store, "bob", "B/1", "198.51.100.2");
+    h.advance(3 * 3600);
+    seed(&store);
+    let admin = Admin::new(store.clone());
+    for glue in GLUES {
+        let mut browser = Browser::new(&admin, glue);
+        let r = browser.get("/admin/");
+        assert_eq!(r.status, 200, "{glue:?}");
+        assert_eq!(
+            r.header("Content-Type"),
+            Some("text/html; charset=utf-8"),
+            "{glue:?}"
+        );
+        let csp = r.header("Content-Security-Policy").unwrap();
+        assert!(csp.contains("default-src 'none'") && !csp.contains("script"));
+        assert_eq!(r.header("Cache-Control"), Some("no-store"));
+        assert_eq!(r.header("Referrer-Policy"), Some("no-referrer"));
+        let set = r.header("Set-Cookie").unwrap();
+        assert!(set.starts_with(&format!("{CSRF_COOKIE}=")), "{set}");
+        assert!(
+            set.ends_with("; Path=/admin; HttpOnly; SameSite=Strict; Secure"),
+            "{set}"
+        );
+        let page = &r.body;
+        assert!(page.starts_with("<!DOCTYPE html>"));
+        assert!(!page.to_lowercase().contains("<script"), "no script at all");
+        // Live: alice 4, bob 2, one anonymous; two users.
+        assert!(
+            page.contains("<dt>Live sessions</dt><dd>7<small>"),
+            "{glue:?}"
+        );
+        assert!(page.contains("<dt>Users</dt><dd>2<small>"));
+        // The chart: 24 hourly groups; 2 created three hours ago, 5 now.
+        assert_eq!(page.matches("<g class=\"hour\"").count(), 24);
+        let created: Vec<u64> = page
+            .match_indices("data-created=\"")
+            .map(|(at, m)| {
+                let rest = &page[at + m.len()..];
+                rest[..rest.find('"').unwrap()].parse().unwrap()
+            })
+            .collect();
+        assert_eq!(created.len(), 24);
+        assert_eq!((created[20], created[23]), (2, 5), "{created:?}");
+        assert_eq!(created.iter().sum::<u64>(), 7);
+        assert!(page.contains("<svg id=\"activity\""));
+        // Forms: lookup by GET, revoke-all by POST with a token and a tick box.
+        assert!(page.contains("<form method=\"get\" action=\"/admin/\""));
+        assert!(page.contains("<form method=\"post\" action=\"/admin/revoke-all\""));
+        assert_eq!(hidden(page, "csrf").len(), 1);
+        // The bare mount path renders too, and a known cookie is kept.
+        let again = browser.get("/admin");
+        assert_eq!(again.status, 200);
+        assert!(again.header("Set-Cookie").is_none());
+        assert_eq!(token(&again.body), token(page));
+    }
+}
+
+fn lookup_lists_a_users_sessions(h: &Harness) {
+    let store = h.store_with_metadata();
+    seed(&store);
+    let admin = Admin::new(store.clone());
+    for glue in GLUES {
+        let mut browser = Browser::new(&admin, glue);
+        let r = browser.get("/admin/?user=alice");
+        assert_eq!(r.status, 200);
+        let page = &r.body;
+        assert!(
+            page.contains("3 live sessions of <code>alice</code>"),
+            "{glue:?}"
+        );
+        assert_eq!(page.matches("<tr class=\"session\">").count(), 3);
+        assert_eq!(page.matches("198.51.100.0").count(), 3);
+        assert!(
+            !page.contains("198.51.100.77"),
+            "the IP is stored truncated"
+        );
+        for i in 0..3 {
+            assert!(page.contains(&format!("Device/{i}")));
+        }
+        assert!(!page.contains("Bob/1"));
+        let handles = hidden(page, "handle");
+        assert_eq!(handles.len(), 3);
+        let listed: Vec<String> = store
+            .sessions_of("alice", None)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.handle.to_string())
+            .collect();
+        assert_eq!(handles, listed);
+        assert!(page.contains("action=\"/admin/revoke-user\""));
+        assert!(page.contains("value=\"alice\""));
+        // Unknown user: an empty list, no revoke-user form.
+        let r = browser.get("/admin/?user=nobody");
+        assert!(r.body.contains("0 live sessions of <code>nobody</code>"));
+        assert!(r.body.contains("No live sessions."));
+        assert!(!r.body.contains("revoke-user"));
+        // Query decoding: `+` and `%xx`.
+        sign_in(&store, "carol smith", "C/1", "192.0.2.1");
+        let r = browser.get("/admin/?user=carol+smith");
+        assert!(r
+            .body
+            .contains("1 live session of <code>carol smith</code>"));
+        let r = browser.get("/admin/?user=carol%20smith");
+        assert!(r
+            .body
+            .contains("1 live session of <code>carol smith</code>"));
+        store.revoke_user("carol smith").unwrap();
+    }
+}
+
+fn everything_shown_is_escaped(h: &Harness) {
+    let store = h.store_with_metadata();
+    let user = r#"<b>"eve"&'x'</b>"#;
+    let mut s = store.load(None).unwrap();
+    s.set_user(user);
+    s.set_client(
+        Some("192.0.2.1".parse().unwrap()),
+        Some(r#"<script>alert("ua")</script>"#),
+    );
+    s.set_meta("<i>place</i>", Some(r#""><img src=x onerror=alert(1)>"#));
+    s.insert("k", &1).unwrap();
+    let _ = store.commit(&mut s).unwrap();
+    let admin = Admin::new(store.clone());
+    for glue in GLUES {
+        let mut browser = Browser::new(&admin, glue);
+        let r = browser.get(&format!("/admin/?user={}", enc(user)));
+        let page = &r.body;
+        assert_eq!(r.status, 200);
+        for raw in [
+            "<b>",
+            "<script>",
+            "<img",
+            "<i>",
+            "\"eve\"",
+            "onerror=alert(1)>",
+        ] {
+            assert!(!page.contains(raw), "{glue:?}: {raw} unescaped");
+        }
+        assert!(page.contains("&lt;b&gt;&quot;eve&quot;&amp;&#39;x&#39;&lt;/b&gt;"));
+        assert!(page.contains("&lt;script&gt;alert(&quot;ua&quot;)&lt;/script&gt;"));
+        assert!(
+            page.contains("&lt;i&gt;place&lt;/i&gt;: &quot;&gt;&lt;img src=x onerror=alert(1)&gt;")
+        );
+        // The escaped id round-trips through the revoke-user form.
+        let form = format!("csrf={}&user={}&confirm=yes", token(page), enc(user));
+        let r = browser.post("/admin/revoke-user", &form);
+        assert_eq!(r.status, 303);
+        let location = r.header("Location").unwrap();
+        assert!(location.is_ascii() && !location.contains('<'), "{location}");
+        assert!(store.sessions_of(user, None).unwrap().is_empty());
+        // Recreate for the next glue.
+        let mut s = store.load(None).unwrap();
+        s.set_user(user);
+        s.set_client(None, Some(r#"<script>alert("ua")</script>"#));
+        s.set_meta("<i>place</i>", Some(r#""><img src=x onerror=alert(1)>"#));
+        let _ = store.commit(&mut s).unwrap();
+    }
+}
+
+fn revoking_one_session(h: &Harness) {
+    let store = h.store_with_metadata();
+    let alice = seed(&store);
+    let admin = Admin::new(store.clone());
+    for glue in GLUES {
+        let before = count(store.database());
+        let mut browser = Browser::new(&admin, glue);
+        let page = browser.get("/admin/?user=alice").body;
+        let handles = hidden(&page, "handle");
+        let target = handles[0].clone();
+        let form = format!("csrf={}&user=alice&handle={}", token(&page), enc(&target));
+        let r = browser.post("/admin/revoke", &form);
+        assert_eq!(r.status, 303, "{glue:?}: {}", r.body);
+        assert_eq!(
+            r.header("Location"),
+            Some("/admin/?user=alice&done=revoked")
+        );
+        assert_eq!(count(store.database()), before - 1);
+        let left = store.sessions_of("alice", None).unwrap();
+        assert_eq!(left.len(), handles.len() - 1);
+        assert!(left.iter().all(|i| i.handle.as_str() != target));
+        let r = browser.get("/admin/?user=alice&done=revoked");
+        assert!(r.body.contains("The session was ended."));
+        assert_eq!(r.body.matches("<tr class=\"session\">").count(), left.len());
+        // The same handle again ends nothing.
+        let r = browser.post("/admin/revoke", &form);
+        assert_eq!(r.header("Location"), Some("/admin/?user=alice&done=gone"));
+        assert_eq!(count(store.database()), before - 1);
+        // Another user's name with this handle ends nothing.
+        let bob_form = format!(
+            "csrf={}&user=bob&handle={}",
+            token(&page),
+            enc(&left[0].handle.to_string())
+        );
+        let r = browser.post("/admin/revoke", &bob_form);
+        assert_eq!(r.header("Location"), Some("/admin/?user=bob&done=gone"));
+        assert_eq!(count(store.database()), before - 1);
+        // A missing handle is a 400, nothing changes.
+        let r = browser.post(
+            "/admin/revoke",
+            &format!("csrf={}&user=alice", token(&page)),
+        );
+        assert_eq!(r.status, 400);
+        assert_eq!(count(store.database()), before - 1);
+    }
+    // Exactly one of alice's cookies per glue is dead.
+    let dead = alice
+        .iter()
+        .filter(|c| store.load(Some(c)).unwrap().is_new())
+        .count();
+    assert_eq!(dead, 2);
+}
+
+fn revoking_a_user(h: &Harness) {
+    let store = h.store_with_metadata();
+    for glue in GLUES {
+        seed(&store);
+        let admin = Admin::new(store.clone());
+        let mut browser = Browser::new(&admin, glue);
+        let page = browser.get("/admin/?user=alice").body;
+        assert!(page.contains("Yes, end all 3 sessions of this user"));
+        let before = count(store.database());
+        // Without the confirmation tick: 400, nothing changes.
+        let r = browser.post(
+            "/admin/revoke-user",
+            &format!("csrf={}&user=alice", token(&page)),
+        );
+        assert_eq!(r.status, 400, "{glue:?}");
+        assert!(r.body.contains("confirmation"));
+        assert_eq!(count(store.database()), before);
+        let r = browser.post(
+            "/admin/revoke-user",
+            &format!("csrf={}&user=alice&confirm=yes", token(&page)),
+        );
+        assert_eq!(r.status, 303);
+        assert_eq!(
+            r.header("Location"),
+            Some("/admin/?user=alice&done=user&n=3")
+        );
+        assert_eq!(count(store.database()), before - 3);
+        assert!(store.sessions_of("alice", None).unwrap().is_empty());
+        assert_eq!(store.sessions_of("bob", None).unwrap().len(), 1);
+        let r = browser.get("/admin/?user=alice&done=user&n=3");
+        assert!(r.body.contains("Ended 3 sessions of this user."));
+        store.revoke_all().unwrap();
+    }
+}
+
+fn revoking_everything(h: &Harness) {
+    let store = h.store_with_metadata();
+    for glue in GLUES {
+        seed(&store);
+        let admin = Admin::new(store.clone()).mount_path("/ops/sessions/");
+        let mut browser = Browser::new(&admin, glue);
+        let page = browser.get("/ops/sessions/").body;
+        assert!(page.contains("action=\"/ops/sessions/revoke-all\""));
+        let r = browser.post(
+            "/ops/sessions/revoke-all",
+            &format!("csrf={}", token(&page)),
+        );
+        assert_eq!(r.status, 400, "{glue:?}");
+        assert_eq!(count(store.database()), 5);
+        let r = browser.post(
+            "/ops/sessions/revoke-all",
+            &format!("csrf={}&confirm=yes", token(&page)),
+        );
+        assert_eq!(r.status, 303);
+        assert_eq!(r.header("Location"), Some("/ops/sessions/?done=all&n=5"));
+        assert_eq!(count(store.database()), 0);
+        let r = browser.get("/ops/sessions/?done=all&n=5");
+        assert!(r.body.contains("Ended every session: 5 in all."));
+        assert!(r.body.contains("<dt>Live sessions</dt><dd>0<small>"));
+    }
+}
+
+fn posts_without_a_valid_token_are_refused(h: &Harness) {
+    let store = h.store_with_metadata();
+    seed(&store);
+    let admin = Admin::new(store.clone());
+    // Same keys, another process: its tokens are accepted (same derivation).
+    let twin = Admin::new(store.clone());
+    // Other keys: its tokens are not.
+    let stranger =
+        Admin::new(SessionStore::builder(Keyring::generate()).build(store.database().clone()));
+    let before = count(store.database());
+    for glue in GLUES {
+        let mut browser = Browser::new(&admin, glue);
+        let page = browser.get("/admin/?user=alice").body;
+        let good = token(&page);
+        let handle = hidden(&page, "handle")[0].clone();
+        let forms = [
+            (
+                "/admin/revoke",
+                format!("user=alice&handle={}", enc(&handle)),
+            ),
+            ("/admin/revoke-user", "user=alice&confirm=yes".to_owned()),
+            ("/admin/revoke-all", "confirm=yes".to_owned()),
+        ];
+        let mut stranger_browser = Browser::new(&stranger, glue);
+        let foreign = token(&stranger_browser.get("/admin/").body);
+        let mut other_browser = Browser::new(&admin, glue);
+        let other_token = token(&other_browser.get("/admin/").body);
+        for (path, form) in &forms {
+            let refused = |r: Reply, what: &str| {
+                assert_eq!(r.status, 403, "{glue:?} {path}: {what}");
+                assert!(r.body.contains("security token is missing or invalid"));
+                assert_eq!(count(store.database()), before, "{what} changed something");
+            };
+            refused(browser.post(path, form), "no token");
+            refused(browser.post(path, &format!("csrf=&{form}")), "empty token");
+            refused(
+                browser.post(path, &format!("csrf=AAAA&{form}")),
+                "wrong token",
+            );
+            refused(
+                browser.post(path, &format!("csrf={foreign}&{form}")),
+                "other keys",
+            );
+            refused(
+                browser.post(path, &format!("csrf={other_token}&{form}")),
+                "another browser's token",
+            );
+            // The right token without the cookie it belongs to.
+            let cookieless = Browser::new(&admin, glue);
+            refused(
+                cookieless.post(path, &format!("csrf={good}&{form}")),
+                "no cookie",
+            );
+            // A valid pair from another site's page (the browser says so).
+            let mut headers = vec![
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Sec-Fetch-Site", "cross-site"),
+            ];
+            let cookie = browser.cookie.clone().unwrap();
+            headers.push(("Cookie", cookie.as_str()));
+            let body = format!("csrf={good}&{form}");
+            refused(
+                glue.call(&admin, "POST", path, &headers, body.as_bytes()),
+                "cross-site",
+            );
+            // GET never changes anything.
+            let r = browser.get(&format!("{path}?csrf={good}&{form}"));
+            assert_eq!(r.status, 405);
+            assert_eq!(r.header("Allow"), Some("POST"));
+            assert_eq!(count(store.database()), before);
+        }
+        // A twin (same keys) accepts the token: one revoke works.
+        let mut twin_browser = Browser::new(&twin, glue);
+        twin_browser.cookie = browser.cookie.clone();
+        let r = twin_browser.post("/admin/revoke", &format!("csrf={good}&{}", forms[0].1));
+        assert_eq!(r.status, 303);
+        assert_eq!(count(store.database()), before - 1);
+        sign_in(&store, "alice", "Device/x", "198.51.100.77");
+        // An oversized form is refused before parsing.
+        let big = format!("csrf={good}&pad={}", "x".repeat(admin::MAX_BODY));
+        assert_eq!(browser.post("/admin/revoke-all", &big).status, 413);
+        assert_eq!(count(store.database()), before);
+    }
+}
+
+backend_suite!(
+    renders_statistics_and_chart,
+    lookup_lists_a_users_sessions,
+    everything_shown_is_escaped,
+    revoking_one_session,
+    revoking_a_user,
+    revoking_everything,
+    posts_without_a_valid_token_are_refused,
+);

@@ -1,0 +1,282 @@
+//! The rouille demo's own routes over real HTTP, on every enabled backend:
+//! `/sessions`, `/sessions/revoke-others`, and the `/admin` token gate.
+//! The example's source is compiled into this test as a module.
+#![cfg(all(feature = "rouille", feature = "admin"))]
+
+mod adapter_support;
+mod common;
+#[allow(dead_code)]
+#[path = "../examples/demo.rs"]
+mod demo;
+
+use std::net::SocketAddr;
+use std::sync::mpsc::Sender;
+use std::thread::JoinHandle;
+
+use adapter_support::{send, Jar, Reply};
+use common::{count, Harness};
+use stored_session::adapters::{CookiePolicy, Sessions};
+use stored_session::admin::CSRF_COOKIE;
+
+/// The demo on 127.0.0.1, port 0; stopped when dropped.
+struct Server {
+    addr: SocketAddr,
+    stop: Option<(JoinHandle<()>, Sender<()>)>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some((handle, stop)) = self.stop.take() {
+            let _ = stop.send(());
+            let _ = handle.join();
+        }
+    }
+}
+
+fn start(h: &Harness, admin_token: Option<&str>) -> (Server, Sessions) {
+    let sessions =
+        Sessions::with_policy(h.store_with_metadata(), CookiePolicy::new().secure(false)).unwrap();
+    let demo = demo::Demo::new(sessions.clone(), admin_token);
+    let server = rouille::Server::new("127.0.0.1:0", move |request| demo::app(&demo, request))
+        .expect("bind a loopback port");
+    let addr = server.server_addr();
+    let server = Server {
+        addr,
+        stop: Some(server.stoppable()),
+    };
+    (server, sessions)
+}
+
+/// Logs a new browser in as `user`, with its own user agent.
+fn browser(addr: SocketAddr, user: &str, agent: &str) -> (Jar, String) {
+    let mut jar = Jar::new("id");
+    let agent_header = format!("User-Agent: {agent}");
+    let r = send(
+        addr,
+        "POST",
+        "/login",
+        &[
+            agent_header.as_bytes(),
+            b"Content-Type: application/x-www-form-urlencoded",
+        ],
+        format!("user={user}").as_bytes(),
+    );
+    assert_eq!(r.body, format!("logged in as {user}"));
+    jar.update(&r);
+    (jar, agent_header)
+}
+
+fn get(jar: &Jar, addr: SocketAddr, path: &str, agent: &str) -> Reply {
+    let cookie = jar.header().unwrap();
+    send(addr, "GET", path, &[&cookie, agent.as_bytes()], b"")
+}
+
+fn sessions_routes(h: &Harness) {
+    let (server, sessions) = start(h, None);
+    let store = sessions.store();
+    let addr = server.addr;
+    let (phone, phone_ua) = browser(addr, "alice", "Phone/1.0");
+    let (laptop, laptop_ua) = browser(addr, "alice", "Laptop/2.0 (X11)");
+    let (tablet, tablet_ua) = browser(addr, "alice", "Tablet/3.0");
+    let (bob, bob_ua) = browser(addr, "bob", "Bob/1.0");
+
+    // Login bound the user (set_user), recorded metadata, renewed the id.
+    assert_eq!(store.sessions_of("alice", None).unwrap().len(), 3);
+
+    let r = get(&laptop, addr, "/sessions", &laptop_ua);
+    assert_eq!(r.status, 200);
+    assert!(r
+        .headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("content-type") && v.starts_with("text/plain")));
+    let lines: Vec<&str> = r.body.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", r.body);
+    assert!(lines.iter().all(|l| l.starts_with("session ")), "{lines:?}");
+    let current: Vec<&&str> = lines.iter().filter(|l| l.ends_with(" current")).collect();
+    assert_eq!(current.len(), 1, "{lines:?}");
+    assert!(
+        current[0].contains("agent Laptop/2.0 (X11) current"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().all(|l| l.contains(" ip 127.0.0.0 ")),
+        "{lines:?}"
+    );
+    for agent in ["Phone/1.0", "Tablet/3.0"] {
+        assert!(lines
+            .iter()
+            .any(|l| l.contains(&format!("agent {agent}")) && !l.ends_with(" current")));
+    }
+    // The phone sees its own line as current.
+    let r = get(&phone, addr, "/sessions", &phone_ua);
+    let current: Vec<&str> = r.body.lines().filter(|l| l.ends_with(" current")).collect();
+    assert_eq!(current.len(), 1);
+    assert!(current[0].contains("agent Phone/1.0"));
+
+    // Not signed in: 401 for both routes; a visitor is never listed.
+    let r = send(addr, "GET", "/sessions", &[], b"");
+    assert_eq!(r.status, 401);
+    let r = send(addr, "POST", "/sessions/revoke-others", &[], b"");
+    assert_eq!(r.status, 401);
+    assert_eq!(count(store.database()), 4);
+
+    // Sign out the other devices.
+    let cookie = laptop.header().unwrap();
+    let r = send(
+        addr,
+        "POST",
+        "/sessions/revoke-others",
+        &[&cookie, laptop_ua.as_bytes()],
+        b"",
+    );
+    assert_eq!((r.status, r.body.as_str()), (200, "revoked 2"));
+    for (jar, ua) in [(&phone, &phone_ua), (&tablet, &tablet_ua)] {
+        let r = get(jar, addr, "/", ua);
+        assert!(r.body.ends_with("user: anonymous\n"), "{}", r.body);
+    }
+    let r = get(&laptop, addr, "/sessions", &laptop_ua);
+    let lines: Vec<&str> = r.body.lines().collect();
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].starts_with("session ") && lines[0].ends_with(" current"));
+    // Bob is untouched; nothing left to revoke for alice.
+    let r = get(&bob, addr, "/sessions", &bob_ua);
+    assert_eq!(r.body.lines().count(), 1);
+    let r = send(
+        addr,
+        "POST",
+        "/sessions/revoke-others",
+        &[&cookie, laptop_ua.as_bytes()],
+        b"",
+    );
+    assert_eq!(r.body, "revoked 0");
+}
+
+fn admin_is_disabled_without_a_token(h: &Harness) {
+    for token in [None, Some("")] {
+        let (server, _) = start(h, token);
+        for (method, path) in [
+            ("GET", "/admin"),
+            ("GET", "/admin/"),
+            ("GET", "/admin/login"),
+            ("POST", "/admin/login"),
+            ("POST", "/admin/revoke-all"),
+        ] {
+            let r = send(server.addr, method, path, &[b"Authorization: Bearer "], b"");
+            assert_eq!(r.status, 404, "{method} {path}");
+        }
+    }
+}
+
+fn cookie_pair(reply: &Reply, name: &str) -> String {
+    reply
+        .session_cookie(name)
+        .unwrap_or_else(|| panic!("no {name} cookie in {:?}", reply.headers))
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let at = page.find(&marker).unwrap() + marker.len();
+    page[at..at + page[at..].find('"').unwrap()].to_owned()
+}
+
+fn admin_behind_the_token(h: &Harness) {
+    let (server, sessions) = start(h, Some("s3cret-admin-token"));
+    let addr = server.addr;
+    browser(addr, "alice", "Phone/1.0");
+    browser(addr, "alice", "Laptop/2.0");
+
+    // No credentials: a browser is sent to the form, anything else gets 401.
+    let r = send(addr, "GET", "/admin/", &[], b"");
+    assert_eq!(r.status, 303);
+    assert!(r
+        .headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("location") && v == "/admin/login"));
+    for (method, path) in [("POST", "/admin/revoke-all"), ("GET", "/admin/?user=alice")] {
+        for auth in [
+            &b"Authorization: Bearer wrong"[..],
+            b"Authorization: Bearer s3cret-admin-toke",
+            b"Authorization: Bearer s3cret-admin-token2",
+            b"Authorization: Basic czNjcmV0LWFkbWluLXRva2Vu",
+            b"Cookie: demo_admin=s3cret-admin-token",
+        ] {
+            let r = send(addr, method, path, &[auth], b"confirm=yes");
+            let what = format!("{method} {path} {:?}", String::from_utf8_lossy(auth));
+            // 401, or for a GET without Authorization the way to the form.
+            let bearerless_get = method == "GET" && auth.starts_with(b"Cookie");
+            assert_eq!(r.status, if bearerless_get { 303 } else { 401 }, "{what}");
+            assert!(!r.body.contains("live session"), "{what}");
+        }
+    }
+    assert_eq!(count(sessions.store().database()), 2);
+
+    // Bearer token: the page.
+    let bearer = b"Authorization: Bearer s3cret-admin-token";
+    let r = send(addr, "GET", "/admin/?user=alice", &[bearer], b"");
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("2 live sessions of <code>alice</code>"));
+    assert!(r.body.contains("Phone/1.0") && r.body.contains("127.0.0.0"));
+
+    // The login form: a wrong token is refused, the right one sets a cookie.
+    let r = send(addr, "GET", "/admin/login", &[], b"");
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("name=\"token\""));
+    let form = b"Content-Type: application/x-www-form-urlencoded";
+    let r = send(addr, "POST", "/admin/login", &[form], b"token=nope");
+    assert_eq!(r.status, 403);
+    assert!(r.session_cookie("demo_admin").is_none());
+    let r = send(
+        addr,
+        "POST",
+        "/admin/login",
+        &[form],
+        b"token=s3cret-admin-token",
+    );
+    assert_eq!(r.status, 303);
+    let set = r.session_cookie("demo_admin").unwrap();
+    assert!(
+        set.contains("Path=/admin") && set.contains("HttpOnly") && set.contains("SameSite=Strict")
+    );
+    let admin_cookie = cookie_pair(&r, "demo_admin");
+    assert!(
+        !admin_cookie.contains("s3cret"),
+        "the cookie is not the token"
+    );
+
+    // With the cookie: the page, then a CSRF-protected revoke.
+    let header = format!("Cookie: {admin_cookie}");
+    let r = send(addr, "GET", "/admin/?user=alice", &[header.as_bytes()], b"");
+    assert_eq!(r.status, 200);
+    let nonce = cookie_pair(&r, CSRF_COOKIE);
+    let token = hidden(&r.body, "csrf");
+    let both = format!("Cookie: {admin_cookie}; {nonce}");
+    let r = send(
+        addr,
+        "POST",
+        "/admin/revoke-user",
+        &[both.as_bytes(), form],
+        b"user=alice&confirm=yes",
+    );
+    assert_eq!(r.status, 403, "no CSRF token");
+    assert_eq!(count(sessions.store().database()), 2);
+    let body = format!("csrf={token}&user=alice&confirm=yes");
+    let r = send(
+        addr,
+        "POST",
+        "/admin/revoke-user",
+        &[both.as_bytes(), form],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(count(sessions.store().database()), 0);
+}
+
+backend_suite!(
+    sessions_routes,
+    admin_is_disabled_without_a_token,
+    admin_behind_the_token,
+);
