@@ -45,6 +45,41 @@ pub(crate) struct Payload {
     pub user: Option<String>,
 }
 
+/// The payload as `commit` writes it, borrowing the session's values instead
+/// of copying them into a [`Payload`]. It encodes to exactly the same bytes.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct PayloadRef<'a> {
+    #[serde(rename = "c")]
+    pub created_at: i64,
+    #[serde(rename = "d", serialize_with = "values_as_bytes")]
+    pub data: &'a BTreeMap<String, Vec<u8>>,
+    #[serde(rename = "m", skip_serializing_if = "is_empty")]
+    pub meta: &'a BTreeMap<String, String>,
+    #[serde(rename = "u", skip_serializing_if = "Option::is_none")]
+    pub user: Option<&'a str>,
+}
+
+impl PayloadRef<'_> {
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        Ok(rmp_serde::to_vec_named(self)?)
+    }
+}
+
+/// Each value as MessagePack `bin`, as `ByteBuf` serializes it.
+fn values_as_bytes<S: serde::Serializer>(
+    data: &&BTreeMap<String, Vec<u8>>,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.collect_map(
+        data.iter()
+            .map(|(k, v)| (k, serde_bytes::Bytes::new(v.as_slice()))),
+    )
+}
+
+fn is_empty(meta: &&BTreeMap<String, String>) -> bool {
+    meta.is_empty()
+}
+
 impl Payload {
     pub fn encode(&self) -> Result<Vec<u8>> {
         Ok(rmp_serde::to_vec_named(self)?)
@@ -72,6 +107,35 @@ mod tests {
         assert_eq!(Payload::decode(&bytes), Some(p));
         assert_eq!(Payload::decode(&bytes[..bytes.len() - 1]), None);
         assert_eq!(Payload::decode(b""), None);
+    }
+
+    #[test]
+    fn borrowed_payload_encodes_like_the_owned_one() {
+        let data: BTreeMap<String, Vec<u8>> = [
+            ("csrf".to_owned(), encode_value("token").unwrap()),
+            ("n".to_owned(), encode_value(&42u32).unwrap()),
+        ]
+        .into();
+        let meta: BTreeMap<String, String> = [("ip".to_owned(), "192.0.2.1".to_owned())].into();
+        let empty = BTreeMap::new();
+        for (meta, user) in [(&empty, None), (&meta, Some("alice"))] {
+            let owned = Payload {
+                created_at: 1_800_000_000,
+                data: data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), ByteBuf::from(v.clone())))
+                    .collect(),
+                meta: meta.clone(),
+                user: user.map(str::to_owned),
+            };
+            let borrowed = PayloadRef {
+                created_at: 1_800_000_000,
+                data: &data,
+                meta,
+                user,
+            };
+            assert_eq!(borrowed.encode().unwrap(), owned.encode().unwrap());
+        }
     }
 
     #[test]

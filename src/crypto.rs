@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use base64::Engine as _;
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
@@ -312,7 +312,9 @@ pub(crate) struct Opened {
 pub(crate) struct Sealer {
     keyring: Keyring,
     rng: SystemRandom,
-    cache: Mutex<KeyCache>,
+    /// Read-mostly (a steady-state load only reads it), so concurrent
+    /// requests share a read lock instead of queueing on a mutex.
+    cache: RwLock<KeyCache>,
     /// User-binding HMAC keys, one per ring key, current first.
     binding: Vec<ring::hmac::Key>,
     /// Key for opaque session handles (current key only).
@@ -330,7 +332,7 @@ impl Sealer {
         Sealer {
             keyring,
             rng: SystemRandom::new(),
-            cache: Mutex::new(KeyCache::new(cache_capacity)),
+            cache: RwLock::new(KeyCache::new(cache_capacity)),
             binding,
             handles,
         }
@@ -450,17 +452,21 @@ impl Sealer {
 
     fn record_key(&self, key: &Key, salt: &Salt) -> Arc<LessSafeKey> {
         let cache_key = (key.id, *salt);
-        if let Some(found) = self.lock_cache().get(&cache_key) {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        let found = self
+            .cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&cache_key);
+        if let Some(found) = found {
             return found;
         }
         let derived = Arc::new(key.record_key(salt));
-        self.lock_cache().insert(cache_key, derived.clone());
+        self.cache
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(cache_key, derived.clone());
         derived
-    }
-
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, KeyCache> {
-        // A panic while holding this lock cannot leave the map inconsistent.
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

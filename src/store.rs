@@ -5,10 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_bytes::ByteBuf;
-
 use crate::backend::{Cutoffs, Database, NewRow, Plan, PoolOptions, RenewResult, Row};
-use crate::codec::Payload;
+use crate::codec::{Payload, PayloadRef};
 use crate::config::Config;
 use crate::crypto::{OpenError, Salt, Sealer};
 use crate::error::{Error, Result};
@@ -314,7 +312,7 @@ impl SessionStore {
         };
         match self.open_row(&sid, row, now) {
             Ok((payload, record)) => {
-                let mut session = Session::loaded(id, record, payload);
+                let mut session = Session::loaded(id, sid, record, payload);
                 session.metadata_policy = self.inner.config.metadata;
                 Ok(session)
             }
@@ -472,7 +470,12 @@ impl SessionStore {
     }
 
     /// Seals a payload for `sid`, enforcing the size cap.
-    fn seal(&self, sid: &StoredId, salt: &mut Option<Salt>, payload: &Payload) -> Result<Vec<u8>> {
+    fn seal(
+        &self,
+        sid: &StoredId,
+        salt: &mut Option<Salt>,
+        payload: &PayloadRef<'_>,
+    ) -> Result<Vec<u8>> {
         let plaintext = payload.encode()?;
         let envelope = self.inner.sealer.seal(sid, salt, &plaintext);
         if envelope.len() > self.inner.config.max_payload {
@@ -781,8 +784,9 @@ pub(crate) struct RowMeta {
 }
 
 impl Session {
-    fn loaded(id: SessionId, meta: RowMeta, payload: Payload) -> Session {
-        let sid = id.stored_id();
+    /// A session read from its row; `sid` is `id`'s stored id (already
+    /// hashed for the query).
+    fn loaded(id: SessionId, sid: StoredId, meta: RowMeta, payload: Payload) -> Session {
         let mut session = Session::fresh(payload.created_at, true);
         session.current_id = Some(id);
         session.data = payload
@@ -802,16 +806,13 @@ impl Session {
         session
     }
 
-    pub(crate) fn payload(&self) -> Payload {
-        Payload {
+    /// What gets encrypted, borrowing the session's values (no copy).
+    pub(crate) fn payload(&self) -> PayloadRef<'_> {
+        PayloadRef {
             created_at: self.created_at,
-            data: self
-                .data
-                .iter()
-                .map(|(k, v)| (k.clone(), ByteBuf::from(v.clone())))
-                .collect(),
-            meta: self.meta.clone(),
-            user: self.user.clone(),
+            data: &self.data,
+            meta: &self.meta,
+            user: self.user.as_deref(),
         }
     }
 
