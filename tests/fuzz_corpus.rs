@@ -1,5 +1,7 @@
 //! The fuzz corpus as a regression test on the stable toolchain: every file
-//! of `fuzz/seeds/<target>/` (the committed seed corpus) and of
+//! of `fuzz/seeds/<target>/` (the committed corpus: the hand-made seeds
+//! written by `write_seeds`, plus the `cargo fuzz cmin`-minimized corpus of
+//! the recorded fuzzing runs, files named by their SHA-1) and of
 //! `fuzz/regressions/<target>/` (minimized reproducers of fixed crashes, if
 //! any) goes through the same entry point as the libFuzzer target of that
 //! name (`stored_session::__fuzz`). Runs with every `cargo test`.
