@@ -2,8 +2,8 @@
 //! session lists and the admin page.
 //!
 //! ```sh
-//! cargo run --example demo --features rouille,admin
-//! ADMIN_TOKEN=change-me cargo run --example demo --features rouille,admin
+//! cargo run --example demo --features rouille
+//! ADMIN_TOKEN=change-me cargo run --example demo --features rouille
 //! ```
 //!
 //! * Listens on `127.0.0.1:$PORT` (default 8000).

@@ -49,7 +49,7 @@
 //! | `postgres-bundled` | | the same with libpq built from source |
 //! | `mysql` | | MySQL/MariaDB through the system client library, `MysqlPool` |
 //! | `mysql-bundled` | | the same with the client library built from source |
-//! | `rouille` | | `adapters::rouille` |
+//! | `rouille` | | `adapters::rouille` (and `admin`, for its rouille glue) |
 //! | `rocket` | | `adapters::rocket` (Rocket 0.5 fairing and request guard) |
 //! | `http` | | `adapters::http` (`http::Request`/`Response`, for astra and others) |
 //! | `testing` | | `testing`: helpers for your application's tests |
