@@ -825,7 +825,8 @@ impl Session {
     }
 }
 
-fn event(kind: EventKind, sid: Option<StoredId>, started: Instant, rows: u64) -> Event {
+/// An event for an operation that started at `started`.
+pub(crate) fn event(kind: EventKind, sid: Option<StoredId>, started: Instant, rows: u64) -> Event {
     Event {
         kind,
         sid,

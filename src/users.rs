@@ -19,11 +19,11 @@ use chrono::{DateTime, Utc};
 
 use crate::backend::UserRow;
 use crate::error::Result;
-use crate::events::{Event, EventKind};
+use crate::events::EventKind;
 use crate::id::StoredId;
 use crate::metadata;
 use crate::session::Session;
-use crate::store::SessionStore;
+use crate::store::{event, SessionStore};
 
 /// An opaque, URL-safe reference to one stored session, for "end this
 /// session" buttons. It is neither the cookie id nor the stored id, it only
@@ -247,16 +247,5 @@ impl SessionStore {
         }
         self.emit(event(EventKind::Delete, None, started, total));
         Ok(total)
-    }
-}
-
-fn event(kind: EventKind, sid: Option<StoredId>, started: Instant, rows: u64) -> Event {
-    Event {
-        kind,
-        sid,
-        previous_sid: None,
-        duration: started.elapsed(),
-        rows,
-        reason: None,
     }
 }

@@ -239,25 +239,71 @@ pub(crate) fn is_unique_violation(e: &Error) -> bool {
 }
 
 macro_rules! live {
-    ($query:expr, $cut:expr) => {
+    ($query:expr, $cut:expr) => {{
+        use $crate::schema::stored_sessions::dsl as t;
         $query
             .filter(t::updated_at.gt($cut.idle))
             .filter(t::created_at.gt($cut.lifetime))
-    };
+    }};
 }
 
 /// The load query: one live row by `sid`.
 macro_rules! select_live {
-    ($sid:expr, $cut:expr) => {
-        live!(
+    ($sid:expr, $cut:expr) => {{
+        use $crate::schema::stored_sessions::dsl as t;
+        $crate::backend::live!(
             t::stored_sessions.filter(t::sid.eq($sid.as_bytes().as_slice())),
             $cut
         )
         .select((t::data, t::version, t::created_at, t::updated_at))
-    };
+    }};
 }
 pub(crate) use maintenance::{Expiry, UserRow};
 pub(crate) use {live, select_live, with_connection};
+
+/// The per-backend trait impls, which differ only in the connection type,
+/// the migrations directory, one SQL expression, how a write transaction
+/// begins, and whether a locked read needs `FOR UPDATE`.
+macro_rules! backend_impls {
+    ($conn:ty, $dir:literal, $payload_length:literal, $begin:ident $(, $lock:ident)?) => {
+        const MIGRATIONS: diesel_migrations::EmbeddedMigrations =
+            diesel_migrations::embed_migrations!($dir);
+
+        impl $crate::backend::Migrations for $conn {
+            fn migrations() -> diesel_migrations::EmbeddedMigrations {
+                MIGRATIONS
+            }
+        }
+
+        impl $crate::backend::Dialect for $conn {
+            const SQL: $crate::backend::DialectSql = $crate::backend::DialectSql {
+                payload_length: $payload_length,
+            };
+        }
+
+        impl $crate::backend::WriteTransaction for $conn {
+            fn write_transaction<T>(
+                &mut self,
+                f: impl FnOnce(&mut Self) -> $crate::error::Result<T>,
+            ) -> $crate::error::Result<T> {
+                self.$begin(f)
+            }
+
+            fn load_locked(
+                &mut self,
+                sid: &$crate::id::StoredId,
+                cut: $crate::backend::Cutoffs,
+            ) -> $crate::error::Result<Option<$crate::backend::Row>> {
+                $crate::backend::select_live!(sid, cut)
+                    $(.$lock())?
+                    .first::<$crate::backend::Row>(self)
+                    .optional()
+                    .map_err($crate::error::Error::from)
+            }
+        }
+    };
+}
+pub(crate) use backend_impls;
 
 /// SQL that differs between backends.
 #[derive(Debug)]

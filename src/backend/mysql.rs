@@ -4,51 +4,26 @@
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::{Connection, MysqlConnection};
-use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 
-use super::{
-    live, redact_url, select_live, Cutoffs, Migrations, PoolOptions, Row, WriteTransaction,
-};
-use crate::error::{Error, Result};
-use crate::id::StoredId;
-use crate::schema::stored_sessions::dsl as t;
+use super::{backend_impls, redact_url, PoolOptions};
+use crate::error::Result;
 use diesel::prelude::*;
 
 /// An r2d2 pool of MySQL / MariaDB connections.
 pub type MysqlPool = Pool<ConnectionManager<MysqlConnection>>;
-
-const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/mysql");
 
 /// The session `sql_mode` set on every connection the store opens. Diesel
 /// needs `PIPES_AS_CONCAT`; the rest makes bad data an error.
 pub const STRICT_SQL_MODE: &str = "STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,\
 ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,ONLY_FULL_GROUP_BY,PIPES_AS_CONCAT";
 
-impl Migrations for MysqlConnection {
-    fn migrations() -> EmbeddedMigrations {
-        MIGRATIONS
-    }
-}
-
-impl super::Dialect for MysqlConnection {
-    const SQL: super::DialectSql = super::DialectSql {
-        payload_length: "CAST(LENGTH(data) AS SIGNED)",
-    };
-}
-
-impl WriteTransaction for MysqlConnection {
-    fn write_transaction<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        self.transaction(f)
-    }
-
-    fn load_locked(&mut self, sid: &StoredId, cut: Cutoffs) -> Result<Option<Row>> {
-        select_live!(sid, cut)
-            .for_update()
-            .first::<Row>(self)
-            .optional()
-            .map_err(Error::from)
-    }
-}
+backend_impls!(
+    MysqlConnection,
+    "migrations/mysql",
+    "CAST(LENGTH(data) AS SIGNED)",
+    transaction,
+    for_update
+);
 
 #[derive(Debug)]
 struct Strict;

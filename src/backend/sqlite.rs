@@ -3,43 +3,20 @@
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::SqliteConnection;
-use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 
-use super::{live, select_live, Cutoffs, Migrations, PoolOptions, Row, WriteTransaction};
+use super::{backend_impls, PoolOptions};
 use crate::error::{Error, Result};
-use crate::id::StoredId;
-use crate::schema::stored_sessions::dsl as t;
 use diesel::prelude::*;
 
 /// An r2d2 pool of SQLite connections.
 pub type SqlitePool = Pool<ConnectionManager<SqliteConnection>>;
 
-const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
-
-impl Migrations for SqliteConnection {
-    fn migrations() -> EmbeddedMigrations {
-        MIGRATIONS
-    }
-}
-
-impl super::Dialect for SqliteConnection {
-    const SQL: super::DialectSql = super::DialectSql {
-        payload_length: "length(data)",
-    };
-}
-
-impl WriteTransaction for SqliteConnection {
-    fn write_transaction<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        self.immediate_transaction(f)
-    }
-
-    fn load_locked(&mut self, sid: &StoredId, cut: Cutoffs) -> Result<Option<Row>> {
-        select_live!(sid, cut)
-            .first::<Row>(self)
-            .optional()
-            .map_err(Error::from)
-    }
-}
+backend_impls!(
+    SqliteConnection,
+    "migrations/sqlite",
+    "length(data)",
+    immediate_transaction
+);
 
 /// Sets up every new connection: WAL (readers never block the writer),
 /// a busy timeout (writers wait instead of failing with `SQLITE_BUSY`),
