@@ -31,10 +31,11 @@ use rocket::tokio::task::block_in_place;
 use rocket::{get, post, routes, FromForm, State};
 use stored_session::adapters::rocket::{SessionFairing, SessionGuard};
 use stored_session::adapters::{CookiePolicy, Sessions};
-use stored_session::{Config, IpTracking, Key, Keyring, MetadataPolicy, SessionStore};
+use stored_session::{Config, IpTracking, MetadataPolicy, SessionStore};
 
-/// Where the demo keeps its key when `STORED_SESSION_KEYS` is not set.
-const KEY_FILE: &str = ".stored-session-key";
+#[path = "support/keys.rs"]
+mod keys;
+use keys::keyring;
 
 #[get("/")]
 fn index(session: SessionGuard<'_>) -> Result<String, Status> {
@@ -167,40 +168,4 @@ async fn run() -> Result<(), String> {
         .await
         .map_err(|e| format!("server failed: {e}"))?;
     Ok(())
-}
-
-/// The keys from `STORED_SESSION_KEYS`, or the key file (created once).
-fn keyring() -> Result<Keyring, String> {
-    if std::env::var_os("STORED_SESSION_KEYS").is_some() {
-        println!("keys from STORED_SESSION_KEYS");
-        return Keyring::from_env().map_err(|e| format!("STORED_SESSION_KEYS: {e}"));
-    }
-    match std::fs::read_to_string(KEY_FILE) {
-        Ok(text) => {
-            println!("key from {KEY_FILE}");
-            Keyring::parse(&text).map_err(|e| format!("{KEY_FILE}: {e}"))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = Key::generate();
-            write_key_file(key.to_base64().as_str())?;
-            println!("generated a key in {KEY_FILE} (keep it secret; sessions need it)");
-            Ok(Keyring::new(key))
-        }
-        Err(e) => Err(format!("cannot read {KEY_FILE}: {e}")),
-    }
-}
-
-fn write_key_file(key: &str) -> Result<(), String> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(KEY_FILE)
-        .map_err(|e| format!("cannot create {KEY_FILE}: {e}"))?;
-    writeln!(file, "{key}").map_err(|e| format!("cannot write {KEY_FILE}: {e}"))
 }
