@@ -22,7 +22,7 @@ use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{count, row, Harness};
-use reliability_support::{cookie_of, create, sid_of};
+use reliability_support::{create, sid_of};
 use stored_session::{CookieAction, SessionStore};
 
 /// `threads` threads each write `per_thread` distinct keys into one session,
@@ -188,7 +188,7 @@ fn shared_counter_key_is_last_writer_wins(h: &Harness) {
                     let mut s = store.load(Some(cookie)).unwrap();
                     let n = s.get::<u64>("n").unwrap().unwrap();
                     s.insert("n", &(n + 1)).unwrap();
-                    store.commit(&mut s).unwrap();
+                    assert_eq!(store.commit(&mut s).unwrap(), CookieAction::None);
                     acked.fetch_add(1, Ordering::SeqCst);
                 }
             });
@@ -348,8 +348,8 @@ fn many_writers(h: &Harness, threads: usize, updates: usize) {
         .map(|t| create(&store, &[("n", 0u64), ("thread", t as u64)]))
         .collect();
     std::thread::scope(|scope| {
-        for t in 0..threads {
-            let (store, errors, created, cookie) = (&store, &errors, &created, &counters[t]);
+        for (t, cookie) in counters.iter().enumerate() {
+            let (store, errors, created) = (&store, &errors, &created);
             scope.spawn(move || {
                 for i in 0..updates {
                     let result = store.load(Some(cookie)).and_then(|mut s| {
