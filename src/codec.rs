@@ -45,6 +45,57 @@ pub(crate) struct Payload {
     pub user: Option<String>,
 }
 
+/// The payload as `load` reads it: the values go straight into the map type
+/// a session keeps (one map built per load, not a map of `ByteBuf`s and then
+/// a second one). Decodes exactly what [`Payload::decode`] accepts.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct LoadedPayload {
+    #[serde(rename = "c")]
+    pub created_at: i64,
+    #[serde(rename = "d", deserialize_with = "values_from_bytes")]
+    pub data: BTreeMap<String, Vec<u8>>,
+    #[serde(rename = "m", default)]
+    pub meta: BTreeMap<String, String>,
+    #[serde(rename = "u", default)]
+    pub user: Option<String>,
+}
+
+impl LoadedPayload {
+    /// Decodes a payload; `None` for anything malformed (never a panic).
+    pub fn decode(bytes: &[u8]) -> Option<LoadedPayload> {
+        rmp_serde::from_slice(bytes).ok()
+    }
+}
+
+/// A map of byte strings into `BTreeMap<String, Vec<u8>>` (as a
+/// `BTreeMap<String, ByteBuf>` would decode it, the last duplicate winning).
+fn values_from_bytes<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<BTreeMap<String, Vec<u8>>, D::Error> {
+    struct Values;
+
+    impl<'de> serde::de::Visitor<'de> for Values {
+        type Value = BTreeMap<String, Vec<u8>>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map of byte strings")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut values = BTreeMap::new();
+            while let Some((key, value)) = map.next_entry::<String, ByteBuf>()? {
+                values.insert(key, value.into_vec());
+            }
+            Ok(values)
+        }
+    }
+
+    deserializer.deserialize_map(Values)
+}
+
 /// The payload as `commit` writes it, borrowing the session's values instead
 /// of copying them into a [`Payload`]. It encodes to exactly the same bytes.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -135,6 +186,43 @@ mod tests {
                 user,
             };
             assert_eq!(borrowed.encode().unwrap(), owned.encode().unwrap());
+        }
+    }
+
+    #[test]
+    fn loaded_payload_decodes_like_the_owned_one() {
+        let mut p = Payload {
+            created_at: 1_800_000_000,
+            user: Some("alice".into()),
+            ..Default::default()
+        };
+        p.data
+            .insert("n".into(), ByteBuf::from(encode_value(&42u32).unwrap()));
+        p.data
+            .insert("s".into(), ByteBuf::from(encode_value("x").unwrap()));
+        p.meta.insert("ip".into(), "192.0.2.1".into());
+        let bytes = p.encode().unwrap();
+        let loaded = LoadedPayload::decode(&bytes).unwrap();
+        assert_eq!(loaded.created_at, p.created_at);
+        assert_eq!(loaded.meta, p.meta);
+        assert_eq!(loaded.user, p.user);
+        let owned: BTreeMap<String, Vec<u8>> = p
+            .data
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_vec()))
+            .collect();
+        assert_eq!(loaded.data, owned);
+        let bare = Payload {
+            created_at: 7,
+            ..Default::default()
+        };
+        let bare_bytes = bare.encode().unwrap();
+        assert!(LoadedPayload::decode(&bare_bytes).unwrap().data.is_empty());
+        for bad in [&bytes[..bytes.len() - 1], b"", b"\x81\xa1d\x01"] {
+            assert_eq!(
+                LoadedPayload::decode(bad).is_some(),
+                Payload::decode(bad).is_some()
+            );
         }
     }
 

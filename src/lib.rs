@@ -263,7 +263,7 @@ pub mod __bench {
 
     /// Decodes a payload as `load` does; the number of values, or `None`.
     pub fn decode_payload(plaintext: &[u8]) -> Option<usize> {
-        crate::codec::Payload::decode(plaintext).map(|p| p.data.len())
+        crate::codec::LoadedPayload::decode(plaintext).map(|p| p.data.len())
     }
 }
 pub use trim::{trim_inactive, Trim, TrimReport, Trimmer, DEFAULT_BATCH_SIZE};

@@ -1,12 +1,11 @@
 //! `SessionStore`: the policy layer (expiry, write rules, merging, events).
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::backend::{Cutoffs, Database, NewRow, Plan, PoolOptions, RenewResult, Row};
-use crate::codec::{Payload, PayloadRef};
+use crate::codec::{LoadedPayload, Payload, PayloadRef};
 use crate::config::Config;
 use crate::crypto::{OpenError, Salt, Sealer};
 use crate::error::{Error, Result};
@@ -342,7 +341,7 @@ impl SessionStore {
         sid: &StoredId,
         mut row: Row,
         now: i64,
-    ) -> std::result::Result<(Payload, RowMeta), RejectReason> {
+    ) -> std::result::Result<(LoadedPayload, RowMeta), RejectReason> {
         let (plaintext, opened) =
             self.inner
                 .sealer
@@ -351,7 +350,7 @@ impl SessionStore {
                     log::debug!(target: "stored_session", "envelope of {sid} did not open: {e:?}");
                     RejectReason::Tampered
                 })?;
-        let payload = Payload::decode(plaintext).ok_or(RejectReason::Undecodable)?;
+        let payload = LoadedPayload::decode(plaintext).ok_or(RejectReason::Undecodable)?;
         if payload.created_at != row.created_at {
             // The plain column was changed behind the store's back.
             return Err(RejectReason::Tampered);
@@ -736,12 +735,8 @@ impl SessionStore {
     }
 
     /// Re-applies this request's own changes on top of a newer version.
-    fn rebase(&self, session: &mut Session, base: Payload, meta: &RowMeta) {
-        let mut data: BTreeMap<String, Vec<u8>> = base
-            .data
-            .into_iter()
-            .map(|(k, v)| (k, v.into_vec()))
-            .collect();
+    fn rebase(&self, session: &mut Session, base: LoadedPayload, meta: &RowMeta) {
+        let mut data = base.data;
         session.merge_into(&mut data);
         session.data = data;
         let (mut meta_fields, mut user) = (base.meta, base.user);
@@ -786,14 +781,10 @@ pub(crate) struct RowMeta {
 impl Session {
     /// A session read from its row; `sid` is `id`'s stored id (already
     /// hashed for the query).
-    fn loaded(id: SessionId, sid: StoredId, meta: RowMeta, payload: Payload) -> Session {
+    fn loaded(id: SessionId, sid: StoredId, meta: RowMeta, payload: LoadedPayload) -> Session {
         let mut session = Session::fresh(payload.created_at, true);
         session.current_id = Some(id);
-        session.data = payload
-            .data
-            .into_iter()
-            .map(|(k, v)| (k, v.into_vec()))
-            .collect();
+        session.data = payload.data;
         session.record = Some(Record {
             sid,
             version: meta.version,
