@@ -119,10 +119,17 @@ macro_rules! with_connection {
     };
 }
 
+/// How many times an operation is run again after the database aborted it
+/// to break a deadlock (see [`run`]).
+const DEADLOCK_RETRIES: usize = 3;
+
 /// Checks a connection out (no `SELECT 1` on checkout: that would double a
 /// load's round trips) and runs `f`. If the connection turns out to be dead,
 /// it is marked broken so the pool drops it, and `f` runs once more on a
-/// fresh connection.
+/// fresh connection. If the database chose `f` as the victim of a deadlock
+/// (InnoDB does between a logout's `DELETE` and a concurrent renew's
+/// `DELETE` + `INSERT`), it rolled `f`'s work back, so `f` runs again (a
+/// few times at most) instead of failing the request.
 pub(crate) fn run<C, T>(
     pool: &Pool<ConnectionManager<C>>,
     mut f: impl FnMut(&mut C) -> Result<T>,
@@ -131,6 +138,7 @@ where
     C: R2D2Connection + Connection<TransactionManager = AnsiTransactionManager> + 'static,
 {
     let mut retried = false;
+    let mut deadlocks = 0;
     loop {
         let mut conn = pool.get().map_err(|e| Error::PoolTimeout {
             timeout: pool.connection_timeout(),
@@ -148,8 +156,25 @@ where
                 log::warn!(target: "stored_session", "session database connection lost; retrying once on a new connection: {e}");
                 retried = true;
             }
+            Err(e) if is_deadlock(&e) && deadlocks < DEADLOCK_RETRIES => {
+                log::debug!(target: "stored_session", "session statement chosen as a deadlock victim; running it again: {e}");
+                deadlocks += 1;
+            }
             other => return other,
         }
+    }
+}
+
+/// Whether the database aborted (and rolled back) the work to break a
+/// deadlock or a serialization conflict: MySQL error 1213 and SQLSTATE
+/// 40001 (`SerializationFailure`), PostgreSQL's `deadlock detected` (40P01).
+fn is_deadlock(e: &Error) -> bool {
+    match e {
+        Error::Database(diesel::result::Error::DatabaseError(kind, info)) => {
+            matches!(kind, DatabaseErrorKind::SerializationFailure)
+                || info.message().to_ascii_lowercase().contains("deadlock")
+        }
+        _ => false,
     }
 }
 
