@@ -38,6 +38,7 @@ fn distinct_keys(h: &Harness, threads: usize, per_thread: usize) {
             let (store, cookie, errors) = (&store, &cookie, &errors);
             scope.spawn(move || {
                 for i in 0..per_thread {
+                    let began = Instant::now();
                     let result = store.load(Some(cookie)).and_then(|mut s| {
                         assert!(!s.is_new(), "thread {t} lost the session at write {i}");
                         s.insert(format!("t{t:02}-k{i:04}"), &(t * per_thread + i))?;
@@ -46,7 +47,10 @@ fn distinct_keys(h: &Harness, threads: usize, per_thread: usize) {
                     match result {
                         Ok(CookieAction::None) => {}
                         Ok(other) => panic!("thread {t} write {i}: unexpected {other:?}"),
-                        Err(e) => errors.lock().unwrap().push(format!("t{t} w{i}: {e}")),
+                        Err(e) => errors.lock().unwrap().push(format!(
+                            "t{t} w{i}: {e} (after {} ms)",
+                            began.elapsed().as_millis()
+                        )),
                     }
                 }
             });
@@ -536,6 +540,14 @@ mod long {
         if let Some(h) = Harness::postgres() {
             full(&h);
         }
+    }
+
+    /// 16 threads x 1,000 distinct keys alone, on SQLite.
+    #[cfg(feature = "sqlite")]
+    #[test]
+    #[ignore = "long run"]
+    fn sqlite_distinct_keys_16k() {
+        distinct_keys(&Harness::sqlite().unwrap(), 16, 1_000);
     }
 
     /// The races alone, 1,000 per backend (part of the full runs too).

@@ -123,6 +123,16 @@ macro_rules! with_connection {
 /// to break a deadlock (see [`run`]).
 const DEADLOCK_RETRIES: usize = 3;
 
+/// The queue of this process's SQLite writers. SQLite lets one connection
+/// write at a time, and its busy handler polls for the lock, sleeping up to
+/// 100 ms between tries: with many writers in one process a writer can lose
+/// every poll until `busy_timeout` runs out and fail with "database is
+/// locked" (seen with 16 threads writing one session). The store's SQLite
+/// writes wait here instead (woken as soon as the previous one is done), so
+/// the busy handler only ever waits for writers outside this process.
+#[cfg(feature = "sqlite")]
+static SQLITE_WRITERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Checks a connection out (no `SELECT 1` on checkout: that would double a
 /// load's round trips) and runs `f`. If the connection turns out to be dead,
 /// it is marked broken so the pool drops it, and `f` runs once more on a
@@ -366,6 +376,17 @@ pub(crate) enum Plan {
 }
 
 impl Database {
+    /// Held around each of the store's writes: on SQLite, a place in the
+    /// in-process writer queue (see `SQLITE_WRITERS`); elsewhere nothing.
+    fn write_gate(&self) -> Option<std::sync::MutexGuard<'static, ()>> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Database::Sqlite(_) => Some(SQLITE_WRITERS.lock().unwrap_or_else(|e| e.into_inner())),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
     /// Which backend this is.
     pub fn backend(&self) -> Backend {
         match self {
@@ -443,6 +464,7 @@ impl Database {
         cut: Cutoffs,
         plan: &mut dyn FnMut(Option<Row>) -> Result<Plan>,
     ) -> Result<usize> {
+        let _gate = self.write_gate();
         with_connection!(self, |conn| {
             conn.write_transaction(|conn| {
                 let row = conn.load_locked(sid, cut)?;
@@ -488,6 +510,7 @@ impl Database {
 
     /// INSERT; `Ok(false)` when the sid already exists.
     pub(crate) fn insert(&self, row: &NewRow<'_>) -> Result<bool> {
+        let _gate = self.write_gate();
         let result = with_connection!(self, |conn| {
             diesel::insert_into(t::stored_sessions)
                 .values(row)
@@ -512,6 +535,7 @@ impl Database {
         user_key: Option<&[u8]>,
         cut: Cutoffs,
     ) -> Result<usize> {
+        let _gate = self.write_gate();
         with_connection!(self, |conn| {
             diesel::update(live!(
                 t::stored_sessions
@@ -532,6 +556,7 @@ impl Database {
 
     /// Refreshes `updated_at` only, never `data`, and only on a live row.
     pub(crate) fn touch(&self, sid: &StoredId, now: i64, cut: Cutoffs) -> Result<usize> {
+        let _gate = self.write_gate();
         with_connection!(self, |conn| {
             diesel::update(live!(
                 t::stored_sessions.filter(t::sid.eq(sid.as_bytes().as_slice())),
@@ -545,6 +570,7 @@ impl Database {
 
     /// DELETE by sid, optionally only at a given version.
     pub(crate) fn delete(&self, sid: &StoredId, version: Option<i64>) -> Result<usize> {
+        let _gate = self.write_gate();
         with_connection!(self, |conn| {
             let target = t::stored_sessions.filter(t::sid.eq(sid.as_bytes().as_slice()));
             match version {
@@ -564,6 +590,7 @@ impl Database {
         version: i64,
         new: &NewRow<'_>,
     ) -> Result<RenewResult> {
+        let _gate = self.write_gate();
         with_connection!(self, |conn| {
             conn.write_transaction(|conn| {
                 let deleted = diesel::delete(
