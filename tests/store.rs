@@ -703,6 +703,18 @@ fn connections_are_configured_for_sessions(h: &Harness) {
             .unwrap()
             .value);
             assert!(mode.contains("STRICT_ALL_TABLES"), "{mode}");
+            // MariaDB calls it tx_isolation; MySQL 8 transaction_isolation.
+            let isolation = with_conn!(store.database(), |c| diesel::sql_query(
+                "SELECT @@SESSION.tx_isolation AS value"
+            )
+            .get_result::<Text>(c)
+            .or_else(
+                |_| diesel::sql_query("SELECT @@SESSION.transaction_isolation AS value")
+                    .get_result::<Text>(c)
+            )
+            .unwrap()
+            .value);
+            assert_eq!(isolation, "READ-COMMITTED");
         }
         _ => {}
     }

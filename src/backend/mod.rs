@@ -121,7 +121,7 @@ macro_rules! with_connection {
 
 /// How many times an operation is run again after the database aborted it
 /// to break a deadlock (see [`run`]).
-const DEADLOCK_RETRIES: usize = 3;
+const DEADLOCK_RETRIES: u32 = 6;
 
 /// The queue of this process's SQLite writers. SQLite lets one connection
 /// write at a time, and its busy handler polls for the lock, sleeping up to
@@ -168,7 +168,16 @@ where
             }
             Err(e) if is_deadlock(&e) && deadlocks < DEADLOCK_RETRIES => {
                 log::debug!(target: "stored_session", "session statement chosen as a deadlock victim; running it again: {e}");
+                drop(conn);
                 deadlocks += 1;
+                // Back off with jitter so the two sides of the deadlock do
+                // not meet again at once: 1-2 ms, doubling per attempt.
+                let jitter = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.subsec_nanos() % 1_000_000)
+                    .unwrap_or(0);
+                let base = Duration::from_millis(1u64 << deadlocks.min(6));
+                std::thread::sleep(base + Duration::from_nanos(u64::from(jitter)));
             }
             other => return other,
         }

@@ -30,8 +30,15 @@ struct Strict;
 
 impl CustomizeConnection<MysqlConnection, diesel::r2d2::Error> for Strict {
     fn on_acquire(&self, conn: &mut MysqlConnection) -> Result<(), diesel::r2d2::Error> {
-        conn.batch_execute(&format!("SET SESSION sql_mode = '{STRICT_SQL_MODE}'"))
-            .map_err(diesel::r2d2::Error::QueryError)
+        // READ COMMITTED: no gap locks, so a logout's DELETE and a renew's
+        // DELETE + INSERT of neighbouring keys rarely deadlock (every session
+        // write is a single-row compare-and-swap; nothing relies on
+        // repeatable reads).
+        conn.batch_execute(&format!(
+            "SET SESSION sql_mode = '{STRICT_SQL_MODE}'; \
+             SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"
+        ))
+        .map_err(diesel::r2d2::Error::QueryError)
     }
 }
 
