@@ -514,8 +514,44 @@ backend_suite!(
     many_writers_ci,
 );
 
-/// The full sizes, per backend: `cargo test --features sqlite,postgres,mysql
-/// --test reliability_concurrency -- --ignored`.
+/// The full sizes, per backend, each part on its own (`--ignored`; run them
+/// one at a time: `-- --ignored --test-threads 1`), and all parts together
+/// (`long::<backend>_full`).
+macro_rules! long_parts {
+    ($($part:ident => $run:expr;)*) => {
+        $(
+            mod $part {
+                use super::*;
+
+                #[cfg(feature = "sqlite")]
+                #[test]
+                #[ignore = "long run"]
+                fn sqlite() {
+                    ($run)(&Harness::sqlite().unwrap());
+                }
+
+                #[cfg(feature = "postgres")]
+                #[test]
+                #[ignore = "long run"]
+                fn postgres() {
+                    if let Some(h) = Harness::postgres() {
+                        ($run)(&h);
+                    }
+                }
+
+                #[cfg(feature = "mysql")]
+                #[test]
+                #[ignore = "long run"]
+                fn mysql() {
+                    if let Some(h) = Harness::mysql() {
+                        ($run)(&h);
+                    }
+                }
+            }
+        )*
+    };
+}
+
 mod long {
     use super::*;
 
@@ -526,52 +562,11 @@ mod long {
         many_writers(h, 16, 1_000);
     }
 
-    #[cfg(feature = "sqlite")]
-    #[test]
-    #[ignore = "long run"]
-    fn sqlite_full() {
-        full(&Harness::sqlite().unwrap());
-    }
-
-    #[cfg(feature = "postgres")]
-    #[test]
-    #[ignore = "long run"]
-    fn postgres_full() {
-        if let Some(h) = Harness::postgres() {
-            full(&h);
-        }
-    }
-
-    /// 16 threads x 1,000 distinct keys alone, on SQLite.
-    #[cfg(feature = "sqlite")]
-    #[test]
-    #[ignore = "long run"]
-    fn sqlite_distinct_keys_16k() {
-        distinct_keys(&Harness::sqlite().unwrap(), 16, 1_000);
-    }
-
-    /// The races alone, 1,000 per backend (part of the full runs too).
-    #[test]
-    #[ignore = "long run"]
-    fn races_1000_every_backend() {
-        #[cfg(feature = "sqlite")]
-        logout_races(&Harness::sqlite().unwrap(), 1_000);
-        #[cfg(feature = "postgres")]
-        if let Some(h) = Harness::postgres() {
-            logout_races(&h, 1_000);
-        }
-        #[cfg(feature = "mysql")]
-        if let Some(h) = Harness::mysql() {
-            logout_races(&h, 1_000);
-        }
-    }
-
-    #[cfg(feature = "mysql")]
-    #[test]
-    #[ignore = "long run"]
-    fn mysql_full() {
-        if let Some(h) = Harness::mysql() {
-            full(&h);
-        }
+    long_parts! {
+        full_run => full;
+        distinct_keys_16x1000 => |h| distinct_keys(h, 16, 1_000);
+        per_writer_counter_16x200 => |h| per_writer_counter(h, 16, 200);
+        logout_races_1000 => |h| logout_races(h, 1_000);
+        many_writers_16x1000 => |h| many_writers(h, 16, 1_000);
     }
 }
