@@ -23,7 +23,7 @@ use std::sync::OnceLock;
 use serde::de::IgnoredAny;
 use serde_bytes::ByteBuf;
 
-use crate::codec::{self, Payload};
+use crate::codec::{self, LoadedPayload, Payload, PayloadRef};
 use crate::crypto::{Sealer, HEADER_LEN};
 use crate::{Key, Keyring, Session, SessionId, StoredId, SESSION_ID_LEN};
 
@@ -197,23 +197,54 @@ fn mutate(
 }
 
 /// Payload decoding and typed reads, as `load` and `Session::get` do them.
+/// `load` decodes with `LoadedPayload` (straight into the session's map);
+/// it must accept exactly what `Payload::decode` accepts, with the same
+/// content, and `commit`'s borrowed `PayloadRef` must encode to exactly the
+/// bytes the owned `Payload` encodes to.
 pub fn payload(data: &[u8]) {
+    let loaded = LoadedPayload::decode(data);
     let Some(decoded) = Payload::decode(data) else {
+        assert!(
+            loaded.is_none(),
+            "load accepts a payload that Payload::decode refuses"
+        );
         // Arbitrary bytes as one session value, decoded as any type.
         let _ = codec::decode_value::<IgnoredAny>("v", data);
         let _ = codec::decode_value::<String>("v", data);
         return;
     };
-    let again = Payload::decode(&decoded.encode().expect("a decoded payload re-encodes"))
-        .expect("a re-encoded payload decodes");
+    let loaded = loaded.expect("load refuses a payload that Payload::decode accepts");
+    assert_eq!(loaded.created_at, decoded.created_at);
+    assert_eq!(loaded.meta, decoded.meta);
+    assert_eq!(loaded.user, decoded.user);
+    assert!(
+        loaded.data.len() == decoded.data.len()
+            && loaded
+                .data
+                .iter()
+                .zip(&decoded.data)
+                .all(|((lk, lv), (dk, dv))| lk == dk && lv.as_slice() == dv.as_slice()),
+        "load decoded other values than Payload::decode"
+    );
+
+    let owned = decoded.encode().expect("a decoded payload re-encodes");
+    let borrowed = PayloadRef {
+        created_at: loaded.created_at,
+        data: &loaded.data,
+        meta: &loaded.meta,
+        user: loaded.user.as_deref(),
+    }
+    .encode()
+    .expect("a decoded payload re-encodes");
+    assert_eq!(
+        borrowed, owned,
+        "commit's encoding differs from the owned one"
+    );
+    let again = Payload::decode(&owned).expect("a re-encoded payload decodes");
     assert_eq!(again, decoded, "payload round trip changed it");
 
-    let mut session = Session::fresh(decoded.created_at, true);
-    session.data = decoded
-        .data
-        .into_iter()
-        .map(|(k, v)| (k, ByteBuf::into_vec(v)))
-        .collect();
+    let mut session = Session::fresh(loaded.created_at, true);
+    session.data = loaded.data;
     let keys: Vec<String> = session.keys().map(str::to_owned).collect();
     for key in &keys {
         let _ = session.get::<IgnoredAny>(key);
