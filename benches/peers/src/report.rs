@@ -85,7 +85,10 @@ fn criterion_estimates(dir: &Path) -> Vec<(&'static str, f64)> {
     CRITERION
         .iter()
         .filter_map(|name| {
-            let text = std::fs::read_to_string(dir.join(name).join("new/estimates.json")).ok()?;
+            let text = std::fs::read_to_string(
+                dir.join(name.replace('/', "_")).join("new/estimates.json"),
+            )
+            .ok()?;
             let json: serde_json::Value = serde_json::from_str(&text).ok()?;
             let point = |k: &str| json.get(k)?.get("point_estimate")?.as_f64();
             Some((*name, point("slope").or_else(|| point("mean"))?))
