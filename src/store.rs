@@ -569,13 +569,17 @@ impl SessionStore {
         } else {
             let mut salt = Some(record.salt);
             let envelope = self.seal(&record.sid, &mut salt, &session.payload())?;
-            let user_key = self.user_key_of(session);
+            // The binding column only moves when the binding changed or the
+            // session is being re-sealed under a new key (which re-keys its
+            // HMAC): no HMAC and no index rewrite on an ordinary write.
+            let rebind = session.user_changed || record.stale_key;
+            let user_key = rebind.then(|| self.user_key_of(session));
             let rows = self.inner.db.update(
                 &record.sid,
                 record.version,
                 &envelope,
                 now,
-                user_key.as_ref().map(|k| k.as_slice()),
+                user_key.as_ref().map(|k| k.as_ref().map(|k| k.as_slice())),
                 self.cutoffs(now),
             )?;
             if rows == 1 {

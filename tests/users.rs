@@ -146,8 +146,6 @@ fn user_ids_and_metadata_never_appear_in_the_table(h: &Harness) {
     let _ = store.commit(&mut s).unwrap();
     // The same client again: no change, no write.
     let version = rows(store.database())[0].version;
-    let cookie = s.stored_id().unwrap();
-    let _ = cookie;
     s.set_client(Some("198.51.100.12".parse().unwrap()), Some(agent));
     assert!(!s.is_modified(), "same /24 and agent counted as a change");
     assert_eq!(store.commit(&mut s).unwrap(), CookieAction::None);

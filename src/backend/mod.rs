@@ -534,31 +534,37 @@ impl Database {
     }
 
     /// Compare-and-swap UPDATE of the data; 0 rows when the version moved,
-    /// the row is gone or it expired.
+    /// the row is gone or it expired. `user_key` is `None` to leave the
+    /// indexed column alone (the common case: rewriting it would also
+    /// rewrite its index entry), `Some(value)` to set it.
     pub(crate) fn update(
         &self,
         sid: &StoredId,
         version: i64,
         data: &[u8],
         now: i64,
-        user_key: Option<&[u8]>,
+        user_key: Option<Option<&[u8]>>,
         cut: Cutoffs,
     ) -> Result<usize> {
         let _gate = self.write_gate();
         with_connection!(self, |conn| {
-            diesel::update(live!(
+            let target = live!(
                 t::stored_sessions
                     .filter(t::sid.eq(sid.as_bytes().as_slice()))
                     .filter(t::version.eq(version)),
                 cut
-            ))
-            .set((
+            );
+            let fields = (
                 t::data.eq(data),
                 t::version.eq(version + 1),
                 t::updated_at.eq(now),
-                t::user_key.eq(user_key),
-            ))
-            .execute(conn)
+            );
+            match user_key {
+                None => diesel::update(target).set(fields).execute(conn),
+                Some(key) => diesel::update(target)
+                    .set((fields, t::user_key.eq(key)))
+                    .execute(conn),
+            }
             .map_err(Error::from)
         })
     }
