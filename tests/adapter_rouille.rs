@@ -5,40 +5,17 @@
 mod adapter_support;
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::mpsc::Sender;
-use std::thread::JoinHandle;
-
-use adapter_support::{count_events, get, hostile_cookie_headers, send, try_send, Jar};
+use adapter_support::{
+    count_events, get, hostile_cookie_headers, send, serve_rouille, try_send, Jar, Server,
+};
 use common::{count, Harness};
 use rouille::{router, Request, Response};
 use stored_session::adapters::rouille::with_session;
 use stored_session::adapters::{CookiePolicy, Sessions};
 use stored_session::{EventKind, SessionId};
 
-/// A rouille server on 127.0.0.1, port 0; stopped when dropped.
-struct Server {
-    addr: SocketAddr,
-    stop: Option<(JoinHandle<()>, Sender<()>)>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some((handle, stop)) = self.stop.take() {
-            let _ = stop.send(());
-            let _ = handle.join();
-        }
-    }
-}
-
 fn serve(sessions: Sessions) -> Server {
-    let server = rouille::Server::new("127.0.0.1:0", move |request| app(&sessions, request))
-        .expect("bind a loopback port");
-    let addr = server.server_addr();
-    Server {
-        addr,
-        stop: Some(server.stoppable()),
-    }
+    serve_rouille(move |request| app(&sessions, request))
 }
 
 /// The demo's routes, plus `/peek` (reads only) and `/break` (the table

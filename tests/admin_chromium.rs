@@ -13,18 +13,18 @@
 //! `CI=true`, where it fails.
 #![cfg(all(feature = "admin", feature = "rouille"))]
 
+mod adapter_support;
 mod common;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::Sender;
 use std::sync::Mutex;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use adapter_support::{serve_rouille, Server};
 use common::{count, Harness};
 use rouille::Response;
 use serde_json::{json, Value};
@@ -408,22 +408,8 @@ impl Browser {
 /// the app's authorization is not what is tested), and `/attack`, a page
 /// "on another site" (reached as `localhost` while the admin page is
 /// `127.0.0.1`) with a form that tries to revoke everything.
-struct Server {
-    addr: SocketAddr,
-    stop: Option<(JoinHandle<()>, Sender<()>)>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some((handle, stop)) = self.stop.take() {
-            let _ = stop.send(());
-            let _ = handle.join();
-        }
-    }
-}
-
 fn serve(admin: Admin) -> Server {
-    let server = rouille::Server::new("127.0.0.1:0", move |request| {
+    serve_rouille(move |request| {
         if request.url() == "/attack" {
             // Reached as localhost:PORT; the admin page is 127.0.0.1:PORT.
             let port = request
@@ -439,12 +425,6 @@ fn serve(admin: Admin) -> Server {
         }
         admin::rouille::handle(&admin, request)
     })
-    .expect("bind a loopback port");
-    let addr = server.server_addr();
-    Server {
-        addr,
-        stop: Some(server.stoppable()),
-    }
 }
 
 fn sign_in(store: &SessionStore, user: &str, agent: &str) -> String {

@@ -10,41 +10,20 @@ mod common;
 mod demo;
 
 use std::net::SocketAddr;
-use std::sync::mpsc::Sender;
-use std::thread::JoinHandle;
 
-use adapter_support::{send, Jar, Reply};
+use adapter_support::{send, serve_rouille, Jar, Reply, Server};
 use common::{count, Harness};
 use stored_session::adapters::{CookiePolicy, Sessions};
 use stored_session::admin::CSRF_COOKIE;
-
-/// The demo on 127.0.0.1, port 0; stopped when dropped.
-struct Server {
-    addr: SocketAddr,
-    stop: Option<(JoinHandle<()>, Sender<()>)>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some((handle, stop)) = self.stop.take() {
-            let _ = stop.send(());
-            let _ = handle.join();
-        }
-    }
-}
 
 fn start(h: &Harness, admin_token: Option<&str>) -> (Server, Sessions) {
     let sessions =
         Sessions::with_policy(h.store_with_metadata(), CookiePolicy::new().secure(false)).unwrap();
     let demo = demo::Demo::new(sessions.clone(), admin_token);
-    let server = rouille::Server::new("127.0.0.1:0", move |request| demo::app(&demo, request))
-        .expect("bind a loopback port");
-    let addr = server.server_addr();
-    let server = Server {
-        addr,
-        stop: Some(server.stoppable()),
-    };
-    (server, sessions)
+    (
+        serve_rouille(move |request| demo::app(&demo, request)),
+        sessions,
+    )
 }
 
 /// Logs a new browser in as `user`, with its own user agent.

@@ -241,3 +241,34 @@ pub fn hostile_cookie_headers(valid: &str) -> Vec<(&'static str, Vec<Vec<u8>>)> 
         ),
     ]
 }
+
+/// A rouille server on 127.0.0.1, port 0, running `handler`; stopped when dropped.
+#[cfg(feature = "rouille")]
+pub struct Server {
+    pub addr: std::net::SocketAddr,
+    stop: Option<(std::thread::JoinHandle<()>, std::sync::mpsc::Sender<()>)>,
+}
+
+#[cfg(feature = "rouille")]
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some((handle, stop)) = self.stop.take() {
+            let _ = stop.send(());
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Starts a [`Server`] on a free loopback port.
+#[cfg(feature = "rouille")]
+pub fn serve_rouille<F>(handler: F) -> Server
+where
+    F: Send + Sync + 'static + Fn(&rouille::Request) -> rouille::Response,
+{
+    let server = rouille::Server::new("127.0.0.1:0", handler).expect("bind a loopback port");
+    let addr = server.server_addr();
+    Server {
+        addr,
+        stop: Some(server.stoppable()),
+    }
+}
