@@ -15,7 +15,10 @@ use crate::error::{Error, Result};
 
 /// Encodes one session value.
 pub(crate) fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    Ok(rmp_serde::to_vec_named(value)?)
+    // Most values (ids, tokens, flags) fit without the buffer growing.
+    let mut out = Vec::with_capacity(64);
+    rmp_serde::encode::write_named(&mut out, value)?;
+    Ok(out)
 }
 
 /// Decodes one session value.
@@ -112,7 +115,24 @@ pub(crate) struct PayloadRef<'a> {
 
 impl PayloadRef<'_> {
     pub fn encode(&self) -> Result<Vec<u8>> {
-        Ok(rmp_serde::to_vec_named(self)?)
+        let mut out = Vec::with_capacity(self.encoded_len_hint());
+        self.encode_into(&mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the encoded payload to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<()> {
+        Ok(rmp_serde::encode::write_named(out, self)?)
+    }
+
+    /// An upper bound of the encoded length for ordinary payloads (each
+    /// string or binary header takes at most 5 bytes), so the buffer is
+    /// sized once instead of growing while the encoder writes.
+    pub fn encoded_len_hint(&self) -> usize {
+        const FRAMING: usize = 32;
+        let values: usize = self.data.iter().map(|(k, v)| k.len() + v.len() + 10).sum();
+        let meta: usize = self.meta.iter().map(|(k, v)| k.len() + v.len() + 10).sum();
+        FRAMING + values + meta + self.user.map_or(0, |u| u.len() + 5)
     }
 }
 
@@ -185,7 +205,9 @@ mod tests {
                 meta,
                 user,
             };
-            assert_eq!(borrowed.encode().unwrap(), owned.encode().unwrap());
+            let bytes = borrowed.encode().unwrap();
+            assert_eq!(bytes, owned.encode().unwrap());
+            assert!(borrowed.encoded_len_hint() >= bytes.len());
         }
     }
 

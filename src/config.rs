@@ -27,8 +27,11 @@ pub struct Config {
     /// A session older than this (since creation or the last renew) is gone,
     /// however active. `None` disables it. Default: 30 days.
     pub max_lifetime: Option<Duration>,
-    /// An unchanged session's idle clock is refreshed (a "touch": one UPDATE
-    /// of `updated_at` only) when it is older than this. Default: 5 minutes.
+    /// The idle clock (`updated_at`) is refreshed at most this often: an
+    /// unchanged session gets a "touch" (one UPDATE of `updated_at` only)
+    /// when its clock is older than this, and a data write moves the clock
+    /// only then too, so the idle timeout is precise to within this and most
+    /// writes leave the indexed column alone. Default: 5 minutes.
     pub touch_after: Duration,
     /// Largest encrypted session accepted, in bytes; a larger one is an
     /// [`Error::PayloadTooLarge`](crate::Error::PayloadTooLarge) and nothing

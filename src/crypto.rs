@@ -346,6 +346,28 @@ impl Sealer {
     /// renewed session) a salt is drawn together with the nonce in one call
     /// and stored back into `salt`.
     pub fn seal(&self, sid: &StoredId, salt: &mut Option<Salt>, plaintext: &[u8]) -> Vec<u8> {
+        let sealed: Result<Vec<u8>, std::convert::Infallible> =
+            self.seal_with(sid, salt, plaintext.len(), |out| {
+                out.extend_from_slice(plaintext);
+                Ok(())
+            });
+        match sealed {
+            Ok(envelope) => envelope,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Like [`seal`](Self::seal), with `write` appending the plaintext to
+    /// the envelope's buffer itself (so an encoder writes straight into it:
+    /// no separate plaintext buffer, no copy). `capacity` is the expected
+    /// plaintext length, to size the buffer once.
+    pub fn seal_with<E>(
+        &self,
+        sid: &StoredId,
+        salt: &mut Option<Salt>,
+        capacity: usize,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<Vec<u8>, E> {
         let key = self.keyring.current();
         let mut random = [0u8; SALT_LEN + NONCE_LEN];
         let fresh = match salt {
@@ -367,23 +389,25 @@ impl Sealer {
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&random[SALT_LEN..]);
 
-        let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
+        let mut out = Vec::with_capacity(HEADER_LEN + capacity + TAG_LEN);
         out.push(VERSION);
         out.push(ALG_AES256GCM_HKDF);
         out.extend_from_slice(&key.id.to_be_bytes());
         out.extend_from_slice(&random);
         let aad = aad(&out[..HEADER_LEN], sid);
-        out.extend_from_slice(plaintext);
-        let record_key = self.record_key(key, &salt_bytes);
-        let tag = record_key
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(&aad[..]),
-                &mut out[HEADER_LEN..],
-            )
+        write(&mut out)?;
+        out.reserve_exact(TAG_LEN);
+        let tag = self
+            .with_record_key(key, &salt_bytes, |record_key| {
+                record_key.seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(&aad[..]),
+                    &mut out[HEADER_LEN..],
+                )
+            })
             .expect("AES-GCM seal only fails for inputs over 64 GiB");
         out.extend_from_slice(tag.as_ref());
-        out
+        Ok(out)
     }
 
     /// Opens an envelope in place and returns the plaintext slice.
@@ -405,13 +429,14 @@ impl Sealer {
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&envelope[6 + SALT_LEN..HEADER_LEN]);
         let aad = aad(&envelope[..HEADER_LEN], sid);
-        let record_key = self.record_key(key, &salt);
-        let plaintext = record_key
-            .open_in_place(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(&aad[..]),
-                &mut envelope[HEADER_LEN..],
-            )
+        let plaintext = self
+            .with_record_key(key, &salt, |record_key| {
+                record_key.open_in_place(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(&aad[..]),
+                    &mut envelope[HEADER_LEN..],
+                )
+            })
             .map_err(|_| OpenError::Authentication)?;
         Ok((plaintext, Opened { salt, key_id }))
     }
@@ -450,23 +475,25 @@ impl Sealer {
             .expect("operating system random number generator failed");
     }
 
-    fn record_key(&self, key: &Key, salt: &Salt) -> Arc<LessSafeKey> {
+    /// Runs `f` with the record key of (`key`, `salt`), derived once and
+    /// then cached. A cached key is used under the cache's read lock, in
+    /// place: no reference count to bump on a shared cache line per use.
+    fn with_record_key<T>(&self, key: &Key, salt: &Salt, f: impl FnOnce(&LessSafeKey) -> T) -> T {
         let cache_key = (key.id, *salt);
-        // A panic while holding this lock cannot leave the map inconsistent.
-        let found = self
-            .cache
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&cache_key);
-        if let Some(found) = found {
-            return found;
+        {
+            // A panic while holding this lock cannot leave the map inconsistent.
+            let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(found) = cache.get(&cache_key) {
+                return f(found);
+            }
         }
-        let derived = Arc::new(key.record_key(salt));
+        let derived = Box::new(key.record_key(salt));
+        let out = f(&derived);
         self.cache
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(cache_key, derived.clone());
-        derived
+            .insert(cache_key, derived);
+        out
     }
 }
 
@@ -479,7 +506,7 @@ fn aad(header: &[u8], sid: &StoredId) -> [u8; HEADER_LEN + 32] {
 
 /// A bounded map of derived record keys, evicting the oldest insert first.
 struct KeyCache {
-    map: HashMap<(u32, Salt), Arc<LessSafeKey>>,
+    map: HashMap<(u32, Salt), Box<LessSafeKey>>,
     order: VecDeque<(u32, Salt)>,
     capacity: usize,
 }
@@ -493,11 +520,11 @@ impl KeyCache {
         }
     }
 
-    fn get(&self, key: &(u32, Salt)) -> Option<Arc<LessSafeKey>> {
-        self.map.get(key).cloned()
+    fn get(&self, key: &(u32, Salt)) -> Option<&LessSafeKey> {
+        self.map.get(key).map(|k| &**k)
     }
 
-    fn insert(&mut self, key: (u32, Salt), value: Arc<LessSafeKey>) {
+    fn insert(&mut self, key: (u32, Salt), value: Box<LessSafeKey>) {
         if self.capacity == 0 || self.map.contains_key(&key) {
             return;
         }
@@ -599,9 +626,9 @@ mod tests {
     #[test]
     fn cache_is_bounded() {
         let mut cache = KeyCache::new(2);
-        let k = Arc::new(Key::generate().record_key(&[0; 16]));
+        let key = Key::generate();
         for i in 0..5u8 {
-            cache.insert((1, [i; 16]), k.clone());
+            cache.insert((1, [i; 16]), Box::new(key.record_key(&[i; 16])));
         }
         assert_eq!(cache.map.len(), 2);
         assert!(cache.get(&(1, [4; 16])).is_some());

@@ -10,9 +10,9 @@
 //! Events carry the hashed id only; the cookie id never reaches them.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::id::StoredId;
 
@@ -139,14 +139,30 @@ type Subscriber = Arc<dyn Fn(&Event) + Send + Sync>;
 /// The store's subscriber list.
 pub(crate) struct Events {
     subscribers: RwLock<Vec<(SubscriptionId, Subscriber)>>,
+    /// How many subscribers the list holds, readable without its lock.
+    count: AtomicUsize,
     next: AtomicU64,
     log: AtomicBool,
+}
+
+/// Times one operation for its event, reading the clock only when someone
+/// will see the event (a subscriber, or the `log` subscriber with debug
+/// enabled): an unobserved operation costs no clock reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stopwatch(Option<Instant>);
+
+impl Stopwatch {
+    /// Time since the start; zero when nobody was listening at the start.
+    pub fn elapsed(self) -> Duration {
+        self.0.map(|t| t.elapsed()).unwrap_or_default()
+    }
 }
 
 impl Events {
     pub fn new(log: bool) -> Self {
         Events {
             subscribers: RwLock::new(Vec::new()),
+            count: AtomicUsize::new(0),
             next: AtomicU64::new(1),
             log: AtomicBool::new(log),
         }
@@ -158,6 +174,7 @@ impl Events {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .push((id, Arc::new(f)));
+        self.count.fetch_add(1, Ordering::Relaxed);
         id
     }
 
@@ -165,6 +182,7 @@ impl Events {
         let mut list = self.subscribers.write().unwrap_or_else(|e| e.into_inner());
         let before = list.len();
         list.retain(|(i, _)| *i != id);
+        self.count.store(list.len(), Ordering::Relaxed);
         list.len() != before
     }
 
@@ -172,11 +190,24 @@ impl Events {
         self.log.store(on, Ordering::Relaxed);
     }
 
-    pub fn emit(&self, event: Event) {
-        if self.log.load(Ordering::Relaxed)
+    /// Whether the built-in `log` subscriber would write an event.
+    fn logging(&self) -> bool {
+        self.log.load(Ordering::Relaxed)
             && log::log_enabled!(target: "stored_session", log::Level::Debug)
-        {
+    }
+
+    /// Starts timing an operation (see [`Stopwatch`]).
+    pub fn stopwatch(&self) -> Stopwatch {
+        let observed = self.count.load(Ordering::Relaxed) > 0 || self.logging();
+        Stopwatch(observed.then(Instant::now))
+    }
+
+    pub fn emit(&self, event: Event) {
+        if self.logging() {
             log::debug!(target: "stored_session", "{event}");
+        }
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return;
         }
         let list = self.subscribers.read().unwrap_or_else(|e| e.into_inner());
         for (_, f) in list.iter() {

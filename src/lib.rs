@@ -251,6 +251,10 @@ pub mod __bench {
         }
     }
 
+    /// The store's prepared-once write statements, for the benchmark that
+    /// runs the store's own SQL without its crypto (`benches/peers`).
+    pub use crate::backend::statements::{CasUpdate, NewRow};
+
     /// An empty new session, without a store.
     pub fn new_session() -> crate::Session {
         crate::Session::fresh(0, false)

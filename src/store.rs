@@ -2,14 +2,14 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::backend::{Cutoffs, Database, NewRow, Plan, PoolOptions, RenewResult, Row};
 use crate::codec::{LoadedPayload, Payload, PayloadRef};
 use crate::config::Config;
 use crate::crypto::{OpenError, Salt, Sealer};
 use crate::error::{Error, Result};
-use crate::events::{Event, EventKind, Events, RejectReason, SubscriptionId};
+use crate::events::{Event, EventKind, Events, RejectReason, Stopwatch, SubscriptionId};
 use crate::id::{SessionId, StoredId};
 use crate::session::{Record, Session};
 use crate::Keyring;
@@ -255,6 +255,11 @@ impl SessionStore {
         self.inner.events.set_log(on)
     }
 
+    /// Starts timing an operation for its event.
+    pub(crate) fn stopwatch(&self) -> Stopwatch {
+        self.inner.events.stopwatch()
+    }
+
     pub(crate) fn emit(&self, event: Event) {
         self.inner.events.emit(event)
     }
@@ -292,7 +297,7 @@ impl SessionStore {
         let Some(value) = cookie else {
             return Ok(self.fresh(now, false));
         };
-        let started = Instant::now();
+        let started = self.stopwatch();
         let Some(id) = SessionId::parse(value) else {
             self.reject(None, RejectReason::Malformed, started);
             return Ok(self.fresh(now, true));
@@ -329,7 +334,7 @@ impl SessionStore {
         session
     }
 
-    fn reject(&self, sid: Option<StoredId>, reason: RejectReason, started: Instant) {
+    fn reject(&self, sid: Option<StoredId>, reason: RejectReason, started: Stopwatch) {
         let mut e = event(EventKind::Rejected, sid, started, 0);
         e.reason = Some(reason);
         self.emit(e);
@@ -373,7 +378,8 @@ impl SessionStore {
     ///
     /// * nothing changed: no write (or a touch of `updated_at` alone when the
     ///   idle clock is older than [`Config::touch_after`]);
-    /// * data changed: a compare-and-swap `UPDATE … WHERE version = ?`; if
+    /// * data changed: a compare-and-swap `UPDATE … WHERE version = ?` (which
+    ///   moves the idle clock too when it is older than `touch_after`); if
     ///   another request wrote first, its version is reloaded, this request's
     ///   own changed and removed keys are re-applied, and the write retried;
     /// * new session with data: `INSERT` under a fresh id;
@@ -414,7 +420,7 @@ impl SessionStore {
         };
 
         if session.destroyed {
-            let started = Instant::now();
+            let started = self.stopwatch();
             let rows = self.inner.db.delete(&record.sid, None)?;
             self.emit(event(
                 EventKind::Delete,
@@ -437,10 +443,8 @@ impl SessionStore {
         if dirty {
             return self.write(session, record, now);
         }
-        let touch_after =
-            i64::try_from(self.inner.config.touch_after.as_secs()).unwrap_or(i64::MAX);
-        if now.saturating_sub(record.updated_at) >= touch_after {
-            let started = Instant::now();
+        if self.touch_due(record.updated_at, now) {
+            let started = self.stopwatch();
             let rows = self.inner.db.touch(&record.sid, now, self.cutoffs(now))?;
             self.emit(event(
                 EventKind::Touch,
@@ -456,6 +460,16 @@ impl SessionStore {
             }
         }
         Ok(CookieAction::None)
+    }
+
+    /// Whether the idle clock (`updated_at`) is old enough to be moved: it
+    /// is refreshed at most once per [`Config::touch_after`], by a touch or
+    /// along with a data write, so the idle timeout is precise to within
+    /// `touch_after` and most writes leave the indexed column alone.
+    fn touch_due(&self, updated_at: i64, now: i64) -> bool {
+        let touch_after =
+            i64::try_from(self.inner.config.touch_after.as_secs()).unwrap_or(i64::MAX);
+        now.saturating_sub(updated_at) >= touch_after
     }
 
     /// The row vanished under us: never recreate it.
@@ -475,8 +489,12 @@ impl SessionStore {
         salt: &mut Option<Salt>,
         payload: &PayloadRef<'_>,
     ) -> Result<Vec<u8>> {
-        let plaintext = payload.encode()?;
-        let envelope = self.inner.sealer.seal(sid, salt, &plaintext);
+        let envelope =
+            self.inner
+                .sealer
+                .seal_with(sid, salt, payload.encoded_len_hint(), |out| {
+                    payload.encode_into(out)
+                })?;
         if envelope.len() > self.inner.config.max_payload {
             return Err(Error::PayloadTooLarge {
                 size: envelope.len(),
@@ -490,7 +508,7 @@ impl SessionStore {
         let payload = session.payload();
         let user_key = self.user_key_of(session);
         for _ in 0..INSERT_ATTEMPTS {
-            let started = Instant::now();
+            let started = self.stopwatch();
             let id = SessionId::generate();
             let sid = id.stored_id();
             let mut salt = None;
@@ -525,7 +543,7 @@ impl SessionStore {
     fn renew(&self, session: &mut Session, record: Record, now: i64) -> Result<CookieAction> {
         if session.has_content() {
             for _ in 0..INSERT_ATTEMPTS {
-                let started = Instant::now();
+                let started = self.stopwatch();
                 let id = SessionId::generate();
                 let sid = id.stored_id();
                 let mut payload = session.payload();
@@ -558,7 +576,7 @@ impl SessionStore {
     /// Data write, fast path: one compare-and-swap statement at the version
     /// this request read.
     fn write(&self, session: &mut Session, record: Record, now: i64) -> Result<CookieAction> {
-        let started = Instant::now();
+        let started = self.stopwatch();
         if !session.has_content() {
             let rows = self.inner.db.delete(&record.sid, Some(record.version))?;
             if rows == 1 {
@@ -574,17 +592,22 @@ impl SessionStore {
             // HMAC): no HMAC and no index rewrite on an ordinary write.
             let rebind = session.user_changed || record.stale_key;
             let user_key = rebind.then(|| self.user_key_of(session));
+            let touch = self.touch_due(record.updated_at, now).then_some(now);
             let rows = self.inner.db.update(
                 &record.sid,
                 record.version,
                 &envelope,
-                now,
+                touch,
                 user_key.as_ref().map(|k| k.as_ref().map(|k| k.as_slice())),
                 self.cutoffs(now),
             )?;
             if rows == 1 {
                 self.emit(event(EventKind::Write, Some(record.sid), started, 1));
-                self.written(session, record.version + 1, now);
+                self.written(
+                    session,
+                    record.version + 1,
+                    touch.unwrap_or(record.updated_at),
+                );
                 return Ok(CookieAction::None);
             }
         }
@@ -602,7 +625,7 @@ impl SessionStore {
         now: i64,
         renew: bool,
     ) -> Result<CookieAction> {
-        let started = Instant::now();
+        let started = self.stopwatch();
         let mut planned = Planned::Gone;
         let rows = self.inner.db.locked(&sid, self.cutoffs(now), &mut |row| {
             planned = Planned::Gone;
@@ -670,11 +693,12 @@ impl SessionStore {
         }
     }
 
-    /// Book-keeping after a successful data write.
-    fn written(&self, session: &mut Session, version: i64, now: i64) {
+    /// Book-keeping after a successful data write that left the idle clock
+    /// at `updated_at`.
+    fn written(&self, session: &mut Session, version: i64, updated_at: i64) {
         if let Some(r) = session.record.as_mut() {
             r.version = version;
-            r.updated_at = now;
+            r.updated_at = updated_at;
             r.stale_key = false;
         }
     }
@@ -687,7 +711,7 @@ impl SessionStore {
         id: SessionId,
         salt: Option<Salt>,
         now: i64,
-        started: Instant,
+        started: Stopwatch,
     ) {
         let sid = id.stored_id();
         let mut e = event(EventKind::Renew, Some(sid), started, 1);
@@ -821,7 +845,12 @@ impl Session {
 }
 
 /// An event for an operation that started at `started`.
-pub(crate) fn event(kind: EventKind, sid: Option<StoredId>, started: Instant, rows: u64) -> Event {
+pub(crate) fn event(
+    kind: EventKind,
+    sid: Option<StoredId>,
+    started: Stopwatch,
+    rows: u64,
+) -> Event {
     Event {
         kind,
         sid,

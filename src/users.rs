@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Instant;
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
@@ -103,7 +102,7 @@ impl SessionStore {
         user_id: &str,
         current: Option<&Session>,
     ) -> Result<Vec<SessionInfo>> {
-        let started = Instant::now();
+        let started = self.stopwatch();
         let now = self.now();
         let keys = self.sealer().user_keys(user_id);
         let rows = self.database().rows_for_user(&keys, self.cutoffs(now))?;
@@ -177,7 +176,7 @@ impl SessionStore {
             };
             let sid = StoredId::from_bytes(bytes);
             if self.handle(&sid) == *handle {
-                let started = Instant::now();
+                let started = self.stopwatch();
                 let rows = self.database().delete(&sid, None)?;
                 self.emit(event(EventKind::Delete, Some(sid), started, rows as u64));
                 return Ok(rows == 1);
@@ -202,7 +201,7 @@ impl SessionStore {
     /// # Ok::<(), stored_session::Error>(())
     /// ```
     pub fn revoke_user(&self, user_id: &str) -> Result<u64> {
-        let started = Instant::now();
+        let started = self.stopwatch();
         let keys = self.sealer().user_keys(user_id);
         let rows = self.database().delete_for_user(&keys, None)? as u64;
         self.emit(event(EventKind::Delete, None, started, rows));
@@ -220,7 +219,7 @@ impl SessionStore {
         let (Some(user), Some(keep)) = (current.user_id(), current.stored_id()) else {
             return Ok(0);
         };
-        let started = Instant::now();
+        let started = self.stopwatch();
         let keys = self.sealer().user_keys(user);
         let rows = self
             .database()
@@ -236,7 +235,7 @@ impl SessionStore {
     ///
     /// Database and pool failures; batches already deleted stay deleted.
     pub fn revoke_all(&self) -> Result<u64> {
-        let started = Instant::now();
+        let started = self.stopwatch();
         let mut total = 0u64;
         loop {
             let ids = self.database().first_ids(1000)?;

@@ -34,8 +34,8 @@ pub const HOST_PREFIX: &str = "__Host-";
 /// the other settings say, because browsers reject the cookie otherwise.
 ///
 /// With a `Max-Age`, the cookie is sent again whenever the store refreshed
-/// the session's idle clock (a write, or a touch at most once per
-/// [`Config::touch_after`](crate::Config::touch_after)), so an active visitor's
+/// the session's idle clock (by a touch or along with a write, at most once
+/// per [`Config::touch_after`](crate::Config::touch_after)), so an active visitor's
 /// cookie does not run out while their session lives.
 ///
 /// The removal cookie (on logout, or when a presented cookie named no live

@@ -498,11 +498,18 @@ mod tests {
         assert_eq!(cookie_pair(&again), header);
         assert!(again.header_value().contains("Max-Age=86400"));
 
-        // A data write refreshes it too.
+        // A data write moves the idle clock on the same schedule: not within
+        // touch_after of the last refresh (no cookie), but after it.
         clock.advance(Duration::from_secs(10));
         let mut s = sessions.begin([header.as_str()]);
         s.insert("k", &2).unwrap();
+        assert!(s.finish().unwrap().is_none());
+        clock.advance(Duration::from_secs(600));
+        let mut s = sessions.begin([header.as_str()]);
+        s.insert("k", &3).unwrap();
         assert_eq!(cookie_pair(&s.finish().unwrap().unwrap()), header);
+        let mut s = sessions.begin([header.as_str()]);
+        assert_eq!(s.get::<i32>("k").unwrap(), Some(3));
     }
 
     #[test]

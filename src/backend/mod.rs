@@ -20,6 +20,7 @@ mod mysql;
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+pub(crate) mod statements;
 
 #[cfg(feature = "mysql")]
 pub use self::mysql::MysqlPool;
@@ -245,18 +246,6 @@ pub(crate) struct Row {
     pub updated_at: i64,
 }
 
-/// A row to insert.
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = crate::schema::stored_sessions)]
-pub(crate) struct NewRow<'a> {
-    pub sid: &'a [u8],
-    pub data: &'a [u8],
-    pub version: i64,
-    pub user_key: Option<&'a [u8]>,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
 /// Rows count as live while `updated_at > idle` and `created_at > lifetime`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Cutoffs {
@@ -282,28 +271,28 @@ pub(crate) fn is_unique_violation(e: &Error) -> bool {
     )
 }
 
-macro_rules! live {
-    ($query:expr, $cut:expr) => {{
-        use $crate::schema::stored_sessions::dsl as t;
-        $query
-            .filter(t::updated_at.gt($cut.idle))
-            .filter(t::created_at.gt($cut.lifetime))
-    }};
-}
-
 /// The load query: one live row by `sid`.
+///
+/// The expiry filters compare `updated_at + 0` and `created_at + 0`, not the
+/// bare columns: an expression cannot use those columns' indexes, so every
+/// backend finds the row through the unique `sid` index alone. Otherwise
+/// InnoDB may pick an index-merge plan on a small table, locking entries of
+/// the `updated_at` index in one statement and the primary key in another,
+/// which deadlocks concurrent writers of one session.
 macro_rules! select_live {
     ($sid:expr, $cut:expr) => {{
         use $crate::schema::stored_sessions::dsl as t;
-        $crate::backend::live!(
-            t::stored_sessions.filter(t::sid.eq($sid.as_bytes().as_slice())),
-            $cut
-        )
-        .select((t::data, t::version, t::created_at, t::updated_at))
+        t::stored_sessions
+            .filter(t::sid.eq($sid.as_bytes().as_slice()))
+            .filter((t::updated_at + 0i64).gt($cut.idle))
+            .filter((t::created_at + 0i64).gt($cut.lifetime))
+            .select((t::data, t::version, t::created_at, t::updated_at))
     }};
 }
 pub(crate) use maintenance::{Expiry, UserRow};
-pub(crate) use {live, select_live, with_connection};
+pub(crate) use statements::NewRow;
+use statements::{CasUpdate, Touch};
+pub(crate) use {select_live, with_connection};
 
 /// The per-backend trait impls, which differ only in the connection type,
 /// the migrations directory, one SQL expression, how a write transaction
@@ -485,14 +474,18 @@ impl Database {
                         version,
                         now,
                         user_key,
-                    } => diesel::update(target)
-                        .set((
-                            t::data.eq(data.as_slice()),
-                            t::version.eq(version),
-                            t::updated_at.eq(now),
-                            t::user_key.eq(user_key.as_ref().map(|k| k.as_slice())),
-                        ))
-                        .execute(conn)?,
+                    } => CasUpdate::<true, true> {
+                        // The row is locked at the version the plan read.
+                        sid: sid.as_bytes(),
+                        data: &data,
+                        version: version - 1,
+                        next_version: version,
+                        updated_at: now,
+                        user_key: user_key.as_ref().map(|k| k.as_slice()),
+                        idle: cut.idle,
+                        lifetime: cut.lifetime,
+                    }
+                    .execute(conn)?,
                     Plan::Delete => diesel::delete(target).execute(conn)?,
                     Plan::Renew {
                         sid: new_sid,
@@ -501,16 +494,15 @@ impl Database {
                         now,
                     } => {
                         diesel::delete(target).execute(conn)?;
-                        diesel::insert_into(t::stored_sessions)
-                            .values(NewRow {
-                                sid: new_sid.as_bytes(),
-                                data: &data,
-                                version: 1,
-                                user_key: user_key.as_ref().map(|k| k.as_slice()),
-                                created_at: now,
-                                updated_at: now,
-                            })
-                            .execute(conn)?
+                        NewRow {
+                            sid: new_sid.as_bytes(),
+                            data: &data,
+                            version: 1,
+                            user_key: user_key.as_ref().map(|k| k.as_slice()),
+                            created_at: now,
+                            updated_at: now,
+                        }
+                        .execute(conn)?
                     }
                 })
             })
@@ -520,12 +512,7 @@ impl Database {
     /// INSERT; `Ok(false)` when the sid already exists.
     pub(crate) fn insert(&self, row: &NewRow<'_>) -> Result<bool> {
         let _gate = self.write_gate();
-        let result = with_connection!(self, |conn| {
-            diesel::insert_into(t::stored_sessions)
-                .values(row)
-                .execute(conn)
-                .map_err(Error::from)
-        });
+        let result = with_connection!(self, |conn| { row.execute(conn).map_err(Error::from) });
         match result {
             Ok(_) => Ok(true),
             Err(e) if is_unique_violation(&e) => Ok(false),
@@ -534,36 +521,37 @@ impl Database {
     }
 
     /// Compare-and-swap UPDATE of the data; 0 rows when the version moved,
-    /// the row is gone or it expired. `user_key` is `None` to leave the
-    /// indexed column alone (the common case: rewriting it would also
-    /// rewrite its index entry), `Some(value)` to set it.
+    /// the row is gone or it expired. `touch` is `Some(now)` to move the
+    /// idle clock too, `None` to leave `updated_at` (and its index entry)
+    /// alone. `user_key` is `None` to leave the indexed binding column alone
+    /// (the common case), `Some(value)` to set it.
     pub(crate) fn update(
         &self,
         sid: &StoredId,
         version: i64,
         data: &[u8],
-        now: i64,
+        touch: Option<i64>,
         user_key: Option<Option<&[u8]>>,
         cut: Cutoffs,
     ) -> Result<usize> {
         let _gate = self.write_gate();
+        let cas = CasUpdate::<false, false> {
+            sid: sid.as_bytes(),
+            data,
+            version,
+            next_version: version + 1,
+            updated_at: touch.unwrap_or_default(),
+            user_key: user_key.flatten(),
+            idle: cut.idle,
+            lifetime: cut.lifetime,
+        };
+        // One prepared statement per combination of optional columns.
         with_connection!(self, |conn| {
-            let target = live!(
-                t::stored_sessions
-                    .filter(t::sid.eq(sid.as_bytes().as_slice()))
-                    .filter(t::version.eq(version)),
-                cut
-            );
-            let fields = (
-                t::data.eq(data),
-                t::version.eq(version + 1),
-                t::updated_at.eq(now),
-            );
-            match user_key {
-                None => diesel::update(target).set(fields).execute(conn),
-                Some(key) => diesel::update(target)
-                    .set((fields, t::user_key.eq(key)))
-                    .execute(conn),
+            match (touch.is_some(), user_key.is_some()) {
+                (false, false) => cas.execute(conn),
+                (true, false) => cas.shaped::<true, false>().execute(conn),
+                (false, true) => cas.shaped::<false, true>().execute(conn),
+                (true, true) => cas.shaped::<true, true>().execute(conn),
             }
             .map_err(Error::from)
         })
@@ -573,11 +561,12 @@ impl Database {
     pub(crate) fn touch(&self, sid: &StoredId, now: i64, cut: Cutoffs) -> Result<usize> {
         let _gate = self.write_gate();
         with_connection!(self, |conn| {
-            diesel::update(live!(
-                t::stored_sessions.filter(t::sid.eq(sid.as_bytes().as_slice())),
-                cut
-            ))
-            .set(t::updated_at.eq(now))
+            Touch {
+                sid: sid.as_bytes(),
+                now,
+                idle: cut.idle,
+                lifetime: cut.lifetime,
+            }
             .execute(conn)
             .map_err(Error::from)
         })
@@ -617,9 +606,7 @@ impl Database {
                 if deleted == 0 {
                     return Ok(RenewResult::Conflict);
                 }
-                diesel::insert_into(t::stored_sessions)
-                    .values(new)
-                    .execute(conn)?;
+                new.execute(conn)?;
                 Ok(RenewResult::Done)
             })
         })

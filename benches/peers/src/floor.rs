@@ -8,6 +8,8 @@
 //! * create: `INSERT` of a row (sid, data, version, times);
 //! * delete: `DELETE FROM stored_sessions WHERE sid = ?`.
 //!
+//! Every statement is prepared once per connection, as the store's are.
+//!
 //! The blob has the length of stored-session's envelope for the same session,
 //! and keys are a random prefix plus a counter (no random draw, no hash).
 //!
@@ -19,10 +21,15 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use diesel::backend::Backend;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{Binary, HasSqlType};
 use ring::rand::{SecureRandom, SystemRandom};
+use stored_session::__bench::{CasUpdate, NewRow};
 use stored_session::schema::stored_sessions::dsl as t;
 
 use crate::contender::{Contender, Op, Shape};
@@ -169,62 +176,49 @@ impl FloorPool {
         let cut = now - DAYS_30;
         with_conn!(self, |conn| t::stored_sessions
             .filter(t::sid.eq(&sid[..]))
-            .filter(t::updated_at.gt(cut))
-            .filter(t::created_at.gt(cut))
-            .select((
-                t::data,
-                t::version,
-                t::user_key,
-                t::created_at,
-                t::updated_at
-            ))
+            .filter((t::updated_at + 0i64).gt(cut))
+            .filter((t::created_at + 0i64).gt(cut))
+            .select((t::data, t::version, t::created_at, t::updated_at))
             .first::<StoreRow>(conn)
             .optional()
             .expect("select"))
         .map(|row| row.0)
     }
 
-    /// The store's compare-and-swap update (`Database::update` in
-    /// src/backend/mod.rs).
+    /// The store's compare-and-swap update as an ordinary write runs it
+    /// (`Database::update` in src/backend/mod.rs): neither the idle clock nor
+    /// the user binding is due to move.
     fn update_as_store(&self, sid: &[u8; 32], version: i64, blob: &[u8], now: i64) -> usize {
         let cut = now - DAYS_30;
-        with_conn!(self, |conn| diesel::update(
-            t::stored_sessions
-                .filter(t::sid.eq(&sid[..]))
-                .filter(t::version.eq(version))
-                .filter(t::updated_at.gt(cut))
-                .filter(t::created_at.gt(cut))
-        )
-        .set((
-            t::data.eq(blob),
-            t::version.eq(version + 1),
-            t::updated_at.eq(now),
-            t::user_key.eq(None::<&[u8]>),
-        ))
-        .execute(conn)
-        .expect("update"))
+        let cas = CasUpdate::<false, false> {
+            sid,
+            data: blob,
+            version,
+            next_version: version + 1,
+            updated_at: now,
+            user_key: None,
+            idle: cut,
+            lifetime: cut,
+        };
+        with_conn!(self, |conn| cas.execute(conn).expect("update"))
     }
 
     fn update(&self, sid: &[u8; 32], blob: &[u8]) -> usize {
-        with_conn!(self, |conn| diesel::update(
-            t::stored_sessions.filter(t::sid.eq(&sid[..]))
-        )
-        .set(t::data.eq(blob))
-        .execute(conn)
-        .expect("update"))
+        with_conn!(self, |conn| SetData { sid, data: blob }
+            .execute(conn)
+            .expect("update"))
     }
 
     fn insert(&self, sid: &[u8; 32], blob: &[u8], now: i64) -> usize {
-        with_conn!(self, |conn| diesel::insert_into(t::stored_sessions)
-            .values((
-                t::sid.eq(&sid[..]),
-                t::data.eq(blob),
-                t::version.eq(1i64),
-                t::created_at.eq(now),
-                t::updated_at.eq(now),
-            ))
-            .execute(conn)
-            .expect("insert"))
+        let row = NewRow {
+            sid,
+            data: blob,
+            version: 1,
+            user_key: None,
+            created_at: now,
+            updated_at: now,
+        };
+        with_conn!(self, |conn| row.execute(conn).expect("insert"))
     }
 
     fn delete(&self, sid: &[u8; 32]) -> usize {
@@ -236,11 +230,40 @@ impl FloorPool {
     }
 }
 
+/// The floor's update, `UPDATE stored_sessions SET data = ? WHERE sid = ?`,
+/// as a statement Diesel prepares once per connection like the store's own
+/// (Diesel's `update()` is prepared again on every call).
+#[derive(Clone, Copy)]
+struct SetData<'a> {
+    sid: &'a [u8],
+    data: &'a [u8],
+}
+
+impl QueryId for SetData<'_> {
+    type QueryId = SetData<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<Conn> RunQueryDsl<Conn> for SetData<'_> {}
+
+impl<DB> QueryFragment<DB> for SetData<'_>
+where
+    DB: Backend + HasSqlType<Binary>,
+    [u8]: ToSql<Binary, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql("UPDATE stored_sessions SET data = ");
+        out.push_bind_param::<Binary, [u8]>(self.data)?;
+        out.push_sql(" WHERE sid = ");
+        out.push_bind_param::<Binary, [u8]>(self.sid)
+    }
+}
+
 /// The store's default idle timeout and lifetime (30 days), in seconds.
 const DAYS_30: i64 = 30 * 24 * 60 * 60;
 
 /// What the store's load statement returns.
-type StoreRow = (Vec<u8>, i64, Option<Vec<u8>>, i64, i64);
+type StoreRow = (Vec<u8>, i64, i64, i64);
 
 /// One prepared row: its sid, the blob it holds, its version.
 type Prepared = ([u8; 32], usize, i64);
@@ -264,10 +287,10 @@ impl Floor {
         Self::with(pool, false)
     }
 
-    /// stored-session's exact SQL (the live-row filters, the five columns a
-    /// load reads, the compare-and-swap update that also sets `version`,
-    /// `updated_at` and `user_key`), still with no hashing, encryption or
-    /// encoding: what the store's SQL costs, apart from its CPU work.
+    /// stored-session's exact SQL (the live-row filters, the four columns a
+    /// load reads, the compare-and-swap update that also checks and sets
+    /// `version`), still with no hashing, encryption or encoding: what the
+    /// store's SQL costs, apart from its CPU work.
     pub fn store_sql(pool: FloorPool) -> Self {
         Self::with(pool, true)
     }
