@@ -194,8 +194,8 @@ pub fn write(
         "\nWhere the gap to the floor comes from: `store-sql` runs stored-session's own load and \
          update statements, raw, with no hashing, encryption or encoding. stored-session / \
          store-sql is what the store's security work costs; store-sql / floor is what its SQL \
-         costs over the minimal statements (live-row filters, five columns read, the \
-         compare-and-swap update that also maintains the indexed `updated_at` and `user_key`).\n"
+         costs over the minimal statements (live-row filters, four columns read, the \
+         compare-and-swap update that also checks and bumps `version`).\n"
     );
     let _ = writeln!(
         w,
@@ -250,7 +250,8 @@ pub fn write(
          * **floor**: raw Diesel {} on stored-session's table through an r2d2 pool configured \
          like the store's: `SELECT data … WHERE sid = ?`, `UPDATE … SET data = ? WHERE sid = \
          ?`, `INSERT`, `DELETE … WHERE sid = ?`, with a blob of the envelope's length, no \
-         hashing, no encryption, no encoding.",
+         hashing, no encryption, no encoding; like the store's, every statement is prepared \
+         once per connection.",
         crate_version("stored-session"),
         crate_version("tower-sessions-sqlx-store"),
         crate_version("tower-sessions-core"),
@@ -260,8 +261,9 @@ pub fn write(
     let _ = writeln!(
         w,
         "* **store-sql** (load and update only): stored-session's own statements through the \
-         same kind of pool, raw: the SELECT with its live-row filters and five columns, the \
-         compare-and-swap UPDATE (mirrors `src/backend/mod.rs`).\n"
+         same kind of pool, raw: the SELECT with its live-row filters and four columns, the \
+         compare-and-swap UPDATE as an ordinary write runs it (the store's own statement \
+         type, through `stored_session::__bench`).\n"
     );
     let _ = writeln!(
         w,
