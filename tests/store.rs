@@ -432,6 +432,51 @@ fn touch_updates_only_the_clock(h: &Harness) {
     assert_eq!(kinds, vec![(EventKind::Touch, 1)]);
 }
 
+fn data_write_moves_the_idle_clock_only_when_a_touch_is_due(h: &Harness) {
+    let store = h.store_with(
+        h.builder()
+            .touch_after(Duration::from_secs(300))
+            .idle_timeout(Some(Duration::from_secs(1000))),
+    );
+    let cookie = create(&store, &[("k", "v1")]);
+    let sid = sid_of(&cookie);
+    let created = row(store.database(), &sid).unwrap();
+
+    // Within touch_after of the last refresh: the data and version move,
+    // the idle clock (and its index entry) does not.
+    h.advance(10);
+    let mut s = store.load(Some(&cookie)).unwrap();
+    s.insert("k", "v2").unwrap();
+    assert_eq!(store.commit(&mut s).unwrap(), CookieAction::None);
+    let early = row(store.database(), &sid).unwrap();
+    assert_ne!(early.data, created.data);
+    assert_eq!(early.version, created.version + 1);
+    assert_eq!(early.updated_at, created.updated_at);
+
+    // Once a touch is due, the write refreshes the clock as well.
+    h.advance(300);
+    let mut s = store.load(Some(&cookie)).unwrap();
+    s.insert("k", "v3").unwrap();
+    assert_eq!(store.commit(&mut s).unwrap(), CookieAction::None);
+    let late = row(store.database(), &sid).unwrap();
+    assert_eq!(late.version, created.version + 2);
+    assert_eq!(late.updated_at, created.updated_at + 310);
+    // The same session object can go on writing: its record follows.
+    s.insert("k", "v4").unwrap();
+    assert_eq!(store.commit(&mut s).unwrap(), CookieAction::None);
+    assert_eq!(
+        row(store.database(), &sid).unwrap().updated_at,
+        created.updated_at + 310
+    );
+
+    // Idle expiry counts from the clock as stored: precise to touch_after.
+    h.advance(999);
+    let s = store.load(Some(&cookie)).unwrap();
+    assert_eq!(s.get::<String>("k").unwrap().as_deref(), Some("v4"));
+    h.advance(2);
+    assert!(store.load(Some(&cookie)).unwrap().is_new());
+}
+
 fn renew_kills_the_old_id_and_keeps_the_data(h: &Harness) {
     let store = h.store();
     let cookie = create(&store, &[("cart", "3 apples")]);
@@ -733,6 +778,7 @@ backend_suite!(
     absolute_expiry,
     unchanged_session_is_not_written,
     touch_updates_only_the_clock,
+    data_write_moves_the_idle_clock_only_when_a_touch_is_due,
     renew_kills_the_old_id_and_keeps_the_data,
     destroy_removes_the_row_and_the_cookie,
     concurrent_writers_of_different_keys_both_survive,
