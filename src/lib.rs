@@ -251,9 +251,9 @@ pub mod __bench {
         }
     }
 
-    /// The store's prepared-once write statements, for the benchmark that
+    /// The store's prepared-once statements, for the benchmark that
     /// runs the store's own SQL without its crypto (`benches/peers`).
-    pub use crate::backend::statements::{CasUpdate, NewRow};
+    pub use crate::backend::statements::{CasUpdate, NewRow, SelectLive};
 
     /// An empty new session, without a store.
     pub fn new_session() -> crate::Session {

@@ -271,34 +271,37 @@ pub(crate) fn is_unique_violation(e: &Error) -> bool {
     )
 }
 
-/// The load query: one live row by `sid`.
-///
-/// The expiry filters compare `updated_at + 0` and `created_at + 0`, not the
-/// bare columns: an expression cannot use those columns' indexes, so every
-/// backend finds the row through the unique `sid` index alone. Otherwise
-/// InnoDB may pick an index-merge plan on a small table, locking entries of
-/// the `updated_at` index in one statement and the primary key in another,
-/// which deadlocks concurrent writers of one session.
-macro_rules! select_live {
-    ($sid:expr, $cut:expr) => {{
-        use $crate::schema::stored_sessions::dsl as t;
-        t::stored_sessions
-            .filter(t::sid.eq($sid.as_bytes().as_slice()))
-            .filter((t::updated_at + 0i64).gt($cut.idle))
-            .filter((t::created_at + 0i64).gt($cut.lifetime))
-            .select((t::data, t::version, t::created_at, t::updated_at))
-    }};
-}
 pub(crate) use maintenance::{Expiry, UserRow};
 pub(crate) use statements::NewRow;
-use statements::{CasUpdate, Touch};
-pub(crate) use {select_live, with_connection};
+use statements::{CasUpdate, SelectLive, Touch};
+pub(crate) use with_connection;
+
+/// The live row of `sid`, if any (see [`SelectLive`]); `LOCK` reads it
+/// `FOR UPDATE`.
+pub(crate) fn live_row<const LOCK: bool, C>(
+    conn: &mut C,
+    sid: &StoredId,
+    cut: Cutoffs,
+) -> Result<Option<Row>>
+where
+    C: Connection,
+    for<'a> SelectLive<'a, LOCK>: diesel::query_dsl::LoadQuery<'a, C, Row>,
+{
+    SelectLive::<LOCK> {
+        sid: sid.as_bytes(),
+        idle: cut.idle,
+        lifetime: cut.lifetime,
+    }
+    .get_result::<Row>(conn)
+    .optional()
+    .map_err(Error::from)
+}
 
 /// The per-backend trait impls, which differ only in the connection type,
 /// the migrations directory, one SQL expression, how a write transaction
 /// begins, and whether a locked read needs `FOR UPDATE`.
 macro_rules! backend_impls {
-    ($conn:ty, $dir:literal, $payload_length:literal, $begin:ident $(, $lock:ident)?) => {
+    ($conn:ty, $dir:literal, $payload_length:literal, $begin:ident, $lock:literal) => {
         const MIGRATIONS: diesel_migrations::EmbeddedMigrations =
             diesel_migrations::embed_migrations!($dir);
 
@@ -327,11 +330,7 @@ macro_rules! backend_impls {
                 sid: &$crate::id::StoredId,
                 cut: $crate::backend::Cutoffs,
             ) -> $crate::error::Result<Option<$crate::backend::Row>> {
-                $crate::backend::select_live!(sid, cut)
-                    $(.$lock())?
-                    .first::<$crate::backend::Row>(self)
-                    .optional()
-                    .map_err($crate::error::Error::from)
+                $crate::backend::live_row::<$lock, _>(self, sid, cut)
             }
         }
     };
@@ -444,12 +443,7 @@ impl Database {
 
     /// One indexed SELECT by `sid` that already filters out expired rows.
     pub(crate) fn load(&self, sid: &StoredId, cut: Cutoffs) -> Result<Option<Row>> {
-        with_connection!(self, |conn| {
-            select_live!(sid, cut)
-                .first::<Row>(conn)
-                .optional()
-                .map_err(Error::from)
-        })
+        with_connection!(self, |conn| live_row::<false, _>(conn, sid, cut))
     }
 
     /// The slow path after a write conflict: in one write transaction, read

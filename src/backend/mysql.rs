@@ -7,7 +7,6 @@ use diesel::{Connection, MysqlConnection};
 
 use super::{backend_impls, redact_url, PoolOptions};
 use crate::error::Result;
-use diesel::prelude::*;
 
 /// An r2d2 pool of MySQL / MariaDB connections.
 pub type MysqlPool = Pool<ConnectionManager<MysqlConnection>>;
@@ -22,7 +21,7 @@ backend_impls!(
     "migrations/mysql",
     "CAST(LENGTH(data) AS SIGNED)",
     transaction,
-    for_update
+    true
 );
 
 #[derive(Debug)]

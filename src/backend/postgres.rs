@@ -5,7 +5,6 @@ use diesel::{Connection, PgConnection};
 
 use super::{backend_impls, redact_url, PoolOptions};
 use crate::error::Result;
-use diesel::prelude::*;
 
 /// An r2d2 pool of PostgreSQL connections.
 pub type PgPool = Pool<ConnectionManager<PgConnection>>;
@@ -15,7 +14,7 @@ backend_impls!(
     "migrations/postgres",
     "octet_length(data)::BIGINT",
     transaction,
-    for_update
+    true
 );
 
 pub(super) fn open(url: &str, options: &PoolOptions) -> Result<PgPool> {

@@ -6,7 +6,6 @@ use diesel::SqliteConnection;
 
 use super::{backend_impls, PoolOptions};
 use crate::error::{Error, Result};
-use diesel::prelude::*;
 
 /// An r2d2 pool of SQLite connections.
 pub type SqlitePool = Pool<ConnectionManager<SqliteConnection>>;
@@ -15,7 +14,8 @@ backend_impls!(
     SqliteConnection,
     "migrations/sqlite",
     "length(data)",
-    immediate_transaction
+    immediate_transaction,
+    false
 );
 
 /// Sets up every new connection: WAL (readers never block the writer),

@@ -10,10 +10,11 @@
 //! execution after the first on a connection reuses the prepared statement.
 //!
 //! Each distinct SQL text is its own type: the const parameters of
-//! [`CasUpdate`] pick which optional columns the statement sets.
+//! [`CasUpdate`] pick which optional columns the statement sets, the one of
+//! [`SelectLive`] whether it locks the row.
 
 use diesel::backend::Backend;
-use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Binary, HasSqlType, Nullable};
 use diesel::{QueryResult, RunQueryDsl};
 
@@ -43,9 +44,13 @@ macro_rules! static_query_id {
 }
 
 /// `AND updated_at + 0 > ? AND created_at + 0 > ?`: the row is still live.
-/// The `+ 0` keeps the planner on the unique `sid` index (see
-/// `select_live!`): with a plan through the `updated_at` index, InnoDB
-/// deadlocks concurrent writers of one session.
+///
+/// The expiry filters compare `updated_at + 0` and `created_at + 0`, not the
+/// bare columns: an expression cannot use those columns' indexes, so every
+/// backend finds the row through the unique `sid` index alone. Otherwise
+/// InnoDB may pick an index-merge plan on a small table, locking entries of
+/// the `updated_at` index in one statement and the primary key in another,
+/// which deadlocks concurrent writers of one session.
 fn push_live<'b, DB>(
     out: &mut AstPass<'_, 'b, DB>,
     idle: &'b i64,
@@ -59,6 +64,49 @@ where
     out.push_bind_param::<BigInt, i64>(idle)?;
     out.push_sql(" AND created_at + 0 > ");
     out.push_bind_param::<BigInt, i64>(lifetime)
+}
+
+/// The load: one live row by `sid`, its four columns in the order of
+/// `Row`:
+///
+/// ```sql
+/// SELECT data, version, created_at, updated_at FROM stored_sessions
+/// WHERE sid = ? AND <live> [FOR UPDATE]
+/// ```
+///
+/// `sid` is unique, so no `LIMIT`; `LOCK` adds `FOR UPDATE` (not on
+/// SQLite, whose write transaction already holds the lock).
+#[derive(Debug, Clone, Copy)]
+pub struct SelectLive<'a, const LOCK: bool> {
+    /// The row's `sid`.
+    pub sid: &'a [u8],
+    /// Idle cutoff: the row must have `updated_at` above it.
+    pub idle: i64,
+    /// Lifetime cutoff: the row must have `created_at` above it.
+    pub lifetime: i64,
+}
+static_query_id!(SelectLive<LOCK>);
+
+impl<const LOCK: bool> Query for SelectLive<'_, LOCK> {
+    type SqlType = (Binary, BigInt, BigInt, BigInt);
+}
+
+impl<DB: Binds, const LOCK: bool> QueryFragment<DB> for SelectLive<'_, LOCK>
+where
+    [u8]: diesel::serialize::ToSql<Binary, DB>,
+    i64: diesel::serialize::ToSql<BigInt, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql(
+            "SELECT data, version, created_at, updated_at FROM stored_sessions WHERE sid = ",
+        );
+        out.push_bind_param::<Binary, [u8]>(self.sid)?;
+        push_live(&mut out, &self.idle, &self.lifetime)?;
+        if LOCK {
+            out.push_sql(" FOR UPDATE");
+        }
+        Ok(())
+    }
 }
 
 /// The compare-and-swap data write:

@@ -29,7 +29,7 @@ use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{Binary, HasSqlType};
 use ring::rand::{SecureRandom, SystemRandom};
-use stored_session::__bench::{CasUpdate, NewRow};
+use stored_session::__bench::{CasUpdate, NewRow, SelectLive};
 use stored_session::schema::stored_sessions::dsl as t;
 
 use crate::contender::{Contender, Op, Shape};
@@ -171,15 +171,16 @@ impl FloorPool {
             .expect("select"))
     }
 
-    /// The store's load statement (`select_live!` in src/backend/mod.rs).
+    /// The store's load statement (`SelectLive` in src/backend/statements.rs).
     fn load_as_store(&self, sid: &[u8; 32], now: i64) -> Option<Vec<u8>> {
         let cut = now - DAYS_30;
-        with_conn!(self, |conn| t::stored_sessions
-            .filter(t::sid.eq(&sid[..]))
-            .filter((t::updated_at + 0i64).gt(cut))
-            .filter((t::created_at + 0i64).gt(cut))
-            .select((t::data, t::version, t::created_at, t::updated_at))
-            .first::<StoreRow>(conn)
+        let select = SelectLive::<false> {
+            sid,
+            idle: cut,
+            lifetime: cut,
+        };
+        with_conn!(self, |conn| select
+            .get_result::<StoreRow>(conn)
             .optional()
             .expect("select"))
         .map(|row| row.0)
