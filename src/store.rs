@@ -661,7 +661,7 @@ impl SessionStore {
                 planned = Planned::Updated(meta.version + 1);
                 Ok(Plan::Update {
                     data,
-                    version: meta.version + 1,
+                    version: meta.version,
                     now,
                     user_key,
                 })

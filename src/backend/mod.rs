@@ -357,6 +357,7 @@ pub(crate) enum Plan {
     /// Replace its data.
     Update {
         data: Vec<u8>,
+        /// The version read under the lock; the write stores the next one.
         version: i64,
         now: i64,
         user_key: Option<[u8; 32]>,
@@ -469,11 +470,10 @@ impl Database {
                         now,
                         user_key,
                     } => CasUpdate::<true, true> {
-                        // The row is locked at the version the plan read.
                         sid: sid.as_bytes(),
                         data: &data,
-                        version: version - 1,
-                        next_version: version,
+                        version,
+                        next_version: version + 1,
                         updated_at: now,
                         user_key: user_key.as_ref().map(|k| k.as_slice()),
                         idle: cut.idle,
