@@ -89,7 +89,10 @@ impl Bench {
     /// contenders on it (stored-session first: it runs its migrations).
     pub fn open(backend: Backend, o: &Options, rt: Arc<Runtime>) -> Bench {
         let db = &o.database;
-        match backend {
+        // Per backend: the URL the store opens, how to open a floor pool,
+        // how to open the peer.
+        type Make<T> = Box<dyn Fn() -> T>;
+        let (url, floor_pool, peer): (String, Make<FloorPool>, Make<TowerSqlx>) = match backend {
             Backend::Sqlite => {
                 let path = sqlite_path(o);
                 std::fs::create_dir_all(path.parent().expect("parent")).expect("target dir");
@@ -98,20 +101,13 @@ impl Bench {
                     p.push(suffix);
                     let _ = std::fs::remove_file(p);
                 }
-                let text = path.to_str().expect("utf-8 path");
-                let ss = StoredSession::open(&format!("sqlite://{text}"));
-                let floor = Floor::new(FloorPool::sqlite(text));
-                let sql = Floor::store_sql(FloorPool::sqlite(text));
-                let peer = TowerSqlx::sqlite(rt, &path);
-                let server = format!("SQLite {} (file, WAL)", floor.pool.version());
-                Bench {
-                    backend,
-                    server,
-                    ss,
-                    peer,
-                    floor,
-                    sql,
-                }
+                let text = path.to_str().expect("utf-8 path").to_owned();
+                let url = format!("sqlite://{text}");
+                (
+                    url,
+                    Box::new(move || FloorPool::sqlite(&text)),
+                    Box::new(move || TowerSqlx::sqlite(rt.clone(), &path)),
+                )
             }
             Backend::Postgres => {
                 let mut admin =
@@ -123,19 +119,12 @@ impl Bench {
                     .execute(&mut admin)
                     .expect("create benchmark database");
                 let url = with_database(&o.postgres_admin, db);
-                let ss = StoredSession::open(&url);
-                let floor = Floor::new(FloorPool::postgres(&url));
-                let sql = Floor::store_sql(FloorPool::postgres(&url));
-                let peer = TowerSqlx::postgres(rt, &url);
-                let server = floor.pool.version();
-                Bench {
-                    backend,
-                    server,
-                    ss,
-                    peer,
-                    floor,
-                    sql,
-                }
+                let (a, b) = (url.clone(), url.clone());
+                (
+                    url,
+                    Box::new(move || FloorPool::postgres(&a)),
+                    Box::new(move || TowerSqlx::postgres(rt.clone(), &b)),
+                )
             }
             Backend::Mysql => {
                 let mut admin =
@@ -147,20 +136,31 @@ impl Bench {
                     .execute(&mut admin)
                     .expect("create benchmark database");
                 let url = with_database(&o.mysql_admin, db);
-                let ss = StoredSession::open(&url);
-                let floor = Floor::new(FloorPool::mysql(&url));
-                let sql = Floor::store_sql(FloorPool::mysql(&url));
-                let peer = TowerSqlx::mysql(rt, &url, db);
-                let server = format!("MariaDB/MySQL {}", floor.pool.version());
-                Bench {
-                    backend,
-                    server,
-                    ss,
-                    peer,
-                    floor,
-                    sql,
-                }
+                let (a, b, name) = (url.clone(), url.clone(), db.clone());
+                (
+                    url,
+                    Box::new(move || FloorPool::mysql(&a)),
+                    Box::new(move || TowerSqlx::mysql(rt.clone(), &b, &name)),
+                )
             }
+        };
+        let ss = StoredSession::open(&url);
+        let floor = Floor::new(floor_pool());
+        let sql = Floor::store_sql(floor_pool());
+        let peer = peer();
+        let version = floor.pool.version();
+        let server = match backend {
+            Backend::Sqlite => format!("SQLite {version} (file, WAL)"),
+            Backend::Postgres => version,
+            Backend::Mysql => format!("MariaDB/MySQL {version}"),
+        };
+        Bench {
+            backend,
+            server,
+            ss,
+            peer,
+            floor,
+            sql,
         }
     }
 
