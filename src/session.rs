@@ -178,17 +178,49 @@ impl Session {
 
     /// Moves the session to a new id at commit, keeping its data: call it on
     /// login and on any privilege change (prevents session fixation). The
-    /// old id stops working in the same transaction.
+    /// old id stops working in the same transaction. Only the id changes:
+    /// the session keeps its creation time, so renewing never extends the
+    /// absolute lifetime ([`Config::max_lifetime`](crate::Config)).
     pub fn renew(&mut self) {
         self.renew = true;
     }
 
-    /// Deletes the session at commit (logout); the cookie is removed.
+    /// Ends the session (logout): at commit its row is deleted and the
+    /// cookie removed. Everything it held is gone at once, in this request
+    /// too: its values, its user binding and its metadata. Values inserted
+    /// after `destroy` start a new, anonymous session under a new id (for
+    /// example a "you have been signed out" message).
+    ///
+    /// ```
+    /// # use stored_session::{CookieAction, Keyring, SessionStore};
+    /// # let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
+    /// # let mut session = store.load(None)?;
+    /// session.set_user("alice");
+    /// session.insert("cart", &3)?;
+    /// # let _ = store.commit(&mut session)?;
+    /// session.destroy();
+    /// assert_eq!(session.user_id(), None);
+    /// assert!(session.is_empty());
+    /// assert_eq!(store.commit(&mut session)?, CookieAction::Remove);
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
     pub fn destroy(&mut self) {
         self.destroyed = true;
+        self.wipe();
+    }
+
+    /// Forgets every value, the user binding and the metadata, and what the
+    /// request had changed: nothing of an ended session survives in memory.
+    pub(crate) fn wipe(&mut self) {
         self.data.clear();
         self.changed.clear();
         self.removed.clear();
+        self.cleared = false;
+        self.renew = false;
+        self.user = None;
+        self.user_changed = false;
+        self.meta.clear();
+        self.meta_changed.clear();
     }
 
     /// Binds the session to an application user id, for per-user listing and
@@ -299,7 +331,9 @@ impl Session {
         self.record.as_ref().map(|r| r.sid)
     }
 
-    /// When the session was created (or last renewed).
+    /// When the session was created. [`renew`](Session::renew) keeps it:
+    /// the absolute lifetime ([`Config::max_lifetime`](crate::Config)) runs
+    /// from here however often the id changes.
     pub fn created_at(&self) -> chrono::DateTime<chrono::Utc> {
         chrono::DateTime::from_timestamp(self.created_at, 0).unwrap_or_default()
     }

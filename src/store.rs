@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::{Cutoffs, Database, NewRow, Plan, PoolOptions, RenewResult, Row};
+use crate::backend::{Cutoffs, Database, NewRow, Plan, PoolOptions, RenewResult, Row, UserLock};
 use crate::codec::{LoadedPayload, Payload, PayloadRef};
 use crate::config::Config;
 use crate::crypto::{OpenError, Salt, Sealer};
@@ -428,7 +428,16 @@ impl SessionStore {
                 started,
                 rows as u64,
             ));
-            session.forget_record();
+            // `destroy` wiped the session; what was put in after it starts
+            // a new, anonymous session under a new id.
+            session.record = None;
+            session.current_id = None;
+            session.destroyed = false;
+            session.created_at = now;
+            if session.has_content() {
+                return self.insert_new(session, now);
+            }
+            session.had_cookie = false;
             return Ok(CookieAction::Remove);
         }
         if session.renew {
@@ -453,7 +462,7 @@ impl SessionStore {
                 rows as u64,
             ));
             if rows == 0 {
-                return Ok(self.gone(session));
+                return Ok(self.gone(session, now));
             }
             if let Some(r) = session.record.as_mut() {
                 r.updated_at = now;
@@ -473,12 +482,11 @@ impl SessionStore {
     }
 
     /// The row vanished under us: never recreate it.
-    fn gone(&self, session: &mut Session) -> CookieAction {
+    fn gone(&self, session: &mut Session, now: i64) -> CookieAction {
         if let Some(r) = &session.record {
             log::debug!(target: "stored_session", "session {} is gone; not recreating it", r.sid);
         }
-        session.forget_record();
-        session.data.clear();
+        session.forget_record(now);
         CookieAction::Remove
     }
 
@@ -546,8 +554,7 @@ impl SessionStore {
                 let started = self.stopwatch();
                 let id = SessionId::generate();
                 let sid = id.stored_id();
-                let mut payload = session.payload();
-                payload.created_at = now;
+                let payload = session.payload();
                 let mut salt = None;
                 let envelope = self.seal(&sid, &mut salt, &payload)?;
                 let user_key = self.user_key_of(session);
@@ -556,10 +563,11 @@ impl SessionStore {
                     data: &envelope,
                     version: 1,
                     user_key: user_key.as_ref().map(|k| k.as_slice()),
-                    created_at: now,
+                    created_at: payload.created_at,
                     updated_at: now,
                 };
-                match self.inner.db.renew(&record.sid, record.version, &row) {
+                let lock = user_key.as_ref().map(UserLock::of);
+                match self.inner.db.renew(&record.sid, record.version, &row, lock) {
                     Ok(RenewResult::Done) => {
                         self.renewed(session, record.sid, id, salt, now, started);
                         return Ok(CookieAction::Set(id_cookie(session)));
@@ -581,7 +589,7 @@ impl SessionStore {
             let rows = self.inner.db.delete(&record.sid, Some(record.version))?;
             if rows == 1 {
                 self.emit(event(EventKind::Delete, Some(record.sid), started, 1));
-                session.forget_record();
+                session.forget_record(now);
                 return Ok(CookieAction::Remove);
             }
         } else {
@@ -627,46 +635,55 @@ impl SessionStore {
     ) -> Result<CookieAction> {
         let started = self.stopwatch();
         let mut planned = Planned::Gone;
-        let rows = self.inner.db.locked(&sid, self.cutoffs(now), &mut |row| {
-            planned = Planned::Gone;
-            let Some(row) = row else {
-                return Ok(Plan::Nothing);
-            };
-            let Ok((base, meta)) = self.open_row(&sid, row, now) else {
-                return Ok(Plan::Nothing);
-            };
-            self.rebase(session, base, &meta);
-            let user_key = self.user_key_of(session);
-            if !session.has_content() {
-                planned = Planned::Deleted;
-                return Ok(Plan::Delete);
-            }
-            let mut payload = session.payload();
-            if renew {
-                let id = SessionId::generate();
-                let new_sid = id.stored_id();
-                payload.created_at = now;
-                let mut salt = None;
-                let data = self.seal(&new_sid, &mut salt, &payload)?;
-                planned = Planned::Renewed(id, salt);
-                Ok(Plan::Renew {
-                    sid: new_sid,
-                    data,
-                    user_key,
-                    now,
-                })
-            } else {
-                let mut salt = Some(meta.salt);
-                let data = self.seal(&sid, &mut salt, &payload)?;
-                planned = Planned::Updated(meta.version + 1);
-                Ok(Plan::Update {
-                    data,
-                    version: meta.version,
-                    now,
-                    user_key,
-                })
-            }
-        })?;
+        // A renew holds the user's lock against a concurrent revocation.
+        let lock = if renew {
+            self.user_key_of(session).as_ref().map(UserLock::of)
+        } else {
+            None
+        };
+        let rows = self
+            .inner
+            .db
+            .locked(&sid, self.cutoffs(now), lock, &mut |row| {
+                planned = Planned::Gone;
+                let Some(row) = row else {
+                    return Ok(Plan::Nothing);
+                };
+                let Ok((base, meta)) = self.open_row(&sid, row, now) else {
+                    return Ok(Plan::Nothing);
+                };
+                self.rebase(session, base, &meta);
+                let user_key = self.user_key_of(session);
+                if !session.has_content() {
+                    planned = Planned::Deleted;
+                    return Ok(Plan::Delete);
+                }
+                let payload = session.payload();
+                if renew {
+                    let id = SessionId::generate();
+                    let new_sid = id.stored_id();
+                    let mut salt = None;
+                    let data = self.seal(&new_sid, &mut salt, &payload)?;
+                    planned = Planned::Renewed(id, salt);
+                    Ok(Plan::Renew {
+                        sid: new_sid,
+                        data,
+                        user_key,
+                        created_at: payload.created_at,
+                        now,
+                    })
+                } else {
+                    let mut salt = Some(meta.salt);
+                    let data = self.seal(&sid, &mut salt, &payload)?;
+                    planned = Planned::Updated(meta.version + 1);
+                    Ok(Plan::Update {
+                        data,
+                        version: meta.version,
+                        now,
+                        user_key,
+                    })
+                }
+            })?;
         match planned {
             Planned::Gone => {
                 if renew {
@@ -674,11 +691,11 @@ impl SessionStore {
                 } else {
                     self.emit(event(EventKind::Write, Some(sid), started, 0));
                 }
-                Ok(self.gone(session))
+                Ok(self.gone(session, now))
             }
             Planned::Deleted => {
                 self.emit(event(EventKind::Delete, Some(sid), started, rows as u64));
-                session.forget_record();
+                session.forget_record(now);
                 Ok(CookieAction::Remove)
             }
             Planned::Updated(version) => {
@@ -717,7 +734,6 @@ impl SessionStore {
         let mut e = event(EventKind::Renew, Some(sid), started, 1);
         e.previous_sid = Some(previous);
         self.emit(e);
-        session.created_at = now;
         session.current_id = Some(id);
         session.record = Some(Record {
             sid,
@@ -835,12 +851,15 @@ impl Session {
         }
     }
 
-    fn forget_record(&mut self) {
+    /// The session's row is gone (deleted by this request, or found gone):
+    /// nothing of it survives, and a later insert starts an anonymous one.
+    fn forget_record(&mut self, now: i64) {
+        self.created_at = now;
         self.record = None;
         self.current_id = None;
         self.had_cookie = false;
         self.destroyed = false;
-        self.data.clear();
+        self.wipe();
     }
 }
 

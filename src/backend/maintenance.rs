@@ -7,6 +7,7 @@
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 
+use super::user_lock::UserLocking;
 use super::{with_connection, Cutoffs, Database, Dialect};
 use crate::error::{Error, Result};
 use crate::schema::stored_sessions::dsl as t;
@@ -208,19 +209,29 @@ impl Database {
     }
 
     /// Deletes every row bound to any of `keys`, except `keep`.
+    ///
+    /// Holds the user's lock (`keys[0]` is the binding under the current
+    /// key), so a renew of one of these sessions either committed before and
+    /// its new row is deleted here, or runs after and finds its row gone.
     pub(crate) fn delete_for_user(
         &self,
         keys: &[[u8; 32]],
         keep: Option<&[u8; 32]>,
     ) -> Result<usize> {
+        let lock = keys.first().map(super::UserLock::of);
         let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+        let _gate = self.write_gate();
         with_connection!(self, |conn| {
-            let target = t::stored_sessions.filter(t::user_key.eq_any(&keys));
-            match keep {
-                Some(sid) => diesel::delete(target.filter(t::sid.ne(sid.as_slice()))).execute(conn),
-                None => diesel::delete(target).execute(conn),
-            }
-            .map_err(Error::from)
+            conn.user_transaction(lock, |conn| {
+                let target = t::stored_sessions.filter(t::user_key.eq_any(&keys));
+                match keep {
+                    Some(sid) => {
+                        diesel::delete(target.filter(t::sid.ne(sid.as_slice()))).execute(conn)
+                    }
+                    None => diesel::delete(target).execute(conn),
+                }
+                .map_err(Error::from)
+            })
         })
     }
 

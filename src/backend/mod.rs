@@ -21,6 +21,10 @@ mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 pub(crate) mod statements;
+mod user_lock;
+
+pub(crate) use user_lock::UserLock;
+use user_lock::UserLocking;
 
 #[cfg(feature = "mysql")]
 pub use self::mysql::MysqlPool;
@@ -369,6 +373,8 @@ pub(crate) enum Plan {
         sid: StoredId,
         data: Vec<u8>,
         user_key: Option<[u8; 32]>,
+        /// The session's creation time, which renewing keeps.
+        created_at: i64,
         now: i64,
     },
 }
@@ -451,15 +457,19 @@ impl Database {
     /// the row under lock, let `plan` decide (it merges and seals), and apply
     /// the plan. Concurrent writers of the same session queue on the lock, so
     /// this always makes progress. Returns the rows the plan affected.
+    ///
+    /// `lock` is the user lock to hold when the plan may renew (see
+    /// [`user_lock`]).
     pub(crate) fn locked(
         &self,
         sid: &StoredId,
         cut: Cutoffs,
+        lock: Option<UserLock>,
         plan: &mut dyn FnMut(Option<Row>) -> Result<Plan>,
     ) -> Result<usize> {
         let _gate = self.write_gate();
         with_connection!(self, |conn| {
-            conn.write_transaction(|conn| {
+            conn.user_transaction(lock, |conn| {
                 let row = conn.load_locked(sid, cut)?;
                 let target = t::stored_sessions.filter(t::sid.eq(sid.as_bytes().as_slice()));
                 Ok(match plan(row)? {
@@ -485,6 +495,7 @@ impl Database {
                         sid: new_sid,
                         data,
                         user_key,
+                        created_at,
                         now,
                     } => {
                         diesel::delete(target).execute(conn)?;
@@ -493,7 +504,7 @@ impl Database {
                             data: &data,
                             version: 1,
                             user_key: user_key.as_ref().map(|k| k.as_slice()),
-                            created_at: now,
+                            created_at,
                             updated_at: now,
                         }
                         .execute(conn)?
@@ -580,17 +591,20 @@ impl Database {
     }
 
     /// Deletes the old row (at its version) and inserts the new one in one
-    /// transaction. A unique violation on the new sid is returned as an error
-    /// (and rolls the delete back).
+    /// transaction, holding the user's lock when the new row is bound to a
+    /// user (so a concurrent revocation of that user cannot miss it). A
+    /// unique violation on the new sid is returned as an error (and rolls
+    /// the delete back).
     pub(crate) fn renew(
         &self,
         old: &StoredId,
         version: i64,
         new: &NewRow<'_>,
+        lock: Option<UserLock>,
     ) -> Result<RenewResult> {
         let _gate = self.write_gate();
         with_connection!(self, |conn| {
-            conn.write_transaction(|conn| {
+            conn.user_transaction(lock, |conn| {
                 let deleted = diesel::delete(
                     t::stored_sessions
                         .filter(t::sid.eq(old.as_bytes().as_slice()))
