@@ -184,7 +184,7 @@ impl fmt::Debug for Key {
 ///
 /// let old = Key::generate();
 /// let new = Key::generate();
-/// let ring = Keyring::new(new).with_previous(old);
+/// let ring = Keyring::new(new).with_previous(old)?;
 /// assert_eq!(ring.len(), 2);
 ///
 /// // The `STORED_SESSION_KEYS` format: base64 keys, current first,
@@ -214,15 +214,35 @@ impl Keyring {
     }
 
     /// Adds an older key that can still open sessions but never seals.
-    /// A key already on the ring (same id) is ignored.
-    pub fn with_previous(self, key: Key) -> Self {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when a key with the same id is already on the ring
+    /// (the same rule as [`Keyring::parse`]): a duplicated key is almost
+    /// always a mistake in the key list, such as the new key pasted twice
+    /// instead of the old one.
+    ///
+    /// ```
+    /// use stored_session::{Key, Keyring};
+    ///
+    /// let (old, new) = (Key::generate(), Key::generate());
+    /// let ring = Keyring::new(new.clone()).with_previous(old)?;
+    /// assert_eq!(ring.len(), 2);
+    /// assert!(ring.with_previous(new).is_err());
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    pub fn with_previous(self, key: Key) -> Result<Self> {
+        if self.keys.iter().any(|k| k.id == key.id) {
+            return Err(Error::Config(format!(
+                "key {:08x} is on the key ring twice",
+                key.id
+            )));
+        }
         let mut keys = Vec::clone(&self.keys);
-        if !keys.iter().any(|k| k.id == key.id) {
-            keys.push(key);
-        }
-        Keyring {
+        keys.push(key);
+        Ok(Keyring {
             keys: Arc::new(keys),
-        }
+        })
     }
 
     /// Parses the `STORED_SESSION_KEYS` format: one or more base64 keys
@@ -241,7 +261,7 @@ impl Keyring {
             .ok_or_else(|| Error::Config("no key in the key list".into()))?;
         let mut ring = Keyring::new(Key::from_base64(first)?);
         for part in parts {
-            ring = ring.with_previous(Key::from_base64(part)?);
+            ring = ring.with_previous(Key::from_base64(part)?)?;
         }
         Ok(ring)
     }

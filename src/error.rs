@@ -72,6 +72,20 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The error with the passwords of `url` removed from its text (see
+    /// `redact`): for errors raised while opening a connection to `url`.
+    pub(crate) fn scrubbed(self, url: &str) -> Self {
+        match self {
+            Error::PoolTimeout { timeout, message } => Error::PoolTimeout {
+                timeout,
+                message: crate::redact::scrub(&message, url),
+            },
+            Error::Config(message) => Error::Config(crate::redact::scrub(&message, url)),
+            Error::Migration(message) => Error::Migration(crate::redact::scrub(&message, url)),
+            other => other,
+        }
+    }
+
     /// Whether the error means the connection itself is unusable (so the
     /// operation may be retried once on a fresh connection).
     pub(crate) fn is_connection_failure(&self) -> bool {

@@ -32,7 +32,9 @@ use crate::{Key, Keyring, Session, SessionId, StoredId, SESSION_ID_LEN};
 pub fn keyring() -> Keyring {
     let current = Key::from_bytes(&[0x11; 32]).expect("32 bytes");
     let previous = Key::from_bytes(&[0x22; 32]).expect("32 bytes");
-    Keyring::new(current).with_previous(previous)
+    Keyring::new(current)
+        .with_previous(previous)
+        .expect("two different keys")
 }
 
 /// The stored id every fuzzed envelope belongs to.

@@ -182,12 +182,16 @@ mod crypto;
 mod error;
 mod events;
 // --- reliability suite (issue 7): fuzzing entry points, not public API ---
+// Only with the internal `fuzzing` feature (the fuzz crate, the corpus
+// replay test): its fixed, public keys never reach an application's build.
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 #[path = "fuzz.rs"]
 pub mod __fuzz;
 // --- end reliability suite ---
 mod id;
 mod metadata;
+mod redact;
 pub mod migrations;
 mod rotate;
 pub mod schema;

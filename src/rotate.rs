@@ -64,7 +64,7 @@ impl fmt::Display for RotateReport {
 /// # let old = Key::generate();
 /// # let store = SessionStore::builder(Keyring::new(old.clone())).open_migrated("sqlite::memory:")?;
 /// # let mut s = store.load(None)?; s.insert("k", &1)?; let _ = store.commit(&mut s)?;
-/// let rotated = SessionStore::builder(Keyring::new(Key::generate()).with_previous(old))
+/// let rotated = SessionStore::builder(Keyring::new(Key::generate()).with_previous(old)?)
 ///     .build(store.database().clone());
 /// let report = stored_session::rotate_keys(&rotated)?;
 /// assert_eq!(report.rotated, 1);

@@ -4,7 +4,8 @@
 //! the recorded fuzzing runs, files named by their SHA-1) and of
 //! `fuzz/regressions/<target>/` (minimized reproducers of fixed crashes, if
 //! any) goes through the same entry point as the libFuzzer target of that
-//! name (`stored_session::__fuzz`). Runs with every `cargo test`.
+//! name (`stored_session::__fuzz`, behind the internal `fuzzing` feature, so
+//! it runs with `cargo test --all-features` or `--features fuzzing`).
 
 use std::path::{Path, PathBuf};
 

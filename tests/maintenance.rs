@@ -268,7 +268,7 @@ fn rotation_reencrypts_everything_and_is_resumable(h: &Harness) {
     };
     let old_store = with(Keyring::new(old.clone()));
     let cookies: Vec<String> = (0..25).map(|i| create(&old_store, i)).collect();
-    let rotated = with(Keyring::new(new.clone()).with_previous(old.clone()));
+    let rotated = with(Keyring::new(new.clone()).with_previous(old.clone()).unwrap());
     // One session written with the new key already.
     let mut s = rotated.load(Some(&cookies[0])).unwrap();
     s.insert("n", &100u32).unwrap();
@@ -278,7 +278,7 @@ fn rotation_reencrypts_everything_and_is_resumable(h: &Harness) {
     // Interrupted after the first batch of 10…
     let first = Rotation::new()
         .batch_size(10)
-        .run(&with(Keyring::new(new.clone()).with_previous(old.clone())));
+        .run(&with(Keyring::new(new.clone()).with_previous(old.clone()).unwrap()));
     let first = first.unwrap();
     assert_eq!(first.scanned, 25);
     let partial = Rotation::new()
@@ -325,7 +325,7 @@ fn rotation_never_loses_a_concurrent_write(h: &Harness) {
     let old_store = SessionStore::builder(Keyring::new(old.clone()))
         .config(base.config().clone())
         .build(base.database().clone());
-    let new_store = SessionStore::builder(Keyring::new(new.clone()).with_previous(old))
+    let new_store = SessionStore::builder(Keyring::new(new.clone()).with_previous(old).unwrap())
         .config(base.config().clone())
         .build(base.database().clone());
     let cookies: Vec<String> = (0..40).map(|i| create(&old_store, i)).collect();

@@ -147,7 +147,7 @@ fn tamper_through_the_store(h: &Harness, n: usize) {
     let previous = Key::generate();
     let previous_id = previous.id();
     let store = h.store_with(
-        SessionStore::builder(h.keyring.clone().with_previous(previous)).clock(h.clock.clock()),
+        SessionStore::builder(h.keyring.clone().with_previous(previous).unwrap()).clock(h.clock.clock()),
     );
     let cookies: Vec<String> = (0..BASE_SESSIONS)
         .map(|i| {
@@ -327,6 +327,7 @@ mod long {
     }
 }
 
+#[cfg(feature = "fuzzing")]
 /// 100,000 random mutations at the envelope level, through the fuzz entry
 /// point that seals with the store's sealer, mutates, and asserts the open
 /// fails (it panics on acceptance).

@@ -286,7 +286,7 @@ fn key_rotation(h: &Harness) {
     );
 
     // Rotated ring: the new key writes, the old one still reads.
-    let rotated = SessionStore::builder(Keyring::new(new.clone()).with_previous(old.clone()))
+    let rotated = SessionStore::builder(Keyring::new(new.clone()).with_previous(old.clone()).unwrap())
         .clock(h.clock.clock())
         .build(store_old.database().clone());
     let mut s = rotated.load(Some(&cookie)).unwrap();

@@ -407,6 +407,12 @@ impl Database {
     /// `mysql://…`/`mariadb://…`, `sqlite://path`, `sqlite::memory:`, or a
     /// plain file path (SQLite).
     pub(crate) fn open(url: &str, options: &PoolOptions) -> Result<Database> {
+        // Whatever a driver says about a failed connection, it reaches the
+        // caller (and the CLI's stderr) without the URL's passwords.
+        Self::open_unscrubbed(url, options).map_err(|e| e.scrubbed(url))
+    }
+
+    fn open_unscrubbed(url: &str, options: &PoolOptions) -> Result<Database> {
         let lower = url.to_ascii_lowercase();
         if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
             #[cfg(feature = "postgres")]
@@ -630,16 +636,8 @@ fn migrations_for<C: Migrations>(_: &C) -> diesel_migrations::EmbeddedMigrations
     C::migrations()
 }
 
-/// Hides the password of a database URL for error messages and logs.
-pub(crate) fn redact_url(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((auth, host)) = rest.rsplit_once('@') {
-            let user = auth.split(':').next().unwrap_or("");
-            return format!("{scheme}://{user}:***@{host}");
-        }
-    }
-    url.to_owned()
-}
+/// Hides the passwords of a database URL for error messages and logs.
+pub(crate) use crate::redact::url as redact_url;
 
 #[cfg(feature = "sqlite")]
 impl From<SqlitePool> for Database {

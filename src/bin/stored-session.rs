@@ -21,12 +21,22 @@ use stored_session::{Backend, Key, Keyring, Rotation, SessionStore, Trim};
 ///
 /// Keys come from STORED_SESSION_KEYS: one or more base64 keys (as printed by
 /// `keygen`) separated by commas or white space, the current key first.
-#[derive(Debug, Parser)]
+///
+/// The database URL comes from DATABASE_URL or --database-url-file; both keep
+/// a password out of the process list and the shell history, which
+/// --database-url on the command line does not.
+#[derive(Parser)]
 #[command(name = "stored-session", version)]
 struct Cli {
-    /// Database URL: postgres://…, mysql://…, sqlite://path or a SQLite file path.
+    /// Database URL: postgres://…, mysql://…, sqlite://path or a SQLite file
+    /// path. Prefer DATABASE_URL or --database-url-file when it holds a password.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     database_url: Option<String>,
+
+    /// Read the database URL from this file (its first line; for secrets
+    /// mounted as files). Takes precedence over DATABASE_URL.
+    #[arg(long, global = true, value_name = "PATH", conflicts_with = "database_url")]
+    database_url_file: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -128,12 +138,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// The database URL, from --database-url-file, --database-url or DATABASE_URL.
+fn database_url(file: Option<&PathBuf>, url: Option<&String>) -> Result<String, String> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read --database-url-file {}: {e}", path.display()))?;
+        return text
+            .lines()
+            .map(str::trim)
+            .find(|line| !line.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| format!("--database-url-file {} is empty", path.display()));
+    }
+    url.cloned().ok_or_else(|| {
+        "no database: set DATABASE_URL, or pass --database-url-file or --database-url".to_string()
+    })
+}
+
 fn run(cli: Cli) -> Result<(), String> {
-    let url = || {
-        cli.database_url
-            .clone()
-            .ok_or_else(|| "no database: pass --database-url or set DATABASE_URL".to_string())
-    };
+    let (url_file, url_arg) = (cli.database_url_file, cli.database_url);
+    let url = || database_url(url_file.as_ref(), url_arg.as_ref());
     // Commands that never decrypt get a throw-away key.
     let open = |keyring: Keyring| -> Result<SessionStore, String> {
         SessionStore::builder(keyring)
