@@ -37,6 +37,9 @@ pub fn keyring() -> Keyring {
         .expect("two different keys")
 }
 
+/// The row version every fuzzed envelope is sealed at and opened as.
+const VERSION: i64 = 1;
+
 /// The stored id every fuzzed envelope belongs to.
 pub fn sid() -> StoredId {
     StoredId::of("fuzz-session-id-0000000000000000000000000000")
@@ -120,7 +123,7 @@ pub fn envelope(data: &[u8]) {
     };
     if mode % 2 == 0 {
         let mut envelope = rest.to_vec();
-        if let Ok((plaintext, _)) = sealer().open(&sid(), &mut envelope) {
+        if let Ok((plaintext, _)) = sealer().open(&sid(), VERSION, &mut envelope) {
             // Only reachable with the fuzzing key: decode as load does.
             payload(plaintext);
         }
@@ -131,34 +134,35 @@ pub fn envelope(data: &[u8]) {
     }
     let (op, args, plaintext) = (rest[0], [rest[1], rest[2], rest[3]], &rest[4..]);
     let sid = sid();
-    let sealed = sealer().seal(&sid, &mut None, plaintext);
+    let sealed = sealer().seal(&sid, VERSION, &mut None, plaintext);
     // Unmutated: opens to exactly the plaintext.
     let mut copy = sealed.clone();
     let (opened, _) = sealer()
-        .open(&sid, &mut copy)
+        .open(&sid, VERSION, &mut copy)
         .expect("a fresh envelope must open");
     assert_eq!(opened, plaintext);
     payload(opened);
 
-    let (mutated, open_as) = mutate(&sealed, op, args, plaintext, sid);
-    if mutated == sealed && open_as == sid {
+    let (mutated, open_as, at_version) = mutate(&sealed, op, args, plaintext, sid);
+    if mutated == sealed && open_as == sid && at_version == VERSION {
         return; // the mutation happened to change nothing
     }
     let mut bytes = mutated.clone();
     assert!(
-        sealer().open(&open_as, &mut bytes).is_err(),
+        sealer().open(&open_as, at_version, &mut bytes).is_err(),
         "a changed envelope opened (op {op}, args {args:?})"
     );
 }
 
-/// One mutation of a sealed envelope, and the row it is opened as.
+/// One mutation of a sealed envelope, and the row (and row version) it is
+/// opened as.
 fn mutate(
     sealed: &[u8],
     op: u8,
     args: [u8; 3],
     plaintext: &[u8],
     sid: StoredId,
-) -> (Vec<u8>, StoredId) {
+) -> (Vec<u8>, StoredId, i64) {
     let mut out = sealed.to_vec();
     let pos = usize::from(u16::from_be_bytes([args[0], args[1]])) % sealed.len();
     match op % 8 {
@@ -172,7 +176,7 @@ fn mutate(
         3 => out.extend(std::iter::repeat_n(args[2], usize::from(args[0]) + 1)),
         // Header from another envelope (another salt and nonce).
         4 => {
-            let other = sealer().seal(&sid, &mut None, plaintext);
+            let other = sealer().seal(&sid, VERSION, &mut None, plaintext);
             let end = HEADER_LEN.min(1 + usize::from(args[2]) % HEADER_LEN);
             out[..end].copy_from_slice(&other[..end]);
         }
@@ -185,17 +189,19 @@ fn mutate(
             };
             out[2..6].copy_from_slice(&id.to_be_bytes());
         }
-        // The envelope of another row.
-        6 => {
+        // The envelope of another row, or of its own row at another
+        // version (put back after the row moved on: a rollback).
+        6 if args[2] % 2 == 0 => {
             let other = StoredId::of(&format!("another-row-{args:?}"));
-            return (out, other);
+            return (out, other, VERSION);
         }
+        6 => return (out, sid, VERSION + 1 + i64::from(args[0])),
         // Byte removed.
         _ => {
             out.remove(pos);
         }
     }
-    (out, sid)
+    (out, sid, VERSION)
 }
 
 /// Payload decoding and typed reads, as `load` and `Session::get` do them.
@@ -335,7 +341,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     ));
 
     let sid = sid();
-    let sealed = sealer().seal(&sid, &mut None, &full_bytes);
+    let sealed = sealer().seal(&sid, VERSION, &mut None, &full_bytes);
     out.push((
         "envelope",
         "sealed-full".into(),

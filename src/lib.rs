@@ -191,8 +191,8 @@ pub mod __fuzz;
 // --- end reliability suite ---
 mod id;
 mod metadata;
-mod redact;
 pub mod migrations;
+mod redact;
 mod rotate;
 pub mod schema;
 mod session;
@@ -236,20 +236,22 @@ pub mod __bench {
             Sealer(crate::crypto::Sealer::new(keyring, 16))
         }
 
-        /// Seals `plaintext` for `sid` (draws a salt when `salt` is `None`).
+        /// Seals `plaintext` for `sid` at row version 1 (draws a salt when
+        /// `salt` is `None`).
         pub fn seal(
             &self,
             sid: &crate::StoredId,
             salt: &mut Option<[u8; 16]>,
             plaintext: &[u8],
         ) -> Vec<u8> {
-            self.0.seal(sid, salt, plaintext)
+            self.0.seal(sid, 1, salt, plaintext)
         }
 
-        /// Opens an envelope in place; the plaintext, if authentic.
+        /// Opens an envelope of row version 1 in place; the plaintext, if
+        /// authentic.
         pub fn open<'a>(&self, sid: &crate::StoredId, envelope: &'a mut [u8]) -> Option<&'a [u8]> {
             self.0
-                .open(sid, envelope)
+                .open(sid, 1, envelope)
                 .ok()
                 .map(|(plaintext, _)| plaintext)
         }

@@ -209,7 +209,19 @@ mod tests {
 
     #[test]
     fn odd_input_never_panics() {
-        for text in ["", "=", "==", "?password=", "x://@", "x://:@", "%", "a%4", "p='", "p='\\", "password='\\é'"] {
+        for text in [
+            "",
+            "=",
+            "==",
+            "?password=",
+            "x://@",
+            "x://:@",
+            "%",
+            "a%4",
+            "p='",
+            "p='\\",
+            "password='\\é'",
+        ] {
             let _ = url(text);
             let _ = scrub(text, text);
         }

@@ -157,7 +157,7 @@ impl Rotation {
                         report.unreadable += 1;
                         break;
                     };
-                    match store.reseal(&StoredId::from_bytes(sid), row.data) {
+                    match store.reseal(&StoredId::from_bytes(sid), row.version, row.data) {
                         Reseal::Current => report.current += 1,
                         Reseal::Unreadable => report.unreadable += 1,
                         Reseal::Sealed(data, user_key) => {

@@ -383,6 +383,23 @@ impl Session {
     }
 }
 
+impl Drop for Session {
+    /// Decrypted values, the user id and the metadata do not outlive the
+    /// session in freed memory.
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for value in self.data.values_mut() {
+            value.zeroize();
+        }
+        if let Some(user) = self.user.as_mut() {
+            user.zeroize();
+        }
+        for value in self.meta.values_mut() {
+            value.zeroize();
+        }
+    }
+}
+
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")

@@ -13,6 +13,7 @@ use crate::events::{Event, EventKind, Events, RejectReason, Stopwatch, Subscript
 use crate::id::{SessionId, StoredId};
 use crate::session::{Record, Session};
 use crate::Keyring;
+use zeroize::Zeroizing;
 
 /// How many fresh ids an insert tries before giving up on unique-key
 /// collisions (with 256-bit ids a second try never happens in practice).
@@ -341,20 +342,22 @@ impl SessionStore {
     }
 
     /// Decrypts and decodes a row, checking the authenticated creation time.
+    /// The decrypted buffer is zeroized once decoded.
     pub(crate) fn open_row(
         &self,
         sid: &StoredId,
-        mut row: Row,
+        row: Row,
         now: i64,
     ) -> std::result::Result<(LoadedPayload, RowMeta), RejectReason> {
-        let (plaintext, opened) =
-            self.inner
-                .sealer
-                .open(sid, &mut row.data)
-                .map_err(|e: OpenError| {
-                    log::debug!(target: "stored_session", "envelope of {sid} did not open: {e:?}");
-                    RejectReason::Tampered
-                })?;
+        let mut data = Zeroizing::new(row.data);
+        let (plaintext, opened) = self
+            .inner
+            .sealer
+            .open(sid, row.version, &mut data)
+            .map_err(|e: OpenError| {
+                log::debug!(target: "stored_session", "envelope of {sid} did not open: {e:?}");
+                RejectReason::Tampered
+            })?;
         let payload = LoadedPayload::decode(plaintext).ok_or(RejectReason::Undecodable)?;
         if payload.created_at != row.created_at {
             // The plain column was changed behind the store's back.
@@ -369,7 +372,7 @@ impl SessionStore {
                 version: row.version,
                 salt: opened.salt,
                 updated_at: row.updated_at,
-                stale_key: !self.inner.sealer.is_current(opened.key_id),
+                stale_key: opened.legacy || !self.inner.sealer.is_current(opened.key_id),
             },
         ))
     }
@@ -490,17 +493,19 @@ impl SessionStore {
         CookieAction::Remove
     }
 
-    /// Seals a payload for `sid`, enforcing the size cap.
+    /// Seals a payload for `sid` at row version `version` (the version the
+    /// write stores), enforcing the size cap.
     fn seal(
         &self,
         sid: &StoredId,
+        version: i64,
         salt: &mut Option<Salt>,
         payload: &PayloadRef<'_>,
     ) -> Result<Vec<u8>> {
         let envelope =
             self.inner
                 .sealer
-                .seal_with(sid, salt, payload.encoded_len_hint(), |out| {
+                .seal_with(sid, version, salt, payload.encoded_len_hint(), |out| {
                     payload.encode_into(out)
                 })?;
         if envelope.len() > self.inner.config.max_payload {
@@ -520,7 +525,7 @@ impl SessionStore {
             let id = SessionId::generate();
             let sid = id.stored_id();
             let mut salt = None;
-            let envelope = self.seal(&sid, &mut salt, &payload)?;
+            let envelope = self.seal(&sid, 1, &mut salt, &payload)?;
             let row = NewRow {
                 sid: sid.as_bytes(),
                 data: &envelope,
@@ -556,7 +561,7 @@ impl SessionStore {
                 let sid = id.stored_id();
                 let payload = session.payload();
                 let mut salt = None;
-                let envelope = self.seal(&sid, &mut salt, &payload)?;
+                let envelope = self.seal(&sid, 1, &mut salt, &payload)?;
                 let user_key = self.user_key_of(session);
                 let row = NewRow {
                     sid: sid.as_bytes(),
@@ -594,7 +599,12 @@ impl SessionStore {
             }
         } else {
             let mut salt = Some(record.salt);
-            let envelope = self.seal(&record.sid, &mut salt, &session.payload())?;
+            let envelope = self.seal(
+                &record.sid,
+                record.version + 1,
+                &mut salt,
+                &session.payload(),
+            )?;
             // The binding column only moves when the binding changed or the
             // session is being re-sealed under a new key (which re-keys its
             // HMAC): no HMAC and no index rewrite on an ordinary write.
@@ -663,7 +673,7 @@ impl SessionStore {
                     let id = SessionId::generate();
                     let new_sid = id.stored_id();
                     let mut salt = None;
-                    let data = self.seal(&new_sid, &mut salt, &payload)?;
+                    let data = self.seal(&new_sid, 1, &mut salt, &payload)?;
                     planned = Planned::Renewed(id, salt);
                     Ok(Plan::Renew {
                         sid: new_sid,
@@ -674,7 +684,7 @@ impl SessionStore {
                     })
                 } else {
                     let mut salt = Some(meta.salt);
-                    let data = self.seal(&sid, &mut salt, &payload)?;
+                    let data = self.seal(&sid, meta.version + 1, &mut salt, &payload)?;
                     planned = Planned::Updated(meta.version + 1);
                     Ok(Plan::Update {
                         data,
@@ -744,19 +754,27 @@ impl SessionStore {
         });
     }
 
-    /// Re-seals an envelope with the current key, keeping its salt.
-    pub(crate) fn reseal(&self, sid: &StoredId, mut envelope: Vec<u8>) -> crate::rotate::Reseal {
+    /// Re-seals an envelope read at row version `version` with the current
+    /// key and format, for version + 1, keeping its salt.
+    pub(crate) fn reseal(
+        &self,
+        sid: &StoredId,
+        version: i64,
+        envelope: Vec<u8>,
+    ) -> crate::rotate::Reseal {
         use crate::rotate::Reseal;
         let sealer = &self.inner.sealer;
-        match sealer.open(sid, &mut envelope) {
-            Ok((_, opened)) if sealer.is_current(opened.key_id) => Reseal::Current,
+        let mut envelope = Zeroizing::new(envelope);
+        match sealer.open(sid, version, &mut envelope) {
+            Ok((_, opened)) if !opened.legacy && sealer.is_current(opened.key_id) => {
+                Reseal::Current
+            }
             Ok((plaintext, opened)) => {
-                let plaintext = plaintext.to_vec();
-                let user_key = Payload::decode(&plaintext)
+                let user_key = Payload::decode(plaintext)
                     .and_then(|p| p.user)
                     .map(|user| sealer.user_key(&user));
                 Reseal::Sealed(
-                    sealer.seal(sid, &mut Some(opened.salt), &plaintext),
+                    sealer.seal(sid, version + 1, &mut Some(opened.salt), plaintext),
                     user_key,
                 )
             }

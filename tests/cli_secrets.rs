@@ -21,7 +21,10 @@ fn run(url: &str, given: Given, args: &[&str]) -> Output {
     let file = std::env::temp_dir().join(format!(
         "ss-url-{}-{}",
         std::process::id(),
-        stored_session::SessionId::generate().stored_id().to_string()[3..15].to_owned()
+        stored_session::SessionId::generate()
+            .stored_id()
+            .to_string()[3..15]
+            .to_owned()
     ));
     match given {
         Given::Env => {
@@ -130,5 +133,9 @@ fn the_url_can_come_from_a_file() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "conflicting flags are bad usage");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "conflicting flags are bad usage"
+    );
 }

@@ -268,7 +268,11 @@ fn rotation_reencrypts_everything_and_is_resumable(h: &Harness) {
     };
     let old_store = with(Keyring::new(old.clone()));
     let cookies: Vec<String> = (0..25).map(|i| create(&old_store, i)).collect();
-    let rotated = with(Keyring::new(new.clone()).with_previous(old.clone()).unwrap());
+    let rotated = with(
+        Keyring::new(new.clone())
+            .with_previous(old.clone())
+            .unwrap(),
+    );
     // One session written with the new key already.
     let mut s = rotated.load(Some(&cookies[0])).unwrap();
     s.insert("n", &100u32).unwrap();
@@ -276,9 +280,11 @@ fn rotation_reencrypts_everything_and_is_resumable(h: &Harness) {
     let before: Vec<_> = rows(base.database());
 
     // Interrupted after the first batch of 10…
-    let first = Rotation::new()
-        .batch_size(10)
-        .run(&with(Keyring::new(new.clone()).with_previous(old.clone()).unwrap()));
+    let first = Rotation::new().batch_size(10).run(&with(
+        Keyring::new(new.clone())
+            .with_previous(old.clone())
+            .unwrap(),
+    ));
     let first = first.unwrap();
     assert_eq!(first.scanned, 25);
     let partial = Rotation::new()

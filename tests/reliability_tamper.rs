@@ -147,7 +147,8 @@ fn tamper_through_the_store(h: &Harness, n: usize) {
     let previous = Key::generate();
     let previous_id = previous.id();
     let store = h.store_with(
-        SessionStore::builder(h.keyring.clone().with_previous(previous).unwrap()).clock(h.clock.clock()),
+        SessionStore::builder(h.keyring.clone().with_previous(previous).unwrap())
+            .clock(h.clock.clock()),
     );
     let cookies: Vec<String> = (0..BASE_SESSIONS)
         .map(|i| {

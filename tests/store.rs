@@ -286,9 +286,13 @@ fn key_rotation(h: &Harness) {
     );
 
     // Rotated ring: the new key writes, the old one still reads.
-    let rotated = SessionStore::builder(Keyring::new(new.clone()).with_previous(old.clone()).unwrap())
-        .clock(h.clock.clock())
-        .build(store_old.database().clone());
+    let rotated = SessionStore::builder(
+        Keyring::new(new.clone())
+            .with_previous(old.clone())
+            .unwrap(),
+    )
+    .clock(h.clock.clock())
+    .build(store_old.database().clone());
     let mut s = rotated.load(Some(&cookie)).unwrap();
     assert_eq!(s.get::<String>("k").unwrap().as_deref(), Some("v"));
     // Unchanged, but sealed with an old key: re-encrypted on this write.
@@ -769,7 +773,48 @@ fn connections_are_configured_for_sessions(h: &Harness) {
     }
 }
 
+/// Rollback: an envelope put back into its own row after the row moved on
+/// (restored from an older backup, or replayed from a captured copy of the
+/// column) is refused, because the row version it was written at is
+/// authenticated. A whole-row restore (data and version together) is the
+/// documented limit: it opens.
+fn envelope_restored_from_an_older_backup_is_refused(h: &Harness) {
+    use diesel::prelude::*;
+    use stored_session::schema::stored_sessions::dsl as t;
+    let store = h.store();
+    let db = store.database();
+    let cookie = create(&store, &[("role", "admin")]);
+    let sid = stored_session::SessionId::parse(&cookie)
+        .unwrap()
+        .stored_id();
+    let backup = row(db, &sid).unwrap();
+    // The app demotes the user: a newer version of the same row.
+    let mut s = store.load(Some(&cookie)).unwrap();
+    s.insert("role", "reader").unwrap();
+    assert_eq!(store.commit(&mut s).unwrap(), CookieAction::None);
+    assert_eq!(row(db, &sid).unwrap().version, backup.version + 1);
+
+    // Only the data column restored: refused, as a tampered envelope.
+    set_data(db, sid.as_bytes(), &backup.data);
+    let s = store.load(Some(&cookie)).unwrap();
+    assert!(s.is_new(), "a rolled-back envelope was accepted");
+    assert_eq!(s.get::<String>("role").unwrap(), None);
+
+    // The whole row restored (data and version): indistinguishable from the
+    // row as it was, so it opens; the security model says what to do after
+    // restoring a backup.
+    with_conn!(db, |c| diesel::update(
+        t::stored_sessions.filter(t::sid.eq(sid.as_bytes().as_slice()))
+    )
+    .set(t::version.eq(backup.version))
+    .execute(c)
+    .unwrap());
+    let s = store.load(Some(&cookie)).unwrap();
+    assert_eq!(s.get::<String>("role").unwrap().as_deref(), Some("admin"));
+}
+
 backend_suite!(
+    envelope_restored_from_an_older_backup_is_refused,
     connections_are_configured_for_sessions,
     round_trip_of_serde_types,
     unknown_well_formed_id_gets_a_fresh_id_and_nothing_is_written,

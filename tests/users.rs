@@ -193,7 +193,11 @@ fn key_rotation_does_not_orphan_bindings(h: &Harness) {
     for _ in 0..3 {
         sign_in(&before, "grace");
     }
-    let rotated = with(Keyring::new(new.clone()).with_previous(old.clone()).unwrap());
+    let rotated = with(
+        Keyring::new(new.clone())
+            .with_previous(old.clone())
+            .unwrap(),
+    );
     // Found under the old key's binding while the old key is on the ring.
     assert_eq!(rotated.sessions_of("grace", None).unwrap().len(), 3);
     // A new sign-in binds under the new key; both are listed together.

@@ -35,7 +35,12 @@ struct Cli {
 
     /// Read the database URL from this file (its first line; for secrets
     /// mounted as files). Takes precedence over DATABASE_URL.
-    #[arg(long, global = true, value_name = "PATH", conflicts_with = "database_url")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        conflicts_with = "database_url"
+    )]
     database_url_file: Option<PathBuf>,
 
     #[command(subcommand)]
