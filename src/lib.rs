@@ -87,9 +87,19 @@
 //!   shown as `2::<hex>`), so a database dump cannot be replayed as cookies.
 //! * **Data.** Values are MessagePack-encoded per key; the whole session is
 //!   sealed with AES-256-GCM under a record key derived with HKDF-SHA256 from
-//!   the current master key and a per-session salt. The envelope header and
-//!   the row's stored id are authenticated: an envelope moved to another row,
-//!   truncated or altered fails to open.
+//!   the current master key and a per-session salt. The envelope header, the
+//!   row's stored id and the row version it was written at are
+//!   authenticated: an envelope moved to another row, put back into its own
+//!   row after the row moved on (rolled back), truncated or altered fails to
+//!   open. A whole row restored from a backup (data and version) does open:
+//!   after restoring one, revoke what it brought back (README, "Security
+//!   model").
+//! * **Ends are final.** After [`Session::destroy`], or a commit that finds
+//!   the row gone, the session holds no user, metadata or values;
+//!   [`Session::renew`] changes the id, never the absolute deadline.
+//!   Revocation ([`SessionStore::revoke_user`], [`SessionStore::revoke_others`])
+//!   serialises with renews of that user on a per-user lock, so no session
+//!   that existed before the call loads after it returns.
 //! * **Strictness.** A cookie whose session is unknown, expired, or fails to
 //!   open is never an error and never adopted: [`SessionStore::load`] returns
 //!   a fresh session (and emits a [`EventKind::Rejected`] event with a
