@@ -228,6 +228,7 @@ pub use error::{Error, Result};
 pub use events::{Event, EventKind, RejectReason, SubscriptionId};
 pub use id::{SessionId, StoredId, SESSION_ID_LEN};
 pub use metadata::{IpTracking, MetadataPolicy};
+pub use redact::redact_url;
 pub use rotate::{rotate_keys, RotateReport, Rotation};
 pub use session::Session;
 pub use stats::{Percentiles, Stats};

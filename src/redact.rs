@@ -100,10 +100,23 @@ fn mask(text: &str, mut ranges: Vec<std::ops::Range<usize>>) -> String {
 }
 
 /// A database URL (or libpq key-value string) with its passwords replaced
-/// by `***`, safe for error messages and logs.
-pub(crate) fn url(url: &str) -> String {
+/// by `***`, safe for error messages, logs and start-up banners: the
+/// password of the user info, every `password=`, `sslpassword=`, `pwd=`,
+/// `token=` (and similar) parameter, and libpq `password=` pairs. The store
+/// uses it for every message it builds from a URL.
+///
+/// ```
+/// use stored_session::redact_url;
+///
+/// assert_eq!(redact_url("postgres://app:s3cret@db/app"), "postgres://app:***@db/app");
+/// assert_eq!(redact_url("postgres://db/app?password=s3cret"), "postgres://db/app?password=***");
+/// assert_eq!(redact_url("sqlite://sessions.db"), "sqlite://sessions.db");
+/// ```
+pub fn redact_url(url: &str) -> String {
     mask(url, secret_ranges(url))
 }
+
+pub(crate) use redact_url as url;
 
 /// The passwords a URL carries, raw and percent-decoded.
 fn secrets(url: &str) -> Vec<String> {
