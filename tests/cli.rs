@@ -286,7 +286,7 @@ fn exit_codes_and_one_line_errors() {
     assert_eq!(no_db.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&no_db.stderr).trim(),
-        "error: no database: pass --database-url or set DATABASE_URL"
+        "error: no database: set DATABASE_URL, or pass --database-url-file or --database-url"
     );
     let unreachable = cli(
         Some("postgres://u:secret-pw@127.0.0.1:1/x"),
