@@ -39,7 +39,10 @@ fn route(path: &str, session: &mut Session) -> stored_session::Result<Answer> {
         // The handler's own cache policy, on a response that sets the cookie.
         "/own-cache" => {
             session.insert("k", &1)?;
-            ("own".into(), app(&[("Cache-Control", "no-store, max-age=0")]))
+            (
+                "own".into(),
+                app(&[("Cache-Control", "no-store, max-age=0")]),
+            )
         }
         // The handler's own Vary: merged.
         "/vary" => {
@@ -104,7 +107,11 @@ fn check(h: &Harness, addr: SocketAddr) {
     // Never touches the session: nothing added.
     let health = get(addr, "/health", Some(&pair));
     assert!(health.set_cookies().is_empty());
-    assert_eq!(all(&health, "Cache-Control"), Vec::<String>::new(), "health");
+    assert_eq!(
+        all(&health, "Cache-Control"),
+        Vec::<String>::new(),
+        "health"
+    );
     assert_eq!(all(&health, "Vary"), Vec::<String>::new(), "health");
 
     // A write to the session the cookie already names sets no cookie (a
@@ -143,7 +150,9 @@ fn check(h: &Harness, addr: SocketAddr) {
 
     // Logout removes the cookie: private, Vary: Cookie.
     let logout = get(addr, "/logout", Some(&pair));
-    let removal = logout.session_cookie("id").expect("logout removes the cookie");
+    let removal = logout
+        .session_cookie("id")
+        .expect("logout removes the cookie");
     assert!(removal.starts_with("id=;"), "{removal}");
     assert_eq!(all(&logout, "Cache-Control"), private, "logout");
     assert_eq!(all(&logout, "Vary"), vary_cookie, "logout");
