@@ -57,7 +57,8 @@ use super::{cache_headers, error_body, error_status, log_failure, LazySession, S
 use crate::error::{Error, Result};
 
 /// Runs `handler` with the request and its lazily loaded session, then
-/// commits the session and adds its `Set-Cookie` to the response.
+/// commits the session and adds its `Set-Cookie` to the response (with the
+/// cache headers [`finish`] adds).
 ///
 /// A handler `Err` (a session failure) or a failed commit becomes a
 /// plain-text 500 (503 when the pool had no free connection in time); a

@@ -9,6 +9,15 @@
 //! Note: rouille's HTTP layer (tiny_http) closes the connection, before any
 //! handler runs, on a header line holding bytes that are not ASCII; every
 //! other bad `Cookie` header reaches the adapter and gives a fresh session.
+//! tiny_http also trims whitespace, `\v` and `\f` included, around a whole
+//! header value, so `Cookie: \vid=…` reaches the adapter as `id=…`; browsers
+//! refuse control characters in cookie names, so no page can plant such a
+//! cookie. Inside a header the name is matched byte for byte, as with every
+//! adapter.
+//!
+//! Responses that set or remove the session cookie get
+//! `Cache-Control: private` (unless the handler set its own) and
+//! `Vary: Cookie` (see [`finish`]).
 //!
 //! ```no_run
 //! use rouille::Response;
