@@ -1,7 +1,7 @@
 //! The `http`-types adapter over real HTTP, on every enabled backend.
 //!
-//! The server is a minimal blocking HTTP/1.1 server written here on
-//! `std::net` (the shape of astra and similar servers: one thread per
+//! The server is a minimal blocking HTTP/1.1 server written on `std::net`
+//! (`adapter_support::serve_http`: the shape of astra and similar servers: one thread per
 //! connection, `http::Request` in, `http::Response` out). It passes header
 //! bytes through untouched, so hostile `Cookie` headers reach the adapter.
 #![cfg(feature = "http")]
@@ -9,136 +9,19 @@
 mod adapter_support;
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::net::SocketAddr;
 
-use adapter_support::{count_events, get, hostile_cookie_headers, send, Jar};
+use adapter_support::{
+    count_events, get, hostile_cookie_headers, send, serve_http as serve, HttpServer as Server, Jar,
+};
 use common::{count, Harness};
-use http::header::{HeaderName, HeaderValue, COOKIE, SET_COOKIE};
+use http::header::{HeaderValue, COOKIE, SET_COOKIE};
 use http::{Request, Response, StatusCode};
 use stored_session::adapters::http::{begin, finish, handle, ClientAddr};
 use stored_session::adapters::{CookiePolicy, LazySession, Sessions};
 use stored_session::{EventKind, SessionId};
 
 type Body = Vec<u8>;
-
-/// A blocking server on 127.0.0.1, port 0; stopped when dropped.
-struct Server {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr); // wake the accept loop
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn serve<F>(app: F) -> Server
-where
-    F: Fn(Request<Body>) -> Response<Body> + Send + Sync + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let app = Arc::new(app);
-    let thread = std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            if flag.load(Ordering::SeqCst) {
-                break;
-            }
-            let Ok(stream) = stream else { continue };
-            let app = app.clone();
-            std::thread::spawn(move || serve_one(stream, &*app));
-        }
-    });
-    Server {
-        addr,
-        stop,
-        thread: Some(thread),
-    }
-}
-
-fn serve_one(stream: TcpStream, app: &dyn Fn(Request<Body>) -> Response<Body>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let peer = stream.peer_addr().ok();
-    let response = match read_request(&mut reader) {
-        Some(mut request) => {
-            // As a server would: the peer address as a request extension.
-            if let Some(peer) = peer {
-                request.extensions_mut().insert(peer);
-            }
-            app(request)
-        }
-        None => {
-            let mut r = Response::new(b"bad request".to_vec());
-            *r.status_mut() = StatusCode::BAD_REQUEST;
-            r
-        }
-    };
-    write_response(stream, response);
-}
-
-fn read_request(reader: &mut impl BufRead) -> Option<Request<Body>> {
-    let mut line = Vec::new();
-    reader.read_until(b'\n', &mut line).ok()?;
-    let text = String::from_utf8(line).ok()?;
-    let mut parts = text.split_whitespace();
-    let (method, path) = (parts.next()?.to_owned(), parts.next()?.to_owned());
-    let mut builder = Request::builder()
-        .method(method.as_str())
-        .uri(path.as_str());
-    let mut length = 0usize;
-    loop {
-        let mut line = Vec::new();
-        reader.read_until(b'\n', &mut line).ok()?;
-        let line = line.strip_suffix(b"\r\n")?;
-        if line.is_empty() {
-            break;
-        }
-        let colon = line.iter().position(|&b| b == b':')?;
-        let name = HeaderName::from_bytes(&line[..colon]).ok()?;
-        let value = line[colon + 1..].trim_ascii();
-        // As hyper does: a header value with forbidden bytes (NUL, CR, LF)
-        // fails the request (400).
-        let value = HeaderValue::from_bytes(value).ok()?;
-        if name == http::header::CONTENT_LENGTH {
-            length = value.to_str().ok()?.parse().ok()?;
-        }
-        builder = builder.header(name, value);
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    builder.body(body).ok()
-}
-
-fn write_response(mut stream: TcpStream, response: Response<Body>) {
-    let mut out = format!("HTTP/1.1 {}\r\n", response.status()).into_bytes();
-    for (name, value) in response.headers() {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(
-        format!(
-            "Content-Length: {}\r\nConnection: close\r\n\r\n",
-            response.body().len()
-        )
-        .as_bytes(),
-    );
-    out.extend_from_slice(response.body());
-    let _ = stream.write_all(&out);
-}
 
 fn text(body: impl Into<String>) -> Response<Body> {
     Response::new(body.into().into_bytes())

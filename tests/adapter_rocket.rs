@@ -175,7 +175,8 @@ fn visit_login_logout_cycle(h: &Harness) {
 }
 
 /// Rocket's tracked client keeps cookies in its jar and sends them through
-/// the request's cookie jar, not a `Cookie` header: the guard reads both.
+/// the request's cookie jar, not a `Cookie` header: the guard reads the jar
+/// for such requests (no `Cookie` header, no remote address).
 fn tracked_client_keeps_the_session(h: &Harness) {
     let client = Client::tracked(app(sessions(h, CookiePolicy::new()))).unwrap();
     for n in 1..=3 {
@@ -192,6 +193,54 @@ fn tracked_client_keeps_the_session(h: &Harness) {
     client.post("/logout").dispatch();
     let body = client.get("/").dispatch().into_string().unwrap();
     assert_eq!(body, "visits: 1\nuser: anonymous\n");
+}
+
+/// The local client's jar (the only place it keeps cookies) is read for
+/// the exact configured name only, and only for a request without any
+/// `Cookie` header and without a remote address: a request from Rocket's
+/// server always has both, so its decoding jar is never read.
+fn local_client_jar_is_read_for_the_exact_name_only(h: &Harness) {
+    use rocket::http::Cookie;
+    for policy in [CookiePolicy::new(), CookiePolicy::new().host_prefix(true)] {
+        let name = policy.cookie_name().into_owned();
+        let client = Client::untracked(app(sessions(h, policy))).unwrap();
+        let set = set_cookie(&client.get("/").dispatch(), &name).unwrap();
+        let live = pair(&set)[name.len() + 1..].to_owned();
+        let peek =
+            |req: rocket::local::blocking::LocalRequest<'_>| req.dispatch().into_string().unwrap();
+        // The exact name in the jar: the session.
+        let jar = Cookie::new(name.clone(), live.clone());
+        assert_eq!(peek(client.get("/peek").cookie(jar.clone())), "visits: 1");
+        // Any other name in the jar: a fresh session.
+        for near in adapter_support::near_names(&name) {
+            let Ok(other) = String::from_utf8(near.name) else {
+                continue;
+            };
+            let jar = Cookie::new(other.clone(), live.clone());
+            assert_eq!(
+                peek(client.get("/peek").cookie(jar)),
+                "visits: 0",
+                "{other:?}"
+            );
+        }
+        // With a Cookie header, only the header counts.
+        let req = client.get("/peek").cookie(jar.clone());
+        assert_eq!(peek(with_cookie(req, "theme=dark")), "visits: 0");
+        // With a remote address (as every request from the server has), the
+        // jar is not read.
+        let req = client.get("/peek").cookie(jar.clone());
+        assert_eq!(
+            peek(req.remote("127.0.0.1:4000".parse().unwrap())),
+            "visits: 0"
+        );
+        let req = client
+            .get("/peek")
+            .remote("127.0.0.1:4000".parse().unwrap());
+        assert_eq!(
+            peek(with_cookie(req, &format!("{name}={live}"))),
+            "visits: 1"
+        );
+    }
 }
 
 fn untouched_session_costs_no_query_and_sets_no_cookie(h: &Harness) {
@@ -373,6 +422,102 @@ fn blocking_work_is_bounded_by_the_pool_size(h: &Harness) {
     assert_eq!(live.load(Ordering::SeqCst), 0);
 }
 
+/// The wait for a permit is bounded: with every permit held by a load that
+/// does not finish (a subscriber blocks the store's read until the test
+/// lets it go, as a database that stops answering would), an extra request
+/// is answered 503 within the permit timeout (+ 1 s), over real HTTP, and
+/// routes without the session keep answering. By default the timeout is
+/// the pool's acquire timeout; `permit_timeout` sets another.
+fn permit_wait_is_bounded(h: &Harness) {
+    use std::sync::{Condvar, Mutex};
+    use std::time::Instant;
+    const POOL: u32 = 2;
+    let acquire = Duration::from_millis(1500);
+    let store = h.store_with(h.builder().pool_size(POOL).acquire_timeout(acquire));
+    let default = SessionFairing::new(Sessions::new(store.clone()));
+    assert_eq!(default.permit_timeout_value(), acquire);
+    let explicit = Duration::from_millis(700);
+    let set = SessionFairing::new(Sessions::new(store.clone())).permit_timeout(explicit);
+    assert_eq!(set.permit_timeout_value(), explicit);
+
+    // Reads block while the gate is closed (at most 20 s, so that a
+    // regression fails instead of hanging the suite).
+    let gate = Arc::new((Mutex::new((true, 0usize)), Condvar::new()));
+    let g = gate.clone();
+    store.subscribe(move |e| {
+        if e.kind == EventKind::Read {
+            let (lock, cvar) = &*g;
+            let mut state = lock.lock().unwrap();
+            state.1 += 1;
+            cvar.notify_all();
+            let _ = cvar
+                .wait_timeout_while(state, Duration::from_secs(20), |s| s.0)
+                .unwrap();
+        }
+    });
+    let set_gate = |closed: bool| {
+        let (lock, cvar) = &*gate;
+        let mut state = lock.lock().unwrap();
+        state.0 = closed;
+        state.1 = 0;
+        cvar.notify_all();
+    };
+    let wait_for_blocked = |n: usize| {
+        let (lock, cvar) = &*gate;
+        let state = lock.lock().unwrap();
+        let (state, _) = cvar
+            .wait_timeout_while(state, Duration::from_secs(10), |s| s.1 < n)
+            .unwrap();
+        assert_eq!(state.1, n, "the held loads did not start");
+    };
+    // A well-formed id: its load reads (and blocks at the gate).
+    let cookie = format!("Cookie: id={}", SessionId::generate().as_cookie_value());
+
+    for (fairing, limit) in [(default, acquire), (set, explicit)] {
+        set_gate(true);
+        let server = adapter_support::serve_rocket(quiet().attach(fairing));
+        let addr = server.addr;
+        let holders: Vec<_> = (0..POOL)
+            .map(|_| {
+                let cookie = cookie.clone();
+                std::thread::spawn(move || {
+                    adapter_support::send(addr, "GET", "/peek", &[cookie.as_bytes()], b"")
+                })
+            })
+            .collect();
+        wait_for_blocked(POOL as usize);
+
+        let start = Instant::now();
+        let extra = adapter_support::send(addr, "GET", "/peek", &[cookie.as_bytes()], b"");
+        let took = start.elapsed();
+        assert_eq!(extra.status, 503, "{limit:?}: {}", extra.body);
+        assert!(extra.set_cookies().is_empty());
+        assert!(
+            took >= limit - Duration::from_millis(50) && took < limit + Duration::from_secs(1),
+            "{limit:?}: answered after {took:?}"
+        );
+        // A route without the session is not held up.
+        let start = Instant::now();
+        let health = adapter_support::send(addr, "GET", "/health", &[], b"");
+        assert_eq!(health.status, 200);
+        assert!(start.elapsed() < Duration::from_secs(1));
+
+        set_gate(false);
+        for holder in holders {
+            let reply = holder.join().unwrap();
+            assert_eq!(reply.status, 200, "a held request failed");
+            assert_eq!(reply.body, "visits: 0");
+        }
+        // The permits are back: the next request is served.
+        let after = adapter_support::send(addr, "GET", "/peek", &[cookie.as_bytes()], b"");
+        assert_eq!(after.status, 200);
+        eprintln!(
+            "{:?}: permit timeout {limit:?}, extra request answered 503 after {took:?}",
+            h.backend
+        );
+    }
+}
+
 fn client_metadata_follows_the_store_policy(h: &Harness) {
     // Policy on: `Request::client_ip()` (here the peer) and the agent.
     let store = h.store_with_metadata();
@@ -415,9 +560,11 @@ backend_suite!(
     client_metadata_follows_the_store_policy,
     visit_login_logout_cycle,
     tracked_client_keeps_the_session,
+    local_client_jar_is_read_for_the_exact_name_only,
     untouched_session_costs_no_query_and_sets_no_cookie,
     hostile_cookie_headers_give_a_fresh_session,
     database_failures_are_500s_and_set_no_cookie,
     missing_fairing_aborts_launch_or_fails_with_500,
     blocking_work_is_bounded_by_the_pool_size,
+    permit_wait_is_bounded,
 );

@@ -6,8 +6,8 @@
 //! session (so it loads and writes it): no panic, no 5xx, a fresh session
 //! (`visits: 1` under a new id, never the live session's), and no database
 //! read for a value that is not a well-formed id (every read emits
-//! `EventKind::Read`). Adapters: rouille over real loopback HTTP, Rocket
-//! through its local client, `http` types called directly.
+//! `EventKind::Read`). Adapters: rouille and Rocket over real loopback HTTP
+//! (their own HTTP layers parse the bytes), `http` types called directly.
 #![cfg(any(feature = "rouille", feature = "rocket", feature = "http"))]
 
 mod adapter_support;
@@ -294,8 +294,6 @@ mod rouille_adapter {
 #[cfg(feature = "rocket")]
 mod rocket_adapter {
     use super::*;
-    use rocket::http::Header;
-    use rocket::local::blocking::Client;
     use rocket::{get, routes};
     use stored_session::adapters::rocket::{SessionFairing, SessionGuard};
 
@@ -313,31 +311,30 @@ mod rocket_adapter {
         let rocket = rocket::custom(rocket::Config::figment().merge(("log_level", "off")))
             .mount("/", routes![index])
             .attach(SessionFairing::new(sessions.clone()));
-        let client = Client::untracked(rocket).unwrap();
+        let server = adapter_support::serve_rocket(rocket);
+        let addr = server.addr;
         let not_delivered = sweep(h, &sessions, |headers| {
-            let mut request = client.get("/");
-            for v in headers {
-                // Rocket's headers are text: bytes that are not UTF-8
-                // arrive replaced, as from its HTTP layer.
-                request = request.header(Header::new(
-                    "Cookie",
-                    String::from_utf8_lossy(v).into_owned(),
-                ));
-            }
-            let response = request.dispatch();
-            let status = response.status().code;
-            let set_cookies = response
-                .headers()
-                .get("Set-Cookie")
-                .map(str::to_owned)
+            let lines: Vec<Vec<u8>> = headers
+                .iter()
+                .map(|v| [&b"Cookie: "[..], v].concat())
                 .collect();
+            let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_slice()).collect();
+            let reply = adapter_support::try_send(addr, "GET", "/", &refs, b"")?;
+            // hyper answers 400, before Rocket sees the request, for a
+            // header value it refuses.
+            if reply.status == 400 {
+                return None;
+            }
+            let set_cookies = reply.set_cookies();
             Some(Answer {
-                status,
-                body: response.into_string().unwrap_or_default(),
+                status: reply.status,
+                body: reply.body,
                 set_cookies,
             })
         });
-        assert!(not_delivered.is_empty(), "{not_delivered:?}");
+        // hyper refuses NUL bytes in a header; everything else reaches the
+        // adapter (Rocket drops a header that is not UTF-8: no cookie).
+        assert_eq!(not_delivered, ["NUL byte", "NUL as the 43rd byte"]);
     }
 }
 

@@ -282,31 +282,69 @@ impl CookiePolicy {
     }
 
     /// Finds the session cookie in a request's `Cookie` header values (any
-    /// number of headers, each `a=b; c=d`, parsed with the `cookie` crate).
-    /// Bytes that are not UTF-8 are replaced, never trusted; pairs that do
-    /// not parse are skipped.
+    /// number of headers, each `a=b; c=d`).
+    ///
+    /// The name is matched byte for byte against
+    /// [`cookie_name`](CookiePolicy::cookie_name) on the raw header: nothing is
+    /// percent-decoded, case-folded, unquoted or trimmed inside a pair, so
+    /// `%69%64`, `_%5FHost-id`, `ID`, `"id"` or `id ` never stand for `id`
+    /// (a name a browser would keep apart from the real cookie must never be
+    /// read as it: see [`cookie_pairs`]). Value bytes that are not UTF-8 are
+    /// replaced, never trusted.
     pub(crate) fn find<I, H>(&self, cookie_headers: I) -> Presented
     where
         I: IntoIterator<Item = H>,
         H: AsRef<[u8]>,
     {
         let name = self.cookie_name();
+        let name = name.as_bytes();
         let mut found = Presented::Absent;
         for header in cookie_headers {
-            let text = String::from_utf8_lossy(header.as_ref());
-            for pair in Cookie::split_parse(text.as_ref()).flatten() {
-                if pair.name() != name {
+            for (pair_name, value) in cookie_pairs(header.as_ref()) {
+                if pair_name != name {
                     continue;
                 }
+                let value = String::from_utf8_lossy(value);
                 found = match found {
-                    Presented::Absent => Presented::One(pair.value().to_owned()),
-                    Presented::One(v) if v == pair.value() => Presented::One(v),
+                    Presented::Absent => Presented::One(value.into_owned()),
+                    Presented::One(v) if v == value => Presented::One(v),
                     _ => Presented::Conflicting,
                 };
             }
         }
         found
     }
+}
+
+/// The `name=value` pairs of one raw `Cookie` header value, as bytes.
+///
+/// Pairs are separated by `;`; the spaces and tabs around a pair (the `"; "`
+/// separator of RFC 6265 section 4.2.1) are dropped, and the name is
+/// everything before the first `=`, the value everything after it, exactly
+/// as sent. Nothing else is normalised: no percent-decoding (a server that
+/// decoded names would let `%5F%5FHost-id` stand in for `__Host-id`, and a
+/// sibling subdomain or a plain-HTTP attacker plant a cookie the browser
+/// keeps apart from the real one, the CVE-2020-8184 class), no Unicode
+/// whitespace trimming (`\u{a0}id` is not `id`), no quote stripping, no
+/// case folding. Pairs without `=` are skipped.
+pub(crate) fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    header.split(|&b| b == b';').filter_map(|pair| {
+        let pair = trim_ows(pair);
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        Some((&pair[..eq], &pair[eq + 1..]))
+    })
+}
+
+/// `bytes` without leading and trailing spaces and horizontal tabs (HTTP's
+/// optional whitespace), and nothing else.
+fn trim_ows(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = bytes {
+        bytes = rest;
+    }
+    bytes
 }
 
 /// RFC 9110 `tchar`: what a cookie name may hold.
@@ -459,6 +497,70 @@ mod tests {
         assert!(value_of(&p).is_some_and(|v| v.contains('\u{fffd}')));
         let p = policy.find([&b"id=ab\0cd"[..]]);
         assert!(matches!(p, Presented::One(_) | Presented::Absent));
+    }
+
+    #[test]
+    fn names_are_matched_byte_for_byte() {
+        for policy in [CookiePolicy::new(), CookiePolicy::new().host_prefix(true)] {
+            let name = policy.cookie_name().into_owned();
+            let encoded: String = name.bytes().map(|b| format!("%{b:02X}")).collect();
+            let mut near = vec![
+                encoded.clone(),
+                encoded.to_ascii_lowercase(),
+                format!("%{:02x}{}", name.as_bytes()[0], &name[1..]),
+                format!(
+                    "{}%{:02X}",
+                    &name[..name.len() - 1],
+                    name.as_bytes()[name.len() - 1]
+                ),
+                name.to_ascii_uppercase(),
+                format!("\"{name}\""),
+                format!("'{name}'"),
+                format!("{name} "),
+                format!("{} {}", &name[..1], &name[1..]),
+                format!("\u{a0}{name}"),
+                format!("{name}\u{a0}"),
+                format!("\u{b}{name}"),
+                format!("\u{c}{name}"),
+                format!("{name}\0"),
+                format!("{name}%20"),
+            ];
+            if policy.cookie_name() == "__Host-id" {
+                near.extend(
+                    [
+                        "%5F%5FHost-id",
+                        "_%5FHost-id",
+                        "%5f_Host-id",
+                        "__Host-%69d",
+                        "__host-id",
+                        "__HOST-id",
+                        "__Host-ID",
+                        "id",
+                        "__Host-i%64",
+                    ]
+                    .map(String::from),
+                );
+            } else {
+                near.extend(
+                    ["%69%64", "%69d", "i%64", "ID", "Id", "iD", "__Host-id"].map(String::from),
+                );
+            }
+            for other in near {
+                for header in [format!("{other}=v"), format!("a=1; {other}=v; b=2")] {
+                    assert_eq!(
+                        policy.find([header.as_bytes()]),
+                        Presented::Absent,
+                        "{header:?}"
+                    );
+                }
+            }
+            // The separator's spaces and tabs are not part of the name.
+            let header = format!("a=1;\t {name}=v \t;b=2");
+            assert_eq!(value_of(&policy.find([header])), Some("v"));
+            // Values are taken as sent: quotes and percent-escapes stay.
+            let header = format!("{name}=\"%41\"");
+            assert_eq!(value_of(&policy.find([header])), Some("\"%41\""));
+        }
     }
 
     #[test]

@@ -50,14 +50,15 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use ::http::header::{HeaderValue, COOKIE, SET_COOKIE, USER_AGENT};
+use ::http::header::{HeaderValue, CACHE_CONTROL, COOKIE, SET_COOKIE, USER_AGENT, VARY};
 use ::http::{HeaderMap, Request, Response, StatusCode};
 
-use super::{error_body, error_status, log_failure, LazySession, Sessions};
+use super::{cache_headers, error_body, error_status, log_failure, LazySession, Sessions};
 use crate::error::{Error, Result};
 
 /// Runs `handler` with the request and its lazily loaded session, then
-/// commits the session and adds its `Set-Cookie` to the response.
+/// commits the session and adds its `Set-Cookie` to the response (with the
+/// cache headers [`finish`] adds).
 ///
 /// A handler `Err` (a session failure) or a failed commit becomes a
 /// plain-text 500 (503 when the pool had no free connection in time); a
@@ -126,16 +127,40 @@ fn user_agent(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Ends the cycle: commits the session and appends its `Set-Cookie` to
-/// `response`, if one is due.
+/// `response`, if one is due, with `Cache-Control: private` (unless the
+/// response has its own `Cache-Control`) and `Vary: Cookie` (merged into
+/// its `Vary`) so that no shared cache stores it. A response that gets no
+/// cookie is left unchanged.
 ///
 /// # Errors
 ///
 /// As [`LazySession::finish`]; the response is left unchanged.
 pub fn finish<R>(session: LazySession, response: &mut Response<R>) -> Result<()> {
     if let Some(cookie) = session.finish()? {
-        let value = HeaderValue::try_from(cookie.header_value())
-            .map_err(|_| Error::Config("the session cookie is not a valid header value".into()))?;
-        response.headers_mut().append(SET_COOKIE, value);
+        let invalid = |_| Error::Config("the session cookie is not a valid header value".into());
+        let value = HeaderValue::try_from(cookie.header_value()).map_err(invalid)?;
+        let headers = response.headers_mut();
+        let cache = cache_headers(
+            headers.contains_key(CACHE_CONTROL),
+            headers.get_all(VARY).iter().map(HeaderValue::as_bytes),
+        );
+        headers.append(SET_COOKIE, value);
+        if cache.private {
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("private"));
+        }
+        if let Some(vary) = cache.vary {
+            // The merged list is made of the response's own `Vary` bytes, so
+            // it is a valid value; were it not, `Cookie` goes in a line of
+            // its own (the same list to a cache).
+            match HeaderValue::from_bytes(&vary) {
+                Ok(merged) => {
+                    headers.insert(VARY, merged);
+                }
+                Err(_) => {
+                    headers.append(VARY, HeaderValue::from_static("Cookie"));
+                }
+            }
+        }
     }
     Ok(())
 }

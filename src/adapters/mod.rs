@@ -25,6 +25,26 @@
 //! request: the visitor gets a fresh session, and a malformed value costs no
 //! query.
 //!
+//! The session cookie's name is matched byte for byte on the raw `Cookie`
+//! headers, in every adapter: no percent-decoding, case folding, quote
+//! stripping or Unicode trimming, so `%69%64=…`, `%5F%5FHost-id=…`,
+//! `_%5FHost-id=…`, `ID=…` or `"id"=…` never load the session named `id` or
+//! `__Host-id` (a name a browser keeps apart from the real cookie, that a
+//! sibling subdomain or a plain-HTTP attacker could plant past the
+//! `__Host-` prefix, must never be read as it).
+//!
+//! # Caching
+//!
+//! A response that sets or removes the session cookie must not be stored
+//! by a shared cache (a proxy or CDN would hand one visitor's cookie, or
+//! page, to the next). Every adapter adds, to exactly those responses,
+//! `Cache-Control: private` unless the handler set a `Cache-Control` of its
+//! own (which is then left alone), and `Cookie` to `Vary` (merged into an
+//! existing `Vary` as one header, never twice, and not at all when it
+//! already names `Cookie` or is `*`). Responses that touch no cookie are
+//! left unchanged. Another framework does the same with the
+//! [`SetCookie`] that [`LazySession::finish`] returns.
+//!
 //! # Client metadata
 //!
 //! Each adapter passes the client's IP address and `User-Agent` to
@@ -405,6 +425,50 @@ impl fmt::Debug for LazySession {
     }
 }
 
+/// What a response that sets or removes the session cookie must carry so
+/// that no shared cache stores it (see [the module docs](self#caching)).
+#[cfg(any(feature = "rouille", feature = "rocket", feature = "http"))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CacheHeaders {
+    /// Add `Cache-Control: private` (the response has no `Cache-Control`).
+    pub(crate) private: bool,
+    /// `Some`: replace every `Vary` header with this one value (the
+    /// response's own list with `Cookie` added); `None`: its `Vary` already
+    /// covers `Cookie` (or is `*`), leave it.
+    pub(crate) vary: Option<Vec<u8>>,
+}
+
+/// The [`CacheHeaders`] for a response that sets or removes the session
+/// cookie, given whether it has a `Cache-Control` header and the values of
+/// its `Vary` headers.
+#[cfg(any(feature = "rouille", feature = "rocket", feature = "http"))]
+pub(crate) fn cache_headers<'a>(
+    has_cache_control: bool,
+    vary: impl IntoIterator<Item = &'a [u8]>,
+) -> CacheHeaders {
+    let mut merged: Vec<u8> = Vec::new();
+    for value in vary {
+        for token in value.split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            if token == b"*" || token.eq_ignore_ascii_case(b"cookie") {
+                return CacheHeaders {
+                    private: !has_cache_control,
+                    vary: None,
+                };
+            }
+            if !token.is_empty() {
+                merged.extend_from_slice(token);
+                merged.extend_from_slice(b", ");
+            }
+        }
+    }
+    merged.extend_from_slice(b"Cookie");
+    CacheHeaders {
+        private: !has_cache_control,
+        vary: Some(merged),
+    }
+}
+
 /// The HTTP status for a failed session operation: 503 when the pool had no
 /// free connection in time (retrying later may work), 500 otherwise.
 #[cfg(any(feature = "rouille", feature = "rocket", feature = "http"))]
@@ -536,6 +600,30 @@ mod tests {
         assert!(s.load().unwrap().is_new());
         assert_eq!(reads.load(Ordering::SeqCst), 0);
         assert!(s.finish().unwrap().unwrap().is_removal());
+    }
+
+    #[cfg(any(feature = "rouille", feature = "rocket", feature = "http"))]
+    #[test]
+    fn cache_headers_merge_vary_once() {
+        let none: [&[u8]; 0] = [];
+        let plain = cache_headers(false, none);
+        assert!(plain.private);
+        assert_eq!(plain.vary.as_deref(), Some(&b"Cookie"[..]));
+        assert!(!cache_headers(true, none).private);
+        let merged = cache_headers(false, [&b"Accept-Encoding"[..], b" Origin ,, Accept "]);
+        assert_eq!(
+            merged.vary.as_deref(),
+            Some(&b"Accept-Encoding, Origin, Accept, Cookie"[..])
+        );
+        for covered in [&b"cookie"[..], b"Accept, COOKIE", b"*", b"Origin,Cookie"] {
+            assert_eq!(cache_headers(false, [covered]).vary, None, "{covered:?}");
+        }
+        // Not `Cookie`, only containing it.
+        let near = cache_headers(false, [&b"Cookies, X-Cookie"[..]]);
+        assert_eq!(
+            near.vary.as_deref(),
+            Some(&b"Cookies, X-Cookie, Cookie"[..])
+        );
     }
 
     #[test]

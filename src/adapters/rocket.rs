@@ -19,7 +19,17 @@
 //! (`spawn_blocking`), never on an async worker. A semaphore with one permit
 //! per pooled database connection bounds how many run at once: excess
 //! requests wait asynchronously instead of piling up threads that would only
-//! wait for a connection.
+//! wait for a connection. That wait is bounded too
+//! ([`SessionFairing::permit_timeout`], by default the pool's acquire
+//! timeout): a request that gets no turn in time is answered 503, so a
+//! database that stops answering never makes requests queue forever.
+//!
+//! Only the raw `Cookie` headers name the session, matched byte for byte:
+//! Rocket's own cookie jar percent-decodes names (`%69%64=…` would stand
+//! for `id`), so it is never read for a request that came over the network
+//! (see [`SessionGuard`] for Rocket's local client). Responses that set or
+//! remove the session cookie get `Cache-Control: private` (unless the
+//! handler set its own) and `Vary: Cookie`, as with every adapter.
 //!
 //! ```no_run
 //! use rocket::{get, launch, routes};
@@ -55,27 +65,32 @@ use std::fmt;
 use std::io::Cursor;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
 
 use ::rocket::fairing::{self, Fairing, Info, Kind};
 use ::rocket::http::{Header, Status};
 use ::rocket::request::{FromRequest, Outcome, Request};
 use ::rocket::tokio::sync::Semaphore;
 use ::rocket::tokio::task::spawn_blocking;
+use ::rocket::tokio::time::timeout;
 use ::rocket::{Build, Response, Rocket};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{error_body, error_status, log_failure, Presented, Sessions};
+use super::{cache_headers, error_body, error_status, log_failure, Presented, Sessions};
 use crate::backend::Database;
 use crate::error::{Error, Result};
 use crate::session::Session;
 use crate::store::SessionStore;
 
 /// What the fairing shares with the guard through managed state.
+#[derive(Clone)]
 struct Shared {
     sessions: Sessions,
     /// One permit per pooled connection: bounds concurrent blocking work.
     permits: Arc<Semaphore>,
+    /// The longest a request waits for a permit.
+    permit_timeout: Duration,
 }
 
 /// Managed-state wrapper, private so it never clashes with the app's state.
@@ -115,16 +130,57 @@ pub struct SessionFairing {
 
 impl SessionFairing {
     /// A fairing serving `sessions`, with as many concurrent blocking session
-    /// operations as the store's pool has connections.
+    /// operations as the store's pool has connections, and a request waiting
+    /// for its turn at most as long as the pool's acquire timeout
+    /// ([`PoolOptions::acquire_timeout`](crate::PoolOptions::acquire_timeout),
+    /// 5 seconds by default; see [`permit_timeout`](SessionFairing::permit_timeout)).
     pub fn new(sessions: Sessions) -> Self {
-        let permits = pool_size(sessions.store().database()).max(1) as usize;
+        let database = sessions.store().database();
+        let permits = pool_size(database).max(1) as usize;
+        let permit_timeout = pool_acquire_timeout(database);
         SessionFairing {
             shared: Arc::new(Shared {
                 sessions,
                 permits: Arc::new(Semaphore::new(permits)),
+                permit_timeout,
             }),
             concurrency: permits,
         }
+    }
+
+    /// How long a request waits for its turn to load or commit its session
+    /// when every permit is taken (as many session operations run at once as
+    /// the pool has connections) before it is answered
+    /// `503 Service Unavailable`. Default: the pool's acquire timeout.
+    ///
+    /// A request's worst case is then about this wait plus the pool's
+    /// acquire timeout plus the statement's own time, for the load and again
+    /// for the commit; with a database that stops answering, every waiting
+    /// request ends with a 503 instead of queueing behind the stuck ones.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stored_session::adapters::{rocket::SessionFairing, Sessions};
+    /// use stored_session::{Keyring, SessionStore};
+    ///
+    /// let store = SessionStore::builder(Keyring::generate())
+    ///     .acquire_timeout(Duration::from_secs(3))
+    ///     .open_migrated("sqlite::memory:")?;
+    /// let fairing = SessionFairing::new(Sessions::new(store));
+    /// assert_eq!(fairing.permit_timeout_value(), Duration::from_secs(3));
+    /// let fairing = fairing.permit_timeout(Duration::from_secs(1));
+    /// assert_eq!(fairing.permit_timeout_value(), Duration::from_secs(1));
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    pub fn permit_timeout(mut self, timeout: Duration) -> Self {
+        Arc::make_mut(&mut self.shared).permit_timeout = timeout;
+        self
+    }
+
+    /// The longest a request waits for its turn (see
+    /// [`permit_timeout`](SessionFairing::permit_timeout)).
+    pub fn permit_timeout_value(&self) -> Duration {
+        self.shared.permit_timeout
     }
 
     /// How many session operations may run on the blocking pool at once
@@ -138,7 +194,9 @@ impl fmt::Debug for SessionFairing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionFairing")
             .field("sessions", &self.shared.sessions)
-            .finish_non_exhaustive()
+            .field("concurrency", &self.concurrency)
+            .field("permit_timeout", &self.shared.permit_timeout)
+            .finish()
     }
 }
 
@@ -154,20 +212,43 @@ fn pool_size(database: &Database) -> u32 {
     }
 }
 
+/// How long the pool waits for a free connection.
+fn pool_acquire_timeout(database: &Database) -> Duration {
+    match database {
+        #[cfg(feature = "sqlite")]
+        Database::Sqlite(pool) => pool.connection_timeout(),
+        #[cfg(feature = "postgres")]
+        Database::Postgres(pool) => pool.connection_timeout(),
+        #[cfg(feature = "mysql")]
+        Database::Mysql(pool) => pool.connection_timeout(),
+    }
+}
+
 /// Runs blocking store work on Tokio's blocking pool, at most one task per
 /// pooled connection at a time. The permit lives inside the task, so a
 /// request abandoned mid-way still holds it until the work is really done.
+///
+/// # Errors
+///
+/// [`Error::PoolTimeout`] (a 503) when no permit came free within the
+/// fairing's permit timeout; the work's own errors.
 async fn blocking<T, F>(shared: &Shared, work: F) -> Result<T>
 where
     F: FnOnce() -> Result<T> + Send + 'static,
     T: Send + 'static,
 {
-    let permit = shared
-        .permits
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| Error::State("the session fairing's semaphore was closed"))?;
+    let acquire = shared.permits.clone().acquire_owned();
+    let permit = match timeout(shared.permit_timeout, acquire).await {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(_)) => return Err(Error::State("the session fairing's semaphore was closed")),
+        Err(_) => {
+            return Err(Error::PoolTimeout {
+                timeout: shared.permit_timeout,
+                message: "every session worker stayed busy (the database is slow or not answering)"
+                    .into(),
+            })
+        }
+    };
     spawn_blocking(move || {
         let _permit = permit;
         work()
@@ -214,6 +295,17 @@ impl Fairing for SessionFairing {
         match committed {
             Ok(Some(cookie)) => {
                 response.adjoin_header(Header::new("Set-Cookie", cookie.header_value()));
+                let cache = cache_headers(
+                    response.headers().contains("Cache-Control"),
+                    response.headers().get("Vary").map(str::as_bytes),
+                );
+                if cache.private {
+                    response.set_header(Header::new("Cache-Control", "private"));
+                }
+                if let Some(vary) = cache.vary {
+                    let vary = String::from_utf8_lossy(&vary).into_owned();
+                    response.set_header(Header::new("Vary", vary));
+                }
             }
             Ok(None) => {}
             Err(error) => {
@@ -234,6 +326,14 @@ impl Fairing for SessionFairing {
 /// [`lock`](SessionGuard::lock) gives the full [`Session`]; the shortcuts
 /// lock for one call. Do not hold the lock across an `.await` (the compiler
 /// refuses it in a Rocket handler, as the future would not be `Send`).
+///
+/// The session is the one named by the request's raw `Cookie` headers,
+/// matched byte for byte (never Rocket's cookie jar, which percent-decodes
+/// names). With Rocket's local client, which keeps cookies in the jar and
+/// sends no `Cookie` header, the jar's cookie of exactly the configured name
+/// is used instead, for requests without any `Cookie` header and without a
+/// `.remote(..)` address: both tracked clients and `LocalRequest::cookie`
+/// work in tests, and nothing from the network can reach that path.
 ///
 /// A route taking the guard aborts Rocket's launch when the fairing is not
 /// attached (the guard is a `Sentinel`). When the database fails, or the
@@ -343,13 +443,29 @@ impl<'r> ::rocket::response::Responder<'r, 'static> for Error {
     }
 }
 
-/// The session cookie as Rocket sees it: the raw `Cookie` headers of a real
-/// request, or (for requests built by Rocket's local client, which carry
-/// their cookies in the jar only) the jar.
+/// The session cookie as Rocket sees it.
+///
+/// A request that came over the network: its raw `Cookie` headers only,
+/// the name matched byte for byte. Rocket's cookie jar is never read for
+/// it: Rocket fills the jar by percent-decoding each cookie's name, so
+/// `%69%64=…`, `_%5FHost-id=…` or `\u{a0}id=…` would stand for the session
+/// cookie there (the CVE-2020-8184 class: a sibling subdomain or a
+/// plain-HTTP attacker plants a cookie past the `__Host-` prefix).
+///
+/// Rocket's local client (`rocket::local`), which application tests use,
+/// carries cookies (tracked, or added with `LocalRequest::cookie`) in the
+/// jar only, never in a header. So the jar's cookie of exactly the
+/// configured name is read when, and only when, the request has no `Cookie`
+/// header at all and no remote address. A request from Rocket's server
+/// always has a remote address, and its jar holds only what its `Cookie`
+/// headers held, so neither condition can be met from the network (not
+/// even when a fairing strips the `Cookie` headers before the guard runs).
+/// A local request that sets `.remote(..)` sends its cookie as a `Cookie`
+/// header instead.
 fn presented(sessions: &Sessions, request: &Request<'_>) -> Presented {
-    let found = sessions.policy().find(request.headers().get("Cookie"));
-    if found != Presented::Absent {
-        return found;
+    let mut headers = request.headers().get("Cookie").peekable();
+    if headers.peek().is_some() || request.remote().is_some() {
+        return sessions.policy().find(headers);
     }
     match request.cookies().get(&sessions.policy().cookie_name()) {
         Some(cookie) => Presented::One(cookie.value().to_owned()),

@@ -9,6 +9,15 @@
 //! Note: rouille's HTTP layer (tiny_http) closes the connection, before any
 //! handler runs, on a header line holding bytes that are not ASCII; every
 //! other bad `Cookie` header reaches the adapter and gives a fresh session.
+//! tiny_http also trims whitespace, `\v` and `\f` included, around a whole
+//! header value, so `Cookie: \vid=…` reaches the adapter as `id=…`; browsers
+//! refuse control characters in cookie names, so no page can plant such a
+//! cookie. Inside a header the name is matched byte for byte, as with every
+//! adapter.
+//!
+//! Responses that set or remove the session cookie get
+//! `Cache-Control: private` (unless the handler set its own) and
+//! `Vary: Cookie` (see [`finish`]).
 //!
 //! ```no_run
 //! use rouille::Response;
@@ -28,9 +37,11 @@
 //! # Ok::<(), stored_session::Error>(())
 //! ```
 
+use std::borrow::Cow;
+
 use ::rouille::{Request, Response};
 
-use super::{error_body, error_status, log_failure, LazySession, Sessions};
+use super::{cache_headers, error_body, error_status, log_failure, LazySession, Sessions};
 use crate::error::{Error, Result};
 
 /// Runs `handler` with the request's session and commits it afterwards.
@@ -100,14 +111,31 @@ pub fn begin(sessions: &Sessions, request: &Request) -> LazySession {
 }
 
 /// The second half of [`with_session`]: commits the session and adds its
-/// `Set-Cookie` to `response`. A failed commit replaces the response with a
+/// `Set-Cookie` to `response`, with `Cache-Control: private` (unless the
+/// response has its own `Cache-Control`) and `Vary: Cookie` (merged into
+/// its `Vary`) so that no shared cache stores it. A response that sets no
+/// cookie is left unchanged. A failed commit replaces the response with a
 /// 500 (503 on pool exhaustion).
 pub fn finish(session: LazySession, mut response: Response) -> Response {
     match session.finish() {
         Ok(Some(cookie)) => {
-            response
-                .headers
-                .push(("Set-Cookie".into(), cookie.header_value().into()));
+            let headers = &mut response.headers;
+            headers.push(("Set-Cookie".into(), cookie.header_value().into()));
+            let cache = cache_headers(
+                headers.iter().any(|h| is(h, "Cache-Control")),
+                headers
+                    .iter()
+                    .filter(|h| is(h, "Vary"))
+                    .map(|(_, v)| v.as_bytes()),
+            );
+            if cache.private {
+                headers.push(("Cache-Control".into(), "private".into()));
+            }
+            if let Some(vary) = cache.vary {
+                headers.retain(|h| !is(h, "Vary"));
+                let vary = String::from_utf8_lossy(&vary).into_owned();
+                headers.push(("Vary".into(), vary.into()));
+            }
             response
         }
         Ok(None) => response,
@@ -116,6 +144,12 @@ pub fn finish(session: LazySession, mut response: Response) -> Response {
             error_response(&error)
         }
     }
+}
+
+/// Whether a rouille response header is named `name` (names are
+/// case-insensitive).
+fn is(header: &(Cow<'static, str>, Cow<'static, str>), name: &str) -> bool {
+    header.0.eq_ignore_ascii_case(name)
 }
 
 /// The plain-text 500 (or 503, when no pooled connection was free in time)

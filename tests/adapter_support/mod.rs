@@ -272,3 +272,311 @@ where
         stop: Some(server.stoppable()),
     }
 }
+
+/// A minimal blocking HTTP/1.1 server for the `http` adapter, on
+/// 127.0.0.1, port 0 (the shape of astra and similar servers: one thread per
+/// connection, `http::Request` in, `http::Response` out); stopped when
+/// dropped. It passes header bytes through untouched (hostile `Cookie`
+/// headers reach the adapter), except those `http` itself refuses in a
+/// header value (NUL, CR, LF and other controls), which get a 400 as from
+/// hyper. The peer address goes in the request's extensions.
+#[cfg(feature = "http")]
+pub struct HttpServer {
+    pub addr: SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[cfg(feature = "http")]
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr); // wake the accept loop
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts an [`HttpServer`] running `app`.
+#[cfg(feature = "http")]
+pub fn serve_http<F>(app: F) -> HttpServer
+where
+    F: Fn(http::Request<Vec<u8>>) -> http::Response<Vec<u8>> + Send + Sync + 'static,
+{
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let app = Arc::new(app);
+    let thread = std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            if flag.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(stream) = stream else { continue };
+            let app = app.clone();
+            std::thread::spawn(move || http_serve_one(stream, &*app));
+        }
+    });
+    HttpServer {
+        addr,
+        stop,
+        thread: Some(thread),
+    }
+}
+
+#[cfg(feature = "http")]
+fn http_serve_one(
+    stream: TcpStream,
+    app: &dyn Fn(http::Request<Vec<u8>>) -> http::Response<Vec<u8>>,
+) {
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let peer = stream.peer_addr().ok();
+    let response = match http_read_request(&mut reader) {
+        Some(mut request) => {
+            // As a server would: the peer address as a request extension.
+            if let Some(peer) = peer {
+                request.extensions_mut().insert(peer);
+            }
+            app(request)
+        }
+        None => {
+            let mut r = http::Response::new(b"bad request".to_vec());
+            *r.status_mut() = http::StatusCode::BAD_REQUEST;
+            r
+        }
+    };
+    http_write_response(stream, response);
+}
+
+#[cfg(feature = "http")]
+fn http_read_request(reader: &mut impl std::io::BufRead) -> Option<http::Request<Vec<u8>>> {
+    use http::header::{HeaderName, HeaderValue};
+    let mut line = Vec::new();
+    reader.read_until(b'\n', &mut line).ok()?;
+    let text = String::from_utf8(line).ok()?;
+    let mut parts = text.split_whitespace();
+    let (method, path) = (parts.next()?.to_owned(), parts.next()?.to_owned());
+    let mut builder = http::Request::builder()
+        .method(method.as_str())
+        .uri(path.as_str());
+    let mut length = 0usize;
+    loop {
+        let mut line = Vec::new();
+        reader.read_until(b'\n', &mut line).ok()?;
+        let line = line.strip_suffix(b"\r\n")?;
+        if line.is_empty() {
+            break;
+        }
+        let colon = line.iter().position(|&b| b == b':')?;
+        let name = HeaderName::from_bytes(&line[..colon]).ok()?;
+        // Only the optional whitespace (spaces, tabs) around a value goes.
+        let mut value = &line[colon + 1..];
+        while let [b' ' | b'\t', rest @ ..] = value {
+            value = rest;
+        }
+        while let [rest @ .., b' ' | b'\t'] = value {
+            value = rest;
+        }
+        // As hyper does: a header value with forbidden bytes (NUL, CR, LF)
+        // fails the request (400).
+        let value = HeaderValue::from_bytes(value).ok()?;
+        if name == http::header::CONTENT_LENGTH {
+            length = value.to_str().ok()?.parse().ok()?;
+        }
+        builder = builder.header(name, value);
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    builder.body(body).ok()
+}
+
+#[cfg(feature = "http")]
+fn http_write_response(mut stream: TcpStream, response: http::Response<Vec<u8>>) {
+    let mut out = format!("HTTP/1.1 {}\r\n", response.status()).into_bytes();
+    for (name, value) in response.headers() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(
+        format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            response.body().len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(response.body());
+    let _ = stream.write_all(&out);
+}
+
+/// A Rocket server launched on 127.0.0.1, port 0, on a thread of its own
+/// (its own Tokio runtime), as in production: requests arrive over TCP and
+/// go through hyper and Rocket's request parsing, not the local client.
+/// Shut down (graceful, 1 s grace and mercy) when dropped.
+#[cfg(feature = "rocket")]
+pub struct RocketServer {
+    pub addr: SocketAddr,
+    shutdown: Option<rocket::Shutdown>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[cfg(feature = "rocket")]
+impl Drop for RocketServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            shutdown.notify();
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Launches `rocket` as a [`RocketServer`] (logging off, no Ctrl-C handler).
+#[cfg(feature = "rocket")]
+pub fn serve_rocket(rocket: rocket::Rocket<rocket::Build>) -> RocketServer {
+    use rocket::fairing::AdHoc;
+    let figment = rocket
+        .figment()
+        .clone()
+        .merge(("address", "127.0.0.1"))
+        .merge(("port", 0))
+        .merge(("log_level", "off"))
+        .merge(("shutdown.ctrlc", false))
+        .merge(("shutdown.grace", 1))
+        .merge(("shutdown.mercy", 1));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let rocket = rocket
+        .configure(figment)
+        .attach(AdHoc::on_liftoff("test port", move |rocket| {
+            Box::pin(async move {
+                let _ = tx.send((rocket.config().port, rocket.shutdown()));
+            })
+        }));
+    let thread = std::thread::spawn(move || {
+        if let Err(e) = rocket::execute(rocket.launch()) {
+            eprintln!("rocket failed: {e}");
+        }
+    });
+    let (port, shutdown) = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("Rocket did not lift off");
+    RocketServer {
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        shutdown: Some(shutdown),
+        thread: Some(thread),
+    }
+}
+
+/// A cookie name that is not the session cookie's, though a lenient
+/// server (one that percent-decodes, case-folds, unquotes or trims names)
+/// would read it as it.
+#[derive(Debug, Clone)]
+pub struct NearName {
+    pub name: Vec<u8>,
+    /// Holds bytes (controls, non-ASCII) that an HTTP layer may refuse
+    /// before any handler runs: a refusal is then an acceptable answer.
+    pub may_be_refused: bool,
+}
+
+/// The near misses of `name` (`id`, `__Host-id`, ...): percent-encodings of
+/// every prefix, suffix and single byte (upper- and lower-case hex), case
+/// changes, quotes, spaces and other whitespace in and around it, and for a
+/// `__Host-` name the attacks of the CVE-2020-8184 class
+/// (`%5F%5FHost-id`, `_%5FHost-id`, `__Host-%69d`, the bare name).
+pub fn near_names(name: &str) -> Vec<NearName> {
+    let bytes = name.as_bytes();
+    let enc = |b: u8, lower: bool| {
+        if lower {
+            format!("%{b:02x}")
+        } else {
+            format!("%{b:02X}")
+        }
+    };
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for lower in [false, true] {
+        for k in 1..=bytes.len() {
+            // The first k bytes encoded, and the last k.
+            let head: String = bytes[..k].iter().map(|&b| enc(b, lower)).collect();
+            out.push(format!("{head}{}", &name[k..]).into_bytes());
+            let tail: String = bytes[bytes.len() - k..]
+                .iter()
+                .map(|&b| enc(b, lower))
+                .collect();
+            out.push(format!("{}{tail}", &name[..bytes.len() - k]).into_bytes());
+        }
+        for i in 0..bytes.len() {
+            out.push(
+                format!("{}{}{}", &name[..i], enc(bytes[i], lower), &name[i + 1..]).into_bytes(),
+            );
+        }
+    }
+    out.push(name.to_ascii_uppercase().into_bytes());
+    out.push(name.to_ascii_lowercase().into_bytes());
+    for i in 0..bytes.len() {
+        if bytes[i].is_ascii_alphabetic() {
+            let mut swapped = bytes.to_vec();
+            swapped[i] ^= 0x20;
+            out.push(swapped);
+        }
+    }
+    for wrapped in [
+        format!("\"{name}\""),
+        format!("'{name}'"),
+        format!("\"{name}"),
+        format!("{name} "),
+        format!("{name}\t"),
+        format!("{} {}", &name[..1], &name[1..]),
+        format!("{name}+"),
+        format!("+{name}"),
+        format!("{name}%20"),
+        format!("%20{name}"),
+        format!("{name}%00"),
+        format!("{name}."),
+        format!("{name}\u{a0}"),
+        format!("\u{a0}{name}"),
+        format!("\u{feff}{name}"),
+        format!("\u{2003}{name}"),
+        format!("\u{b}{name}"),
+        format!("\u{c}{name}"),
+        format!("{name}\u{b}"),
+        format!("{name}\u{1}"),
+    ] {
+        out.push(wrapped.into_bytes());
+    }
+    out.push([&[0xa0][..], bytes].concat());
+    out.push([bytes, &[0xa0][..]].concat());
+    if let Some(bare) = name.strip_prefix("__Host-") {
+        for other in [
+            "%5F%5FHost-",
+            "_%5FHost-",
+            "%5f%5fHost-",
+            "__host-",
+            "__HOST-",
+            "__Host_",
+            "__Host%2D",
+            "__Secure-",
+            "__Host- ",
+            "",
+        ] {
+            out.push(format!("{other}{bare}").into_bytes());
+        }
+        out.push(format!("__Host-%69{}", &bare[1..]).into_bytes());
+    } else {
+        for other in ["__Host-", "__Secure-", "%5F%5FHost-", "_%5FHost-"] {
+            out.push(format!("{other}{name}").into_bytes());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out.retain(|n| n != bytes);
+    out.into_iter()
+        .map(|name| NearName {
+            may_be_refused: name.iter().any(|&b| (b < 0x20 && b != b'\t') || b >= 0x7f),
+            name,
+        })
+        .collect()
+}
