@@ -263,8 +263,9 @@ fn lookup_lists_a_users_sessions(h: &Harness) {
         let handles = hidden(page, "handle");
         assert_eq!(handles.len(), 3);
         let listed: Vec<String> = store
-            .sessions_of("alice", None)
+            .sessions_of("alice", None, Default::default())
             .unwrap()
+            .sessions
             .into_iter()
             .map(|i| i.handle.to_string())
             .collect();
@@ -329,7 +330,11 @@ fn everything_shown_is_escaped(h: &Harness) {
         assert_eq!(r.status, 303);
         let location = r.header("Location").unwrap();
         assert!(location.is_ascii() && !location.contains('<'), "{location}");
-        assert!(store.sessions_of(user, None).unwrap().is_empty());
+        assert!(store
+            .sessions_of(user, None, Default::default())
+            .unwrap()
+            .sessions
+            .is_empty());
         // Recreate for the next glue.
         let mut s = store.load(None).unwrap();
         s.set_user(user);
@@ -357,7 +362,10 @@ fn revoking_one_session(h: &Harness) {
             Some("/admin/?user=alice&done=revoked")
         );
         assert_eq!(count(store.database()), before - 1);
-        let left = store.sessions_of("alice", None).unwrap();
+        let left = store
+            .sessions_of("alice", None, Default::default())
+            .unwrap()
+            .sessions;
         assert_eq!(left.len(), handles.len() - 1);
         assert!(left.iter().all(|i| i.handle.as_str() != target));
         let r = browser.get("/admin/?user=alice&done=revoked");
@@ -419,8 +427,19 @@ fn revoking_a_user(h: &Harness) {
             Some("/admin/?user=alice&done=user&n=3")
         );
         assert_eq!(count(store.database()), before - 3);
-        assert!(store.sessions_of("alice", None).unwrap().is_empty());
-        assert_eq!(store.sessions_of("bob", None).unwrap().len(), 1);
+        assert!(store
+            .sessions_of("alice", None, Default::default())
+            .unwrap()
+            .sessions
+            .is_empty());
+        assert_eq!(
+            store
+                .sessions_of("bob", None, Default::default())
+                .unwrap()
+                .sessions
+                .len(),
+            1
+        );
         let r = browser.get("/admin/?user=alice&done=user&n=3");
         assert!(r.body.contains("Ended 3 sessions of this user."));
         store.revoke_all().unwrap();

@@ -60,7 +60,14 @@ fn sessions_routes(h: &Harness) {
     let (bob, bob_ua) = browser(addr, "bob", "Bob/1.0");
 
     // Login bound the user (set_user), recorded metadata, renewed the id.
-    assert_eq!(store.sessions_of("alice", None).unwrap().len(), 3);
+    assert_eq!(
+        store
+            .sessions_of("alice", None, Default::default())
+            .unwrap()
+            .sessions
+            .len(),
+        3
+    );
 
     let r = get(&laptop, addr, "/sessions", &laptop_ua);
     assert_eq!(r.status, 200);

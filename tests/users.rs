@@ -36,7 +36,14 @@ fn revoking_a_user_removes_exactly_their_sessions(h: &Harness) {
             other => panic!("{other:?}"),
         }
     };
-    assert_eq!(store.sessions_of("alice", None).unwrap().len(), 3);
+    assert_eq!(
+        store
+            .sessions_of("alice", None, Default::default())
+            .unwrap()
+            .sessions
+            .len(),
+        3
+    );
     assert_eq!(store.revoke_user("alice").unwrap(), 3);
     assert_eq!(count(store.database()), 3);
     for c in &alice {
@@ -67,7 +74,10 @@ fn listing_marks_current_and_revokes_by_handle(h: &Harness) {
     let tablet = sign_in(&store, "carol");
     let dave = sign_in(&store, "dave");
     let me = store.load(Some(&laptop)).unwrap();
-    let list = store.sessions_of("carol", Some(&me)).unwrap();
+    let list = store
+        .sessions_of("carol", Some(&me), Default::default())
+        .unwrap()
+        .sessions;
     assert_eq!(list.len(), 3);
     assert_eq!(list.iter().filter(|i| i.current).count(), 1);
     // Handles are opaque: neither the cookie id nor the stored id.
@@ -78,7 +88,10 @@ fn listing_marks_current_and_revokes_by_handle(h: &Harness) {
         assert!(!info.handle.as_str().contains("2::"));
     }
     // Another user's handle ends nothing; neither does garbage.
-    let daves = store.sessions_of("dave", None).unwrap();
+    let daves = store
+        .sessions_of("dave", None, Default::default())
+        .unwrap()
+        .sessions;
     assert!(!store.revoke("carol", &daves[0].handle).unwrap());
     assert!(!store
         .revoke("carol", &SessionHandle::new("not-a-handle"))
@@ -87,10 +100,20 @@ fn listing_marks_current_and_revokes_by_handle(h: &Harness) {
     // Revoke one (not the current one).
     let other = list.iter().find(|i| !i.current).unwrap();
     assert!(store.revoke("carol", &other.handle).unwrap());
-    assert_eq!(store.sessions_of("carol", None).unwrap().len(), 2);
+    assert_eq!(
+        store
+            .sessions_of("carol", None, Default::default())
+            .unwrap()
+            .sessions
+            .len(),
+        2
+    );
     // Sign out the other devices: only the current one stays.
     assert_eq!(store.revoke_others(&me).unwrap(), 1);
-    let left = store.sessions_of("carol", Some(&me)).unwrap();
+    let left = store
+        .sessions_of("carol", Some(&me), Default::default())
+        .unwrap()
+        .sessions;
     assert_eq!(left.len(), 1);
     assert!(left[0].current);
     assert!(!store.load(Some(&laptop)).unwrap().is_new());
@@ -107,12 +130,19 @@ fn binding_survives_renew_and_can_be_cleared(h: &Harness) {
         CookieAction::Set(id) => id.as_cookie_value().to_owned(),
         other => panic!("{other:?}"),
     };
-    let list = store.sessions_of("erin", None).unwrap();
+    let list = store
+        .sessions_of("erin", None, Default::default())
+        .unwrap()
+        .sessions;
     assert_eq!(list.len(), 1);
     let mut s = store.load(Some(&renewed)).unwrap();
     s.clear_user();
     assert_eq!(store.commit(&mut s).unwrap(), CookieAction::None);
-    assert!(store.sessions_of("erin", None).unwrap().is_empty());
+    assert!(store
+        .sessions_of("erin", None, Default::default())
+        .unwrap()
+        .sessions
+        .is_empty());
     assert!(rows(store.database()).iter().all(|r| r.user_key.is_none()));
     // A concurrent request's data change does not undo another's binding.
     let mut a = store.load(Some(&renewed)).unwrap();
@@ -121,7 +151,14 @@ fn binding_survives_renew_and_can_be_cleared(h: &Harness) {
     b.insert("theme", "dark").unwrap();
     let _ = store.commit(&mut a).unwrap();
     let _ = store.commit(&mut b).unwrap();
-    assert_eq!(store.sessions_of("erin", None).unwrap().len(), 1);
+    assert_eq!(
+        store
+            .sessions_of("erin", None, Default::default())
+            .unwrap()
+            .sessions
+            .len(),
+        1
+    );
 }
 
 fn user_ids_and_metadata_never_appear_in_the_table(h: &Harness) {
@@ -166,7 +203,10 @@ fn user_ids_and_metadata_never_appear_in_the_table(h: &Harness) {
             assert!(!contains(&all, needle.as_bytes()), "{needle} in the table");
         }
     }
-    let info = &store.sessions_of(user, None).unwrap()[0];
+    let info = &store
+        .sessions_of(user, None, Default::default())
+        .unwrap()
+        .sessions[0];
     assert_eq!(info.ip.as_deref(), Some("198.51.100.0"));
     assert_eq!(info.user_agent.as_deref(), Some(agent));
     assert_eq!(
@@ -195,15 +235,36 @@ fn key_rotation_does_not_orphan_bindings(h: &Harness) {
     }
     let rotated = with(Keyring::new(new.clone()).with_previous(old.clone()));
     // Found under the old key's binding while the old key is on the ring.
-    assert_eq!(rotated.sessions_of("grace", None).unwrap().len(), 3);
+    assert_eq!(
+        rotated
+            .sessions_of("grace", None, Default::default())
+            .unwrap()
+            .sessions
+            .len(),
+        3
+    );
     // A new sign-in binds under the new key; both are listed together.
     sign_in(&rotated, "grace");
-    assert_eq!(rotated.sessions_of("grace", None).unwrap().len(), 4);
+    assert_eq!(
+        rotated
+            .sessions_of("grace", None, Default::default())
+            .unwrap()
+            .sessions
+            .len(),
+        4
+    );
     // After re-encryption, the new key alone finds all of them.
     let report = rotate_keys(&rotated).unwrap();
     assert_eq!(report.rotated, 3);
     let only_new = with(Keyring::new(new));
-    assert_eq!(only_new.sessions_of("grace", None).unwrap().len(), 4);
+    assert_eq!(
+        only_new
+            .sessions_of("grace", None, Default::default())
+            .unwrap()
+            .sessions
+            .len(),
+        4
+    );
     assert_eq!(only_new.revoke_user("grace").unwrap(), 4);
 }
 
@@ -244,7 +305,14 @@ fn listing_ten_thousand_users_is_an_indexed_lookup(h: &Harness) {
     for _ in 0..3 {
         sign_in(&store, "heidi");
     }
-    assert_eq!(store.sessions_of("heidi", None).unwrap().len(), 3);
+    assert_eq!(
+        store
+            .sessions_of("heidi", None, Default::default())
+            .unwrap()
+            .sessions
+            .len(),
+        3
+    );
     let key = "55".repeat(32);
     let cut = now - 1000;
     let plan: String = match h.backend {
@@ -356,7 +424,14 @@ fn dedicated_sessions_database(h: &Harness) {
     };
     assert!(!has_table(app_db.database()));
     assert!(has_table(sessions.database()));
-    assert_eq!(sessions.sessions_of("kim", None).unwrap().len(), 1);
+    assert_eq!(
+        sessions
+            .sessions_of("kim", None, Default::default())
+            .unwrap()
+            .sessions
+            .len(),
+        1
+    );
 }
 
 backend_suite!(
