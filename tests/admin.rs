@@ -8,7 +8,7 @@ mod common;
 use std::io::Read;
 
 use common::{count, Harness};
-use stored_session::admin::{self, Admin, CSRF_COOKIE};
+use stored_session::admin::{self, Admin, CSRF_COOKIE, CSRF_COOKIE_SECURE};
 use stored_session::{CookieAction, Keyring, SessionStore};
 
 /// Which glue a request goes through.
@@ -197,12 +197,14 @@ fn renders_statistics_and_chart(h: &Harness) {
         assert!(csp.contains("default-src 'none'") && !csp.contains("script"));
         assert_eq!(r.header("Cache-Control"), Some("no-store"));
         assert_eq!(r.header("Referrer-Policy"), Some("no-referrer"));
+        // Served over HTTPS (the default): a `__Host-` cookie for the whole site.
         let set = r.header("Set-Cookie").unwrap();
-        assert!(set.starts_with(&format!("{CSRF_COOKIE}=")), "{set}");
+        assert!(set.starts_with(&format!("{CSRF_COOKIE_SECURE}=")), "{set}");
         assert!(
-            set.ends_with("; Path=/admin; HttpOnly; SameSite=Strict; Secure"),
+            set.ends_with("; Path=/; HttpOnly; SameSite=Strict; Secure"),
             "{set}"
         );
+        assert!(!set.to_ascii_lowercase().contains("domain"), "{set}");
         let page = &r.body;
         assert!(page.starts_with("<!DOCTYPE html>"));
         assert!(!page.to_lowercase().contains("<script"), "no script at all");
