@@ -951,7 +951,11 @@ mod tests {
             "LOGIN-SECRET",
             "csrf",
         ] {
+            // Neither as text nor as a list of bytes (a derived Debug of `&[u8]`).
+            let bytes = format!("{:?}", secret.as_bytes());
+            let bytes = bytes.trim_matches(|c| c == '[' || c == ']');
             assert!(!shown.contains(secret), "{secret} in {shown}");
+            assert!(!shown.contains(bytes), "{secret} as bytes in {shown}");
         }
         assert!(
             shown.contains("\"POST\"") && shown.contains("/admin/revoke?<redacted>"),
