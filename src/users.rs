@@ -255,7 +255,7 @@ impl SessionStore {
                     .user_page(key, before, limit as i64 + 1, cut)?,
             );
         }
-        rows.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+        rows.sort_unstable_by_key(|row| std::cmp::Reverse(row.id));
         let next = if rows.len() > limit {
             rows.truncate(limit);
             Some(self.cursor(&keys[0], rows[limit - 1].id))
@@ -436,7 +436,7 @@ impl SessionStore {
             others.extend(db.user_ids(key, keep as i64 + 2, cut)?);
         }
         others.retain(|&id| id != current_id);
-        others.sort_unstable_by(|a, b| b.cmp(a));
+        others.sort_unstable_by_key(|&id| std::cmp::Reverse(id));
         let Some(&newest_to_go) = others.get(keep) else {
             return Ok(0);
         };
