@@ -1,6 +1,14 @@
 //! Per-user sessions: listing a user's devices and ending sessions ("sign
 //! out everywhere", "sign out other devices", revoking one device).
 //!
+//! Every per-request operation here is bounded, however many sessions a
+//! user has: [`SessionStore::sessions_of`] reads and decrypts one page
+//! (50 by default, newest first, with an authenticated [`Cursor`] to the
+//! next), [`SessionStore::revoke`] resolves its handle with a primary-key
+//! lookup, and the optional cap on live sessions per user
+//! ([`Config::max_sessions_per_user`](crate::Config::max_sessions_per_user))
+//! costs one bounded read and one ranged delete at login.
+//!
 //! A session is bound to a user with [`Session::set_user`]. The table holds
 //! only an HMAC of the user id (the `user_key` column, indexed), never the
 //! id; the id itself is kept inside the encrypted envelope. Bindings survive
