@@ -1,6 +1,6 @@
 //! What one page of a user's sessions costs when the user has 20,000
-//! sessions: wall time and bytes allocated by `sessions_of`, on every
-//! enabled backend. Ignored by default (seeding takes a minute on the
+//! sessions: wall time and bytes allocated by `sessions_of` (and by
+//! `stats` over the same table), on every enabled backend. Ignored by default (seeding takes a minute on the
 //! server backends); run with:
 //!
 //! ```sh
@@ -85,6 +85,22 @@ fn measure(h: &Harness) {
         h.backend,
         runs[0].0,
         runs[runs.len() - 1].0
+    );
+    let mut runs: Vec<(Duration, u64)> = (0..5)
+        .map(|_| {
+            let bytes = ALLOCATED.load(Ordering::Relaxed);
+            let started = Instant::now();
+            let stats = store.stats().unwrap();
+            let took = started.elapsed();
+            assert_eq!(stats.live, SESSIONS as u64);
+            (took, ALLOCATED.load(Ordering::Relaxed) - bytes)
+        })
+        .collect();
+    runs.sort();
+    let (median, bytes) = runs[runs.len() / 2];
+    println!(
+        "{:?}: stats over {SESSIONS} sessions: median {median:?}, {bytes} bytes allocated",
+        h.backend
     );
 }
 
