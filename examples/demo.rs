@@ -24,7 +24,7 @@
 //! | `GET /` | counts visits in the session: `visits: N` and `user: NAME` (or `anonymous`) |
 //! | `POST /login` (form field `user`) | renews the session id, binds the session to the user: `logged in as NAME` |
 //! | `POST /logout` | destroys the session and removes the cookie: `logged out` |
-//! | `GET /sessions` | the signed-in user's live sessions, one line each: `session HANDLE created TIME last-active TIME ip IP agent AGENT`, the visitor's own line ending with ` current` (401 when not signed in) |
+//! | `GET /sessions` | the signed-in user's live sessions, newest first, 50 per page, one line each: `session HANDLE created TIME last-active TIME ip IP agent AGENT`, the visitor's own line ending with ` current`; when there are more, a last line `next /sessions?after=CURSOR` (401 when not signed in, 400 for a cursor that is not the user's) |
 //! | `POST /sessions/revoke-others` | ends the user's other sessions: `revoked N` (401 when not signed in) |
 //! | `GET /health` | `ok`, never touches the session |
 //! | `/admin/…` | the admin page (HTML), see below |
@@ -39,9 +39,12 @@
 //! * carries `Authorization: Bearer <token>` (for curl and scripts), or
 //! * carries the `demo_admin` cookie, which `POST /admin/login` (form field
 //!   `token`; the form is at `GET /admin/login`) sets after checking the
-//!   token. The cookie holds a random value drawn at start (never the
-//!   token), is HttpOnly, `SameSite=Strict` and scoped to `/admin`, and
-//!   stops working when the demo restarts.
+//!   token. The cookie holds a random value drawn for that sign-in and a
+//!   MAC of it under a secret drawn at start (never the token), is
+//!   HttpOnly, `SameSite=Strict` and scoped to `/admin`, and stops working
+//!   when the demo restarts. The admin page's form tokens are bound to it
+//!   ([`Admin::login_cookie`]), so forms rendered for one sign-in are
+//!   refused after another, and they expire after an hour.
 //!
 //! Tokens are compared in constant time (SHA-256 of both, then a
 //! byte-wise comparison without early exit). A browser without the cookie
@@ -62,12 +65,15 @@
 //!
 //! and open <http://127.0.0.1:8000/admin/> in a browser.
 
+use ring::hmac;
 use rouille::{Request, Response};
 use sha2::{Digest, Sha256};
 use stored_session::adapters::rouille::with_session;
 use stored_session::adapters::{CookiePolicy, LazySession, Sessions};
 use stored_session::admin::{self, escape_html, Admin};
-use stored_session::{Config, IpTracking, MetadataPolicy, SessionId, SessionStore};
+use stored_session::{
+    Config, Cursor, Error, IpTracking, MetadataPolicy, Page, SessionId, SessionStore,
+};
 
 #[path = "support/keys.rs"]
 mod keys;
@@ -107,7 +113,7 @@ fn run() -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let base = format!("http://{}", server.server_addr());
     println!("stored-session demo on {base}/");
-    println!("sessions in {}", redact(&url));
+    println!("sessions in {}", stored_session::redact_url(&url));
     println!("recording client metadata: IP address truncated to /24 or /48, user agent");
     if admin_enabled {
         println!("admin page: {base}/admin/ (sign in at {base}/admin/login with $ADMIN_TOKEN, or send Authorization: Bearer $ADMIN_TOKEN)");
@@ -141,8 +147,8 @@ pub struct AdminGate {
     admin: Admin,
     /// SHA-256 of `ADMIN_TOKEN`.
     token_digest: [u8; 32],
-    /// The `demo_admin` cookie's value: random, drawn at start.
-    cookie_value: String,
+    /// Signs the `demo_admin` cookie values: a random key drawn at start.
+    cookie_key: hmac::Key,
 }
 
 /// The admin sign-in cookie.
@@ -155,12 +161,17 @@ impl Demo {
         let admin = admin_token
             .filter(|t| !t.is_empty())
             .map(|token| AdminGate {
-                // Plain HTTP: the nonce cookie cannot be Secure either.
+                // Plain HTTP: the nonce cookie cannot be Secure (nor
+                // `__Host-`) either. Form tokens are bound to the sign-in.
                 admin: Admin::new(sessions.store().clone())
                     .mount_path("/admin")
-                    .secure_cookie(false),
+                    .secure_cookie(false)
+                    .login_cookie(ADMIN_COOKIE),
                 token_digest: Sha256::digest(token.as_bytes()).into(),
-                cookie_value: SessionId::generate().as_cookie_value().to_owned(),
+                cookie_key: hmac::Key::new(
+                    hmac::HMAC_SHA256,
+                    SessionId::generate().as_cookie_value().as_bytes(),
+                ),
             });
         Demo { sessions, admin }
     }
@@ -173,7 +184,31 @@ impl AdminGate {
         same(&digest, &self.token_digest)
     }
 
-    /// Whether the request carries the bearer token or the sign-in cookie.
+    /// A new sign-in cookie value: `RANDOM.MAC`, a random value drawn for
+    /// this sign-in and its MAC under the start-up key (no server state).
+    fn new_cookie_value(&self) -> String {
+        let random = SessionId::generate();
+        let mac = hmac::sign(&self.cookie_key, random.as_cookie_value().as_bytes());
+        let mac: String = mac.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}.{mac}", random.as_cookie_value())
+    }
+
+    /// Whether `value` is a sign-in cookie this process issued.
+    fn cookie_valid(&self, value: &str) -> bool {
+        let Some((random, mac)) = value.split_once('.') else {
+            return false;
+        };
+        let mac: Option<Vec<u8>> = (mac.len() == 64 && mac.is_ascii())
+            .then(|| {
+                (0..32)
+                    .map(|i| u8::from_str_radix(&mac[2 * i..2 * i + 2], 16).ok())
+                    .collect()
+            })
+            .flatten();
+        mac.is_some_and(|mac| hmac::verify(&self.cookie_key, random.as_bytes(), &mac).is_ok())
+    }
+
+    /// Whether the request carries the bearer token or a sign-in cookie.
     fn authorized(&self, request: &Request) -> bool {
         let bearer = request
             .header("Authorization")
@@ -181,7 +216,7 @@ impl AdminGate {
             .is_some_and(|t| self.token_matches(t.trim()));
         let cookie = rouille::input::cookies(request)
             .filter(|(name, _)| *name == ADMIN_COOKIE)
-            .any(|(_, value)| same(value.as_bytes(), self.cookie_value.as_bytes()));
+            .any(|(_, value)| self.cookie_valid(value));
         bearer || cookie
     }
 }
@@ -191,18 +226,6 @@ impl AdminGate {
 /// random values).
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The database URL without a password, for the start-up message.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// The demo's routes.
@@ -217,7 +240,9 @@ pub fn app(demo: &Demo, request: &Request) -> Response {
         ("GET", "/") => with_session(sessions, request, index),
         ("POST", "/login") => with_session(sessions, request, |s| login(request, s)),
         ("POST", "/logout") => with_session(sessions, request, logout),
-        ("GET", "/sessions") => with_session(sessions, request, |s| list_sessions(sessions, s)),
+        ("GET", "/sessions") => with_session(sessions, request, |s| {
+            list_sessions(sessions, s, request.get_param("after"))
+        }),
         ("POST", "/sessions/revoke-others") => {
             with_session(sessions, request, |s| revoke_others(sessions, s))
         }
@@ -260,7 +285,7 @@ fn admin_login(gate: &AdminGate, request: &Request) -> Response {
                 "Set-Cookie",
                 format!(
                     "{ADMIN_COOKIE}={}; Path=/admin; HttpOnly; SameSite=Strict",
-                    gate.cookie_value
+                    gate.new_cookie_value()
                 ),
             ),
         _ => login_form(Some("That is not the admin token."), 403),
@@ -324,17 +349,29 @@ fn not_signed_in() -> Response {
     Response::text("not signed in\n").with_status_code(401)
 }
 
-/// One line per live session of the signed-in user.
+/// One line per live session of the signed-in user, 50 per page, newest
+/// first; `after` is the cursor of the previous page's `next` line.
 fn list_sessions(
     sessions: &Sessions,
     session: &mut LazySession,
+    after: Option<String>,
 ) -> stored_session::Result<Response> {
     let session = session.load()?;
     let Some(user) = session.user_id() else {
         return Ok(not_signed_in());
     };
+    let page = Page {
+        limit: Page::DEFAULT_LIMIT,
+        after: after.map(Cursor::new),
+    };
+    let listed = match sessions.store().sessions_of(user, Some(session), page) {
+        Err(Error::InvalidCursor) => {
+            return Ok(Response::text("invalid page cursor\n").with_status_code(400))
+        }
+        other => other?,
+    };
     let mut body = String::new();
-    for info in sessions.store().sessions_of(user, Some(session))? {
+    for info in listed.sessions {
         body.push_str(&format!(
             "session {} created {} last-active {} ip {} agent {}{}\n",
             info.handle,
@@ -344,6 +381,10 @@ fn list_sessions(
             info.user_agent.as_deref().unwrap_or("-"),
             if info.current { " current" } else { "" },
         ));
+    }
+    if let Some(next) = listed.next {
+        // Cursors are URL-safe base64: no escaping needed.
+        body.push_str(&format!("next /sessions?after={next}\n"));
     }
     Ok(Response::text(body))
 }

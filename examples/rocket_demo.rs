@@ -19,8 +19,10 @@
 //! `anonymous`); `POST /login` with form field `user` renews the session id
 //! and binds the session to the user (`logged in as NAME`); `POST /logout`
 //! destroys the session and removes the cookie (`logged out`);
-//! `GET /sessions` lists the signed-in user's live sessions, one line each
-//! starting with `session ` and the visitor's own ending with ` current`;
+//! `GET /sessions` lists the signed-in user's live sessions, newest first,
+//! 50 per page, one line each starting with `session ` and the visitor's
+//! own ending with ` current`, then `next /sessions?after=CURSOR` when there
+//! are more (400 for a cursor that is not the user's);
 //! `POST /sessions/revoke-others` ends the user's other sessions
 //! (`revoked N`); `GET /health` answers `ok` without touching the session.
 //! The admin page is in the rouille demo (`demo`).
@@ -31,7 +33,7 @@ use rocket::tokio::task::block_in_place;
 use rocket::{get, post, routes, FromForm, State};
 use stored_session::adapters::rocket::{SessionFairing, SessionGuard};
 use stored_session::adapters::{CookiePolicy, Sessions};
-use stored_session::{Config, IpTracking, MetadataPolicy, SessionStore};
+use stored_session::{Config, Cursor, Error, IpTracking, MetadataPolicy, Page, SessionStore};
 
 #[path = "support/keys.rs"]
 mod keys;
@@ -72,16 +74,29 @@ fn logout(session: SessionGuard<'_>) -> &'static str {
     "logged out"
 }
 
-/// The signed-in user's live sessions, one line each. The store blocks, so
-/// the query runs in `block_in_place` (off the async scheduler's hot path).
-#[get("/sessions")]
-fn sessions(session: SessionGuard<'_>, store: &State<SessionStore>) -> Result<String, Status> {
+/// The signed-in user's live sessions, one line each, 50 per page. The
+/// store blocks, so the query runs in `block_in_place` (off the async
+/// scheduler's hot path).
+#[get("/sessions?<after>")]
+fn sessions(
+    session: SessionGuard<'_>,
+    store: &State<SessionStore>,
+    after: Option<String>,
+) -> Result<String, Status> {
     let session = session.lock();
     let Some(user) = session.user_id() else {
         return Err(Status::Unauthorized);
     };
-    let list = block_in_place(|| store.sessions_of(user, Some(&session))).map_err(internal)?;
-    Ok(list
+    let page = Page {
+        limit: Page::DEFAULT_LIMIT,
+        after: after.map(Cursor::new),
+    };
+    let listed = match block_in_place(|| store.sessions_of(user, Some(&session), page)) {
+        Err(Error::InvalidCursor) => return Err(Status::BadRequest),
+        other => other.map_err(internal)?,
+    };
+    let mut body: String = listed
+        .sessions
         .iter()
         .map(|info| {
             format!(
@@ -94,7 +109,12 @@ fn sessions(session: SessionGuard<'_>, store: &State<SessionStore>) -> Result<St
                 if info.current { " current" } else { "" },
             )
         })
-        .collect())
+        .collect();
+    if let Some(next) = listed.next {
+        // Cursors are URL-safe base64: no escaping needed.
+        body.push_str(&format!("next /sessions?after={next}\n"));
+    }
+    Ok(body)
 }
 
 /// Ends the signed-in user's other sessions.

@@ -49,6 +49,20 @@ pub struct Config {
     pub log_events: bool,
     /// Which client metadata sessions record. Default: none.
     pub metadata: crate::MetadataPolicy,
+    /// Most live sessions one user may have, or `None` for no limit
+    /// (the default). Enforced when a commit binds a session to a user
+    /// ([`Session::set_user`](crate::Session::set_user) then
+    /// [`commit`](crate::SessionStore::commit), usually with
+    /// [`renew`](crate::Session::renew): a login): the user's oldest live
+    /// sessions beyond the cap are revoked, oldest first by when their row
+    /// was created (a renew creates a new row). The session being committed
+    /// is always kept, and so is any session whose row is newer than it, so
+    /// two simultaneous logins never end each other. `Some(0)` counts as
+    /// `Some(1)`. The work is bounded: one indexed read of at most `cap + 1`
+    /// ids per key on the ring and one ranged `DELETE`. A failure to
+    /// enforce the cap is logged (target `stored_session`, level warn) and
+    /// does not fail the commit, whose cookie must still reach the browser.
+    pub max_sessions_per_user: Option<u32>,
 }
 
 const DAY: u64 = 24 * 60 * 60;
@@ -65,6 +79,7 @@ impl Default for Config {
             clock: Clock::system(),
             log_events: true,
             metadata: crate::MetadataPolicy::default(),
+            max_sessions_per_user: None,
         }
     }
 }
@@ -121,6 +136,20 @@ impl Config {
     /// Sets [`Config::metadata`].
     pub fn metadata(mut self, policy: crate::MetadataPolicy) -> Self {
         self.metadata = policy;
+        self
+    }
+
+    /// Sets [`Config::max_sessions_per_user`].
+    ///
+    /// ```
+    /// use stored_session::Config;
+    ///
+    /// let config = Config::default().max_sessions_per_user(Some(10));
+    /// assert_eq!(config.max_sessions_per_user, Some(10));
+    /// assert_eq!(Config::default().max_sessions_per_user, None);
+    /// ```
+    pub fn max_sessions_per_user(mut self, cap: Option<u32>) -> Self {
+        self.max_sessions_per_user = cap;
         self
     }
 

@@ -515,6 +515,20 @@ impl Sealer {
         out
     }
 
+    /// A keyed PRF for opaque references (session handles, page cursors):
+    /// HMAC-SHA256 under the handle key over `context || data`. Callers pick
+    /// fixed contexts whose total input length is never 32 bytes, so no
+    /// output equals a [`handle`](Self::handle) (whose input is a 32-byte id).
+    pub fn reference_prf(&self, context: &[u8], data: &[u8]) -> [u8; 32] {
+        let mut mac = ring::hmac::Context::with_key(&self.handles);
+        mac.update(context);
+        mac.update(data);
+        let tag = mac.sign();
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
     /// Whether sessions sealed under `key_id` should be re-encrypted.
     pub fn is_current(&self, key_id: u32) -> bool {
         key_id == self.keyring.current().id

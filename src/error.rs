@@ -66,6 +66,13 @@ pub enum Error {
     /// for this operation.
     #[error("invalid session state: {0}")]
     State(&'static str),
+
+    /// A page [`Cursor`](crate::Cursor) that this store did not issue for
+    /// this user under its current key (garbage, tampered, another user's,
+    /// or minted before a key rotation). Nothing was read; start again from
+    /// the first page. A web application answers it with `400 Bad Request`.
+    #[error("invalid page cursor: start again from the first page")]
+    InvalidCursor,
 }
 
 /// Shorthand for `Result<T, stored_session::Error>`.

@@ -288,4 +288,4 @@ pub mod __bench {
     }
 }
 pub use trim::{trim_inactive, Trim, TrimReport, Trimmer, DEFAULT_BATCH_SIZE};
-pub use users::{SessionHandle, SessionInfo};
+pub use users::{Cursor, Page, SessionHandle, SessionInfo, SessionPage};

@@ -11,7 +11,7 @@ use crate::backend::Backend;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Migration {
-    /// Directory name, `<timestamp>_create_stored_sessions`.
+    /// Directory name, `<timestamp>_<what it does>`.
     pub name: &'static str,
     /// `up.sql`.
     pub up: &'static str,
@@ -21,7 +21,8 @@ pub struct Migration {
 
 const NAME: &str = "2026-11-27-000000_create_stored_sessions";
 
-/// The migrations that create the `stored_sessions` table on `backend`, oldest first.
+/// The migrations that create (and then update) the `stored_sessions`
+/// table on `backend`, oldest first.
 ///
 /// ```
 /// use stored_session::{migrations, Backend};
@@ -40,15 +41,28 @@ pub fn for_backend(backend: Backend) -> &'static [Migration] {
                 "../migrations/sqlite/2026-11-27-000000_create_stored_sessions/down.sql"
             ),
         }],
-        Backend::Postgres => &[Migration {
-            name: NAME,
-            up: include_str!(
-                "../migrations/postgres/2026-11-27-000000_create_stored_sessions/up.sql"
-            ),
-            down: include_str!(
-                "../migrations/postgres/2026-11-27-000000_create_stored_sessions/down.sql"
-            ),
-        }],
+        Backend::Postgres => &[
+            Migration {
+                name: NAME,
+                up: include_str!(
+                    "../migrations/postgres/2026-11-27-000000_create_stored_sessions/up.sql"
+                ),
+                down: include_str!(
+                    "../migrations/postgres/2026-11-27-000000_create_stored_sessions/down.sql"
+                ),
+            },
+            // SQLite's and InnoDB's user_key indexes already end with the
+            // row id; PostgreSQL needs it spelled out (see up.sql).
+            Migration {
+                name: "2026-12-01-000000_user_key_id_index",
+                up: include_str!(
+                    "../migrations/postgres/2026-12-01-000000_user_key_id_index/up.sql"
+                ),
+                down: include_str!(
+                    "../migrations/postgres/2026-12-01-000000_user_key_id_index/down.sql"
+                ),
+            },
+        ],
         Backend::Mysql => &[Migration {
             name: NAME,
             up: include_str!("../migrations/mysql/2026-11-27-000000_create_stored_sessions/up.sql"),

@@ -235,7 +235,7 @@ impl Session {
     /// session.set_user("user-42");
     /// session.renew(); // on login
     /// let _ = store.commit(&mut session)?;
-    /// assert_eq!(store.sessions_of("user-42", Some(&session))?.len(), 1);
+    /// assert_eq!(store.sessions_of("user-42", Some(&session), Default::default())?.sessions.len(), 1);
     /// # Ok::<(), stored_session::Error>(())
     /// ```
     pub fn set_user(&mut self, user_id: impl Into<String>) {

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::backend::{Bucket, Ranked};
 use crate::error::Result;
 use crate::store::SessionStore;
 
@@ -24,23 +25,43 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    /// Percentiles of values sorted ascending.
-    pub(crate) fn of_sorted(values: &[u64]) -> Self {
-        if values.is_empty() {
+    /// The nearest rank of the `p`th percentile among `n` values:
+    /// `ceil(p * n / 100)`, at least 1 (integer arithmetic, as the SQL does).
+    pub(crate) fn rank(p: u64, n: u64) -> u64 {
+        (p * n).div_ceil(100).max(1)
+    }
+
+    /// Percentiles of `count` values, given the value at each needed rank.
+    fn from_ranks(count: u64, at: impl Fn(u64) -> u64) -> Self {
+        if count == 0 {
             return Percentiles::default();
         }
-        let rank = |p: f64| {
-            let idx = ((p / 100.0) * values.len() as f64).ceil() as usize;
-            values[idx.clamp(1, values.len()) - 1]
-        };
         Percentiles {
-            count: values.len() as u64,
-            min: values[0],
-            p50: rank(50.0),
-            p90: rank(90.0),
-            p99: rank(99.0),
-            max: values[values.len() - 1],
+            count,
+            min: at(1),
+            p50: at(Self::rank(50, count)),
+            p90: at(Self::rank(90, count)),
+            p99: at(Self::rank(99, count)),
+            max: at(count),
         }
+    }
+
+    /// Percentiles from the database's nearest-rank rows (see
+    /// `Database::aggregates`).
+    fn from_ranked(rows: &[Ranked]) -> Self {
+        let count = rows.first().map_or(0, |r| r.cnt.max(0) as u64);
+        Self::from_ranks(count, |rank| {
+            rows.iter()
+                .find(|r| r.rn == rank as i64)
+                .map_or(0, |r| r.v.max(0) as u64)
+        })
+    }
+
+    /// Percentiles of values sorted ascending (the reference the SQL is
+    /// tested against).
+    #[cfg(test)]
+    pub(crate) fn of_sorted(values: &[u64]) -> Self {
+        Self::from_ranks(values.len() as u64, |rank| values[rank as usize - 1])
     }
 }
 
@@ -71,12 +92,17 @@ pub struct Stats {
 
 impl SessionStore {
     /// Counts and distributions over the table, under the store's expiry
-    /// settings. Reads every live row's size: meant for operators, not for
-    /// every request.
+    /// settings. Computed by the database as aggregates (counts, minimum and
+    /// maximum, a `GROUP BY` per hour, percentiles ranked with window
+    /// functions): the store receives a few dozen rows however large the
+    /// table, and decrypts nothing. The database still scans every live row
+    /// (to count them and rank their sizes): meant for operators and admin
+    /// pages, not for every request.
     ///
     /// # Errors
     ///
-    /// Database and pool failures.
+    /// Database and pool failures (MySQL before 8.0 and MariaDB before 10.2
+    /// lack the window functions the percentiles need).
     ///
     /// ```
     /// # use stored_session::{Keyring, SessionStore};
@@ -90,41 +116,30 @@ impl SessionStore {
     /// # Ok::<(), stored_session::Error>(())
     /// ```
     pub fn stats(&self) -> Result<Stats> {
-        let cut = self.cutoffs(self.now());
-        let db = self.database();
-        let (oldest, newest) = db.activity_range(cut)?;
-        let sizes: Vec<u64> = db
-            .payload_lengths(cut)?
-            .into_iter()
-            .map(|n| n.max(0) as u64)
-            .collect();
-        let at = |t: Option<i64>| t.and_then(|t| DateTime::from_timestamp(t, 0));
-        let mut per_user: Vec<u64> = db
-            .sessions_per_user(cut)?
-            .into_iter()
-            .map(|n| n.max(0) as u64)
-            .collect();
-        per_user.sort_unstable();
         let now = self.now();
         let since = now - 24 * 3600 + 1;
-        let hourly = |times: Vec<i64>| {
-            let mut buckets = [0u64; 24];
-            for t in times {
-                let age = (now - t).clamp(0, 24 * 3600 - 1) / 3600;
-                buckets[23 - age as usize] += 1;
+        let raw = self.database().aggregates(now, since, self.cutoffs(now))?;
+        let at = |t: Option<i64>| t.and_then(|t| DateTime::from_timestamp(t, 0));
+        // Bucket 23 is the hour up to now; ages are whole hours, 0..=23.
+        let hourly = |buckets: &[Bucket]| {
+            let mut out = [0u64; 24];
+            for b in buckets {
+                let age = b.h.clamp(0, 23) as usize;
+                out[23 - age] += b.n.max(0) as u64;
             }
-            buckets
+            out
         };
+        let per_user = Percentiles::from_ranked(&raw.per_user);
         Ok(Stats {
-            users: per_user.len() as u64,
-            sessions_per_user: Percentiles::of_sorted(&per_user),
-            created_per_hour: hourly(db.times_since(true, since, cut)?),
-            active_per_hour: hourly(db.times_since(false, since, cut)?),
-            live: db.count_live(cut)?,
-            expired: db.count_expired(cut)?,
-            oldest_activity: at(oldest),
-            newest_activity: at(newest),
-            payload_bytes: Percentiles::of_sorted(&sizes),
+            live: raw.live.max(0) as u64,
+            expired: raw.expired.max(0) as u64,
+            oldest_activity: at(raw.oldest),
+            newest_activity: at(raw.newest),
+            payload_bytes: Percentiles::from_ranked(&raw.payload),
+            users: per_user.count,
+            sessions_per_user: per_user,
+            created_per_hour: hourly(&raw.created),
+            active_per_hour: hourly(&raw.active),
         })
     }
 }
@@ -143,5 +158,10 @@ mod tests {
         );
         assert_eq!(Percentiles::of_sorted(&[7]).p99, 7);
         assert_eq!(Percentiles::of_sorted(&[]), Percentiles::default());
+        // Nearest rank is ceil(p * n / 100), in integers.
+        assert_eq!(Percentiles::rank(90, 10), 9);
+        assert_eq!(Percentiles::rank(99, 10), 10);
+        assert_eq!(Percentiles::rank(50, 7), 4);
+        assert_eq!(Percentiles::rank(50, 1), 1);
     }
 }

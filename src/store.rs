@@ -402,7 +402,11 @@ impl SessionStore {
     /// [`Error::PayloadTooLarge`] (nothing written), database and pool
     /// failures, or [`Error::State`] when conflicts persisted through every retry.
     pub fn commit(&self, session: &mut Session) -> Result<CookieAction> {
+        let binds_user = session.user_changed && session.user.is_some();
         let action = self.commit_inner(session)?;
+        if binds_user {
+            self.enforce_session_cap(session); // Config::max_sessions_per_user (users.rs)
+        }
         session.mark_clean();
         Ok(action)
     }

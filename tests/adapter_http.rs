@@ -225,7 +225,10 @@ fn client_metadata_follows_the_store_policy(h: &Harness) {
     let agent = b"User-Agent: MetaTest/1.0 (http)";
     let r = send(server.addr, "POST", "/login", &[agent], b"user=mia");
     assert_eq!(r.body, "logged in as mia");
-    let list = store.sessions_of("mia", None).unwrap();
+    let list = store
+        .sessions_of("mia", None, Default::default())
+        .unwrap()
+        .sessions;
     assert_eq!(list[0].ip.as_deref(), Some("127.0.0.0"));
     assert_eq!(list[0].user_agent.as_deref(), Some("MetaTest/1.0 (http)"));
 
@@ -243,7 +246,10 @@ fn client_metadata_follows_the_store_policy(h: &Harness) {
         .insert(ClientAddr("2001:db8:1234:5678::9".parse().unwrap()));
     let response = app(&sessions, request);
     assert_eq!(response.status(), StatusCode::OK);
-    let list = store.sessions_of("olga", None).unwrap();
+    let list = store
+        .sessions_of("olga", None, Default::default())
+        .unwrap()
+        .sessions;
     assert_eq!(list[0].ip.as_deref(), Some("2001:db8:1234::"));
     assert_eq!(list[0].user_agent.as_deref(), Some("Proxied/3"));
 
@@ -253,7 +259,10 @@ fn client_metadata_follows_the_store_policy(h: &Harness) {
         .body(b"user=pia".to_vec())
         .unwrap();
     app(&sessions, request);
-    let list = store.sessions_of("pia", None).unwrap();
+    let list = store
+        .sessions_of("pia", None, Default::default())
+        .unwrap()
+        .sessions;
     assert_eq!(list[0].ip, None);
     assert_eq!(list[0].user_agent.as_deref(), Some("NoAddr/1"));
 
@@ -263,7 +272,11 @@ fn client_metadata_follows_the_store_policy(h: &Harness) {
     let server = serve(move |r| app(&shared, r));
     let r = send(server.addr, "POST", "/login", &[agent], b"user=noah");
     assert_eq!(r.body, "logged in as noah");
-    let list = plain.store().sessions_of("noah", None).unwrap();
+    let list = plain
+        .store()
+        .sessions_of("noah", None, Default::default())
+        .unwrap()
+        .sessions;
     assert_eq!(
         (list[0].ip.as_deref(), list[0].user_agent.as_deref()),
         (None, None)

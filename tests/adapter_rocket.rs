@@ -536,20 +536,29 @@ fn client_metadata_follows_the_store_policy(h: &Harness) {
         assert_eq!(r.status(), Status::Ok);
     };
     login(&client, "mia", "198.51.100.23:4711", None);
-    let list = store.sessions_of("mia", None).unwrap();
+    let list = store
+        .sessions_of("mia", None, Default::default())
+        .unwrap()
+        .sessions;
     assert_eq!(list[0].ip.as_deref(), Some("198.51.100.0"));
     assert_eq!(list[0].user_agent.as_deref(), Some("MetaTest/1.0 (rocket)"));
     // Rocket's ip_header (X-Real-IP by default) decides client_ip().
     let proxy = Header::new("X-Real-IP", "203.0.113.200");
     login(&client, "olga", "127.0.0.1:4711", Some(proxy));
-    let list = store.sessions_of("olga", None).unwrap();
+    let list = store
+        .sessions_of("olga", None, Default::default())
+        .unwrap()
+        .sessions;
     assert_eq!(list[0].ip.as_deref(), Some("203.0.113.0"));
 
     // Default policy: nothing is recorded.
     let plain = h.store();
     let client = Client::untracked(app(Sessions::new(plain.clone()))).unwrap();
     login(&client, "noah", "198.51.100.23:4711", None);
-    let list = plain.sessions_of("noah", None).unwrap();
+    let list = plain
+        .sessions_of("noah", None, Default::default())
+        .unwrap()
+        .sessions;
     assert_eq!(
         (list[0].ip.as_deref(), list[0].user_agent.as_deref()),
         (None, None)

@@ -264,7 +264,10 @@ fn client_metadata_follows_the_store_policy(h: &Harness) {
         "Cookie: {}",
         r.session_cookie("id").unwrap().split(';').next().unwrap()
     );
-    let list = store.sessions_of("mia", None).unwrap();
+    let list = store
+        .sessions_of("mia", None, Default::default())
+        .unwrap()
+        .sessions;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].ip.as_deref(), Some("127.0.0.0"));
     assert_eq!(
@@ -291,7 +294,10 @@ fn client_metadata_follows_the_store_policy(h: &Harness) {
     );
     assert_eq!(r.status, 200);
     assert_eq!(get(&writes), 1);
-    let list = store.sessions_of("mia", None).unwrap();
+    let list = store
+        .sessions_of("mia", None, Default::default())
+        .unwrap()
+        .sessions;
     assert_eq!(list[0].user_agent.as_deref(), Some("Other/2"));
     // A visitor who never stores anything gets no row for their metadata.
     let r = send(server.addr, "GET", "/peek", &[agent], b"");
@@ -304,7 +310,10 @@ fn client_metadata_follows_the_store_policy(h: &Harness) {
     let server = serve(Sessions::with_policy(plain.clone(), CookiePolicy::new()).unwrap());
     let r = send(server.addr, "POST", "/login", &[agent, form], b"user=noah");
     assert_eq!(r.body, "logged in as noah");
-    let list = plain.sessions_of("noah", None).unwrap();
+    let list = plain
+        .sessions_of("noah", None, Default::default())
+        .unwrap()
+        .sessions;
     assert_eq!(
         (list[0].ip.as_deref(), list[0].user_agent.as_deref()),
         (None, None)

@@ -3,13 +3,15 @@
 //! refusals, escaping.
 #![cfg(all(feature = "admin", feature = "rouille", feature = "http"))]
 
+mod adapter_support;
 mod common;
 
 use std::io::Read;
 
+use adapter_support::{send, serve_rouille, Server};
 use common::{count, Harness};
-use stored_session::admin::{self, Admin, CSRF_COOKIE};
-use stored_session::{CookieAction, Keyring, SessionStore};
+use stored_session::admin::{self, Admin, CSRF_COOKIE, CSRF_COOKIE_SECURE};
+use stored_session::{CookieAction, Keyring, Page, SessionStore};
 
 /// Which glue a request goes through.
 #[derive(Debug, Clone, Copy)]
@@ -197,12 +199,14 @@ fn renders_statistics_and_chart(h: &Harness) {
         assert!(csp.contains("default-src 'none'") && !csp.contains("script"));
         assert_eq!(r.header("Cache-Control"), Some("no-store"));
         assert_eq!(r.header("Referrer-Policy"), Some("no-referrer"));
+        // Served over HTTPS (the default): a `__Host-` cookie for the whole site.
         let set = r.header("Set-Cookie").unwrap();
-        assert!(set.starts_with(&format!("{CSRF_COOKIE}=")), "{set}");
+        assert!(set.starts_with(&format!("{CSRF_COOKIE_SECURE}=")), "{set}");
         assert!(
-            set.ends_with("; Path=/admin; HttpOnly; SameSite=Strict; Secure"),
+            set.ends_with("; Path=/; HttpOnly; SameSite=Strict; Secure"),
             "{set}"
         );
+        assert!(!set.to_ascii_lowercase().contains("domain"), "{set}");
         let page = &r.body;
         assert!(page.starts_with("<!DOCTYPE html>"));
         assert!(!page.to_lowercase().contains("<script"), "no script at all");
@@ -263,8 +267,9 @@ fn lookup_lists_a_users_sessions(h: &Harness) {
         let handles = hidden(page, "handle");
         assert_eq!(handles.len(), 3);
         let listed: Vec<String> = store
-            .sessions_of("alice", None)
+            .sessions_of("alice", None, Default::default())
             .unwrap()
+            .sessions
             .into_iter()
             .map(|i| i.handle.to_string())
             .collect();
@@ -329,7 +334,11 @@ fn everything_shown_is_escaped(h: &Harness) {
         assert_eq!(r.status, 303);
         let location = r.header("Location").unwrap();
         assert!(location.is_ascii() && !location.contains('<'), "{location}");
-        assert!(store.sessions_of(user, None).unwrap().is_empty());
+        assert!(store
+            .sessions_of(user, None, Default::default())
+            .unwrap()
+            .sessions
+            .is_empty());
         // Recreate for the next glue.
         let mut s = store.load(None).unwrap();
         s.set_user(user);
@@ -357,7 +366,10 @@ fn revoking_one_session(h: &Harness) {
             Some("/admin/?user=alice&done=revoked")
         );
         assert_eq!(count(store.database()), before - 1);
-        let left = store.sessions_of("alice", None).unwrap();
+        let left = store
+            .sessions_of("alice", None, Default::default())
+            .unwrap()
+            .sessions;
         assert_eq!(left.len(), handles.len() - 1);
         assert!(left.iter().all(|i| i.handle.as_str() != target));
         let r = browser.get("/admin/?user=alice&done=revoked");
@@ -419,8 +431,19 @@ fn revoking_a_user(h: &Harness) {
             Some("/admin/?user=alice&done=user&n=3")
         );
         assert_eq!(count(store.database()), before - 3);
-        assert!(store.sessions_of("alice", None).unwrap().is_empty());
-        assert_eq!(store.sessions_of("bob", None).unwrap().len(), 1);
+        assert!(store
+            .sessions_of("alice", None, Default::default())
+            .unwrap()
+            .sessions
+            .is_empty());
+        assert_eq!(
+            store
+                .sessions_of("bob", None, Default::default())
+                .unwrap()
+                .sessions
+                .len(),
+            1
+        );
         let r = browser.get("/admin/?user=alice&done=user&n=3");
         assert!(r.body.contains("Ended 3 sessions of this user."));
         store.revoke_all().unwrap();
@@ -539,6 +562,266 @@ fn posts_without_a_valid_token_are_refused(h: &Harness) {
     }
 }
 
+fn lookup_pages_a_users_sessions(h: &Harness) {
+    let store = h.store_with_metadata();
+    for i in 0..55 {
+        sign_in(&store, "alice", &format!("Device/{i}"), "198.51.100.77");
+    }
+    sign_in(&store, "bob", "Bob/1", "203.0.113.5");
+    let mut listed = Vec::new();
+    let mut page = store.sessions_of("alice", None, Page::default()).unwrap();
+    listed.extend(page.sessions.iter().map(|i| i.handle.to_string()));
+    let rest = store
+        .sessions_of(
+            "alice",
+            None,
+            Page {
+                limit: 50,
+                after: page.next.take(),
+            },
+        )
+        .unwrap();
+    listed.extend(rest.sessions.iter().map(|i| i.handle.to_string()));
+    let admin = Admin::new(store.clone());
+    for glue in GLUES {
+        let mut browser = Browser::new(&admin, glue);
+        let r = browser.get("/admin/?user=alice");
+        assert_eq!(r.status, 200, "{glue:?}");
+        let first = &r.body;
+        assert!(
+            first.contains("50 live sessions of <code>alice</code> on this page, newest first"),
+            "{glue:?}"
+        );
+        assert_eq!(first.matches("<tr class=\"session\">").count(), 50);
+        assert!(first.contains("Device/54") && !first.contains("Device/4<"));
+        assert!(!first.contains("id=\"first-page\""));
+        assert!(first.contains("Yes, end all sessions (not only this page) of this user"));
+        let marker = "id=\"next-page\" rel=\"next\" href=\"";
+        let at = first.find(marker).expect("a next-page link") + marker.len();
+        let href = first[at..at + first[at..].find('"').unwrap()].replace("&amp;", "&");
+        assert!(href.starts_with("/admin/?user=alice&after="), "{href}");
+        let r = browser.get(&href);
+        assert_eq!(r.status, 200);
+        let second = &r.body;
+        assert!(second.contains("5 live sessions of <code>alice</code> on this page"));
+        assert_eq!(second.matches("<tr class=\"session\">").count(), 5);
+        assert!(second.contains("Device/0<") && !second.contains("Device/54"));
+        assert!(second.contains("id=\"first-page\" href=\"/admin/?user=alice\""));
+        assert!(!second.contains("id=\"next-page\""));
+        let mut handles = hidden(first, "handle");
+        handles.extend(hidden(second, "handle"));
+        assert_eq!(handles, listed, "every session once, newest first");
+        // A cursor that is not alice's: 400, never a panic or a 500.
+        let bob_first = store.sessions_of("bob", None, Page::first(1)).unwrap();
+        assert!(bob_first.next.is_none());
+        for bad in ["garbage", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "%00"] {
+            let r = browser.get(&format!("/admin/?user=alice&after={bad}"));
+            assert_eq!(r.status, 400, "{glue:?} {bad}");
+            assert!(r.body.contains("Invalid page link"));
+        }
+        let cursor = href.split("after=").nth(1).unwrap();
+        let r = browser.get(&format!("/admin/?user=bob&after={cursor}"));
+        assert_eq!(r.status, 400, "alice's cursor for bob");
+    }
+}
+
+/// The admin page's rouille glue on a real server (loopback TCP).
+fn serve(admin: Admin) -> Server {
+    serve_rouille(move |request| admin::rouille::handle(&admin, request))
+}
+
+/// `name=value` of the `Set-Cookie` for `name` in a real HTTP reply.
+fn cookie_pair(reply: &adapter_support::Reply, name: &str) -> String {
+    reply
+        .session_cookie(name)
+        .unwrap_or_else(|| panic!("no {name} cookie in {:?}", reply.headers))
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+const FORM: &[u8] = b"Content-Type: application/x-www-form-urlencoded";
+
+fn csrf_tokens_expire(h: &Harness) {
+    let store = h.store_with_metadata();
+    seed(&store);
+    let server = serve(Admin::new(store.clone()));
+    let addr = server.addr;
+    let r = send(addr, "GET", "/admin/?user=alice", &[], b"");
+    assert_eq!(r.status, 200);
+    let cookie = format!("Cookie: {}", cookie_pair(&r, CSRF_COOKIE_SECURE));
+    let old = token(&r.body);
+    let post = |path: &str, body: String| {
+        send(
+            addr,
+            "POST",
+            path,
+            &[cookie.as_bytes(), FORM],
+            body.as_bytes(),
+        )
+    };
+    let before = count(store.database());
+    // 59 min 59 s later the token still works (a harmless revoke: "gone").
+    h.advance(3599);
+    let r = post(
+        "/admin/revoke",
+        format!("csrf={old}&user=alice&handle=nope"),
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    // One hour after the page was rendered it is refused; nothing changes.
+    h.advance(1);
+    let r = post(
+        "/admin/revoke-user",
+        format!("csrf={old}&user=alice&confirm=yes"),
+    );
+    assert_eq!(r.status, 403, "an expired token was accepted");
+    assert!(r.body.contains("security token is missing or invalid"));
+    assert_eq!(count(store.database()), before);
+    // A reload gives a fresh token (same nonce cookie), which works.
+    let r = send(addr, "GET", "/admin/?user=alice", &[cookie.as_bytes()], b"");
+    assert!(r.session_cookie(CSRF_COOKIE_SECURE).is_none());
+    let fresh = token(&r.body);
+    assert_ne!(fresh, old);
+    let r = post(
+        "/admin/revoke-user",
+        format!("csrf={fresh}&user=alice&confirm=yes"),
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(count(store.database()), before - 3);
+    // A shorter lifetime is honoured too.
+    let short = serve(Admin::new(store.clone()).csrf_ttl(std::time::Duration::from_secs(60)));
+    let r = send(short.addr, "GET", "/admin/", &[], b"");
+    let cookie = format!("Cookie: {}", cookie_pair(&r, CSRF_COOKIE_SECURE));
+    let t = token(&r.body);
+    h.advance(60);
+    let r = send(
+        short.addr,
+        "POST",
+        "/admin/revoke-all",
+        &[cookie.as_bytes(), FORM],
+        format!("csrf={t}&confirm=yes").as_bytes(),
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(count(store.database()), before - 3);
+}
+
+fn csrf_tokens_are_bound_to_the_admin_login(h: &Harness) {
+    let store = h.store_with_metadata();
+    seed(&store);
+    let server = serve(Admin::new(store.clone()).login_cookie("app_admin"));
+    let addr = server.addr;
+    let r = send(
+        addr,
+        "GET",
+        "/admin/?user=alice",
+        &[b"Cookie: app_admin=login-one"],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let nonce = cookie_pair(&r, CSRF_COOKIE_SECURE);
+    let minted = token(&r.body);
+    let body = format!("csrf={minted}&user=alice&confirm=yes");
+    let before = count(store.database());
+    for (login, what) in [
+        ("; app_admin=login-two", "another login"),
+        ("", "no login"),
+        ("; app_admin=login-one-", "a longer login"),
+        ("; App_admin=login-one", "another cookie name"),
+    ] {
+        let cookie = format!("Cookie: {nonce}{login}");
+        let r = send(
+            addr,
+            "POST",
+            "/admin/revoke-user",
+            &[cookie.as_bytes(), FORM],
+            body.as_bytes(),
+        );
+        assert_eq!(
+            r.status, 403,
+            "{what}: a token of another login was accepted"
+        );
+        assert_eq!(count(store.database()), before, "{what}");
+    }
+    // The same login's page minted it: accepted.
+    let cookie = format!("Cookie: {nonce}; app_admin=login-one");
+    let r = send(
+        addr,
+        "POST",
+        "/admin/revoke-user",
+        &[cookie.as_bytes(), FORM],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(count(store.database()), before - 3);
+}
+
+fn nonce_cookie_is_host_prefixed_over_https(h: &Harness) {
+    let store = h.store_with_metadata();
+    seed(&store);
+    // Over HTTPS (the default): __Host-, Secure, Path=/, no Domain.
+    let secure = serve(Admin::new(store.clone()));
+    let r = send(secure.addr, "GET", "/admin/", &[], b"");
+    let set = r
+        .session_cookie(CSRF_COOKIE_SECURE)
+        .expect("a __Host- cookie");
+    assert!(set.starts_with("__Host-stored_session_admin="), "{set}");
+    let attributes: Vec<&str> = set.split("; ").skip(1).collect();
+    assert_eq!(
+        attributes,
+        ["Path=/", "HttpOnly", "SameSite=Strict", "Secure"],
+        "{set}"
+    );
+    assert!(r.session_cookie(CSRF_COOKIE).is_none());
+    // Plain HTTP (a demo): no prefix, scoped to the mount path, not Secure.
+    let plain = serve(Admin::new(store.clone()).secure_cookie(false));
+    let r = send(plain.addr, "GET", "/admin/", &[], b"");
+    let set = r.session_cookie(CSRF_COOKIE).expect("a plain cookie");
+    let attributes: Vec<&str> = set.split("; ").skip(1).collect();
+    assert_eq!(
+        attributes,
+        ["Path=/admin", "HttpOnly", "SameSite=Strict"],
+        "{set}"
+    );
+    // A nonce planted without the prefix (a sibling subdomain or a
+    // plain-HTTP response can set that one) is never read over HTTPS, even
+    // with the token minted for it; nor is an encoded prefix.
+    let nonce = cookie_pair(&r, CSRF_COOKIE);
+    let value = nonce.split_once('=').unwrap().1;
+    let minted = token(&r.body);
+    let before = count(store.database());
+    for planted in [
+        format!("Cookie: {CSRF_COOKIE}={value}"),
+        format!("Cookie: %5F%5FHost-stored_session_admin={value}"),
+        format!("Cookie: __host-stored_session_admin={value}"),
+        format!("Cookie: __Host-stored_session_admin ={value}x"),
+    ] {
+        let r = send(
+            secure.addr,
+            "POST",
+            "/admin/revoke-all",
+            &[planted.as_bytes(), FORM],
+            format!("csrf={minted}&confirm=yes").as_bytes(),
+        );
+        assert_eq!(r.status, 403, "{planted}");
+        assert_eq!(count(store.database()), before);
+        // And a GET with it gets a fresh __Host- cookie.
+        let r = send(secure.addr, "GET", "/admin/", &[planted.as_bytes()], b"");
+        assert!(r.session_cookie(CSRF_COOKIE_SECURE).is_some(), "{planted}");
+    }
+    // Under its exact name the same nonce and token work.
+    let cookie = format!("Cookie: {CSRF_COOKIE_SECURE}={value}");
+    let r = send(
+        secure.addr,
+        "POST",
+        "/admin/revoke-all",
+        &[cookie.as_bytes(), FORM],
+        format!("csrf={minted}&confirm=yes").as_bytes(),
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(count(store.database()), 0);
+}
+
 backend_suite!(
     renders_statistics_and_chart,
     lookup_lists_a_users_sessions,
@@ -547,4 +830,8 @@ backend_suite!(
     revoking_a_user,
     revoking_everything,
     posts_without_a_valid_token_are_refused,
+    lookup_pages_a_users_sessions,
+    csrf_tokens_expire,
+    csrf_tokens_are_bound_to_the_admin_login,
+    nonce_cookie_is_host_prefixed_over_https,
 );

@@ -504,7 +504,10 @@ fn admin_page_in_chromium(h: &Harness) {
     browser.submit("document.querySelector('form.revoke button').click()");
     assert_eq!(browser.text(".notice"), "The session was ended.");
     assert_eq!(browser.count("tr.session"), 2);
-    let left = store.sessions_of("alice", None).unwrap();
+    let left = store
+        .sessions_of("alice", None, Default::default())
+        .unwrap()
+        .sessions;
     assert_eq!(left.len(), 2);
     assert!(left.iter().all(|i| i.handle.as_str() != target));
     let dead = cookies
@@ -525,7 +528,14 @@ fn admin_page_in_chromium(h: &Harness) {
         .text(".notice")
         .contains("security token is missing or invalid"));
     assert_eq!(count(store.database()), before);
-    assert_eq!(store.sessions_of("alice", None).unwrap().len(), 2);
+    assert_eq!(
+        store
+            .sessions_of("alice", None, Default::default())
+            .unwrap()
+            .sessions
+            .len(),
+        2
+    );
 
     // A forged token: refused too.
     browser.navigate(&page);
@@ -552,9 +562,20 @@ fn admin_page_in_chromium(h: &Harness) {
     );
     assert_eq!(browser.text(".notice"), "Ended 2 sessions of this user.");
     assert_eq!(browser.text("#no-sessions"), "No live sessions.");
-    assert!(store.sessions_of("alice", None).unwrap().is_empty());
+    assert!(store
+        .sessions_of("alice", None, Default::default())
+        .unwrap()
+        .sessions
+        .is_empty());
     assert_eq!(count(store.database()), before - 2);
-    assert_eq!(store.sessions_of("bob", None).unwrap().len(), 1);
+    assert_eq!(
+        store
+            .sessions_of("bob", None, Default::default())
+            .unwrap()
+            .sessions
+            .len(),
+        1
+    );
 
     // Without the tick the browser does not even submit (required box).
     browser.eval("document.querySelector('form.revoke-all button').click()");

@@ -242,7 +242,9 @@ fn install_writes_the_backend_migrations() {
             None,
             &["install", "--backend", name, "--dir", &sub],
         ));
-        assert_eq!(out.lines().count(), 2, "{out}");
+        // Two files (up and down) per migration.
+        let all = migrations::for_backend(backend);
+        assert_eq!(out.lines().count(), 2 * all.len(), "{out}");
         let m = migrations::for_backend(backend)[0];
         let up = std::fs::read_to_string(format!("{sub}/{}/up.sql", m.name)).unwrap();
         assert_eq!(up, m.up);

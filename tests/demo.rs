@@ -60,7 +60,14 @@ fn sessions_routes(h: &Harness) {
     let (bob, bob_ua) = browser(addr, "bob", "Bob/1.0");
 
     // Login bound the user (set_user), recorded metadata, renewed the id.
-    assert_eq!(store.sessions_of("alice", None).unwrap().len(), 3);
+    assert_eq!(
+        store
+            .sessions_of("alice", None, Default::default())
+            .unwrap()
+            .sessions
+            .len(),
+        3
+    );
 
     let r = get(&laptop, addr, "/sessions", &laptop_ua);
     assert_eq!(r.status, 200);
@@ -252,10 +259,99 @@ fn admin_behind_the_token(h: &Harness) {
     );
     assert_eq!(r.status, 303);
     assert_eq!(count(sessions.store().database()), 0);
+
+    // Each sign-in gets its own cookie, and the page's forms are bound to
+    // it: a token from the first sign-in's page fails under a second one.
+    browser(addr, "bob", "Phone/1.0");
+    let r = send(
+        addr,
+        "POST",
+        "/admin/login",
+        &[form],
+        b"token=s3cret-admin-token",
+    );
+    let second = cookie_pair(&r, "demo_admin");
+    assert_ne!(second, admin_cookie, "two sign-ins share a cookie");
+    let other = format!("Cookie: {second}; {nonce}");
+    let body = format!("csrf={token}&user=bob&confirm=yes");
+    let r = send(
+        addr,
+        "POST",
+        "/admin/revoke-user",
+        &[other.as_bytes(), form],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 403, "a form of another sign-in was accepted");
+    assert_eq!(count(sessions.store().database()), 1);
+    // Its own page's token works; a forged sign-in cookie gets nothing.
+    let header = format!("Cookie: {second}; {nonce}");
+    let r = send(addr, "GET", "/admin/?user=bob", &[header.as_bytes()], b"");
+    assert_eq!(r.status, 200);
+    let own = hidden(&r.body, "csrf");
+    let body = format!("csrf={own}&user=bob&confirm=yes");
+    let (random, _) = second.split_once('.').unwrap();
+    let forged = format!("Cookie: {random}.{}; {nonce}", "0".repeat(64));
+    let r = send(addr, "GET", "/admin/?user=bob", &[forged.as_bytes()], b"");
+    assert_eq!(r.status, 303, "a forged sign-in cookie was let in");
+    let r = send(
+        addr,
+        "POST",
+        "/admin/revoke-user",
+        &[header.as_bytes(), form],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(count(sessions.store().database()), 0);
+}
+
+/// `GET /sessions` shows 50 sessions, then a `next` line; following it
+/// shows the rest, each session exactly once.
+fn sessions_are_paged(h: &Harness) {
+    let (server, sessions) = start(h, None);
+    let store = sessions.store();
+    let addr = server.addr;
+    let (jar, ua) = browser(addr, "zoe", "Desk/1.0");
+    for _ in 0..54 {
+        let mut s = store.load(None).unwrap();
+        s.set_user("zoe");
+        s.renew();
+        let _ = store.commit(&mut s).unwrap();
+    }
+    let r = get(&jar, addr, "/sessions", &ua);
+    assert_eq!(r.status, 200);
+    let lines: Vec<&str> = r.body.lines().collect();
+    assert_eq!(lines.len(), 51, "{}", r.body);
+    assert!(lines[..50].iter().all(|l| l.starts_with("session ")));
+    let next = lines[50].strip_prefix("next ").expect("a next line");
+    assert!(next.starts_with("/sessions?after="), "{next}");
+    let r = get(&jar, addr, next, &ua);
+    assert_eq!(r.status, 200);
+    let rest: Vec<&str> = r.body.lines().collect();
+    assert_eq!(rest.len(), 5, "{}", r.body);
+    assert!(rest.iter().all(|l| l.starts_with("session ")));
+    // The browser's own session is the oldest: current, on the last page.
+    assert!(rest[4].ends_with(" current"), "{rest:?}");
+    let mut handles: Vec<&str> = lines[..50]
+        .iter()
+        .chain(&rest)
+        .map(|l| l.split(' ').nth(1).unwrap())
+        .collect();
+    handles.sort_unstable();
+    handles.dedup();
+    assert_eq!(handles.len(), 55);
+    // A cursor that is not the user's: 400.
+    for bad in ["/sessions?after=garbage", "/sessions?after="] {
+        let r = get(&jar, addr, bad, &ua);
+        assert_eq!(r.status, 400, "{bad}");
+    }
+    let (other, other_ua) = browser(addr, "yan", "Other/1.0");
+    let r = get(&other, addr, next, &other_ua);
+    assert_eq!(r.status, 400, "zoe's cursor for yan");
 }
 
 backend_suite!(
     sessions_routes,
+    sessions_are_paged,
     admin_is_disabled_without_a_token,
     admin_behind_the_token,
 );

@@ -46,7 +46,11 @@ fn assert_next_is_anonymous(store: &SessionStore, s: &mut stored_session::Sessio
         again.get::<String>("flash").unwrap().as_deref(),
         Some("signed out")
     );
-    assert!(store.sessions_of("alice", None).unwrap().is_empty());
+    assert!(store
+        .sessions_of("alice", None, Default::default())
+        .unwrap()
+        .sessions
+        .is_empty());
 }
 
 fn destroy_forgets_everything_at_once(h: &Harness) {
@@ -203,7 +207,11 @@ fn revoke_user_wins_every_race_with_renew(h: &Harness) {
                 survivors.push(race);
             }
         }
-        let left = store.sessions_of("alice", None).unwrap().len();
+        let left = store
+            .sessions_of("alice", None, Default::default())
+            .unwrap()
+            .sessions
+            .len();
         if left != 0 {
             survivors.push(race);
             store.revoke_user("alice").unwrap();

@@ -11,7 +11,7 @@ use std::fmt::{self, Write as _};
 use chrono::{DateTime, Utc};
 
 use crate::stats::{Percentiles, Stats};
-use crate::users::SessionInfo;
+use crate::users::{Cursor, SessionInfo};
 
 /// Escapes text for HTML element content and quoted attribute values:
 /// `&`, `<`, `>`, `"` and `'` become character references. Text without
@@ -156,8 +156,26 @@ pub(crate) struct Page<'a> {
     pub stats: &'a Stats,
     pub now: DateTime<Utc>,
     pub notice: Option<Notice>,
-    /// The user looked up, and their live sessions.
-    pub user: Option<(&'a str, &'a [SessionInfo])>,
+    /// The user looked up, and one page of their live sessions.
+    pub user: Option<UserView<'a>>,
+}
+
+/// One page of a looked-up user's sessions.
+pub(crate) struct UserView<'a> {
+    pub user: &'a str,
+    /// This page's sessions, newest first.
+    pub sessions: &'a [SessionInfo],
+    /// Where the next page starts, if there is one.
+    pub next: Option<&'a Cursor>,
+    /// Whether this is a later page (the request had a cursor).
+    pub later: bool,
+}
+
+impl UserView<'_> {
+    /// Whether the whole list is on this page.
+    fn complete(&self) -> bool {
+        !self.later && self.next.is_none()
+    }
 }
 
 /// A message shown at the top of the page after an action.
@@ -417,7 +435,7 @@ fn chart(out: &mut String, s: &Stats) {
 
 fn lookup_section(out: &mut String, page: &Page<'_>) {
     let base = page.base;
-    let current = page.user.map(|(u, _)| u).unwrap_or("");
+    let current = page.user.as_ref().map(|v| v.user).unwrap_or("");
     let _ = write!(
         out,
         "<section aria-labelledby=\"lookup-title\">\n<h2 id=\"lookup-title\">Look up a user</h2>\n\
@@ -429,26 +447,88 @@ fn lookup_section(out: &mut String, page: &Page<'_>) {
         Esc(current),
         super::MAX_USER_ID
     );
-    if let Some((user, sessions)) = page.user {
-        user_sessions(out, page, user, sessions);
+    if let Some(view) = &page.user {
+        user_sessions(out, page, view);
     }
     out.push_str("</section>\n");
 }
 
-fn user_sessions(out: &mut String, page: &Page<'_>, user: &str, sessions: &[SessionInfo]) {
+fn user_sessions(out: &mut String, page: &Page<'_>, view: &UserView<'_>) {
     let base = page.base;
+    let (user, sessions) = (view.user, view.sessions);
     let n = sessions.len() as u64;
     let _ = writeln!(
         out,
-        "<h3 id=\"user-title\">{} live {} of <code>{}</code></h3>",
+        "<h3 id=\"user-title\">{} live {} of <code>{}</code>{}</h3>",
         n,
         plural(n, "session"),
-        Esc(user)
+        Esc(user),
+        if view.complete() {
+            ""
+        } else {
+            " on this page, newest first"
+        }
     );
     if sessions.is_empty() {
-        out.push_str("<p class=\"muted\" id=\"no-sessions\">No live sessions.</p>\n");
+        if view.complete() {
+            out.push_str("<p class=\"muted\" id=\"no-sessions\">No live sessions.</p>\n");
+            return;
+        }
+        out.push_str("<p class=\"muted\" id=\"no-sessions\">No more live sessions.</p>\n");
+    } else {
+        session_table(out, page, user, sessions);
+    }
+    pager(out, base, view);
+    let all = if view.complete() {
+        format!("all {} {}", n, plural(n, "session"))
+    } else {
+        "all sessions (not only this page)".to_owned()
+    };
+    let _ = writeln!(
+        out,
+        "<form method=\"post\" action=\"{}/revoke-user\" class=\"revoke-user\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <input type=\"hidden\" name=\"user\" value=\"{}\">\
+         <label class=\"confirm\"><input type=\"checkbox\" name=\"confirm\" value=\"yes\" required> \
+         Yes, end {} of this user</label>\
+         <button type=\"submit\" class=\"danger\">Revoke all of this user</button></form>",
+        Esc(base),
+        Esc(page.csrf),
+        Esc(user),
+        Esc(&all)
+    );
+}
+
+/// "First page" (on a later page) and "Next page" links.
+fn pager(out: &mut String, base: &str, view: &UserView<'_>) {
+    if view.complete() {
         return;
     }
+    let first = format!("{base}/?user={}", url_encode(view.user, false));
+    out.push_str("<nav class=\"pager\" aria-label=\"Pages of this user's sessions\"><p>");
+    if view.later {
+        let _ = write!(
+            out,
+            "<a id=\"first-page\" href=\"{}\">First page</a>",
+            Esc(&first)
+        );
+    }
+    if let Some(next) = view.next {
+        if view.later {
+            out.push_str(" · ");
+        }
+        let _ = write!(
+            out,
+            "<a id=\"next-page\" rel=\"next\" href=\"{}&amp;after={}\">Next page (older sessions)</a>",
+            Esc(&first),
+            Esc(&url_encode(next.as_str(), false))
+        );
+    }
+    out.push_str("</p></nav>\n");
+}
+
+fn session_table(out: &mut String, page: &Page<'_>, user: &str, sessions: &[SessionInfo]) {
+    let base = page.base;
     out.push_str(
         "<table id=\"sessions\">\n<thead><tr><th>Created</th><th>Last active</th><th>IP address</th>\
          <th>User agent</th><th>Other</th><th></th></tr></thead>\n<tbody>\n",
@@ -488,20 +568,6 @@ fn user_sessions(out: &mut String, page: &Page<'_>, user: &str, sessions: &[Sess
         );
     }
     out.push_str("</tbody>\n</table>\n");
-    let _ = writeln!(
-        out,
-        "<form method=\"post\" action=\"{}/revoke-user\" class=\"revoke-user\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <input type=\"hidden\" name=\"user\" value=\"{}\">\
-         <label class=\"confirm\"><input type=\"checkbox\" name=\"confirm\" value=\"yes\" required> \
-         Yes, end all {} {} of this user</label>\
-         <button type=\"submit\" class=\"danger\">Revoke all of this user</button></form>",
-        Esc(base),
-        Esc(page.csrf),
-        Esc(user),
-        n,
-        plural(n, "session")
-    );
 }
 
 fn danger_section(out: &mut String, page: &Page<'_>) {

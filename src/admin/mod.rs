@@ -29,7 +29,7 @@
 //!
 //! | method | path | what |
 //! |---|---|---|
-//! | `GET` | `/` (and the bare mount path) | the page; `?user=ID` adds the user's sessions |
+//! | `GET` | `/` (and the bare mount path) | the page; `?user=ID` adds the user's sessions, 50 per page, newest first (`&after=CURSOR` for the next page) |
 //! | `POST` | `/revoke` | form `csrf`, `user`, `handle`: ends one session |
 //! | `POST` | `/revoke-user` | form `csrf`, `user`, `confirm=yes`: ends all of the user's sessions |
 //! | `POST` | `/revoke-all` | form `csrf`, `confirm=yes`: ends every session |
@@ -39,15 +39,31 @@
 //!
 //! # CSRF protection
 //!
-//! A signed double-submit token. The page sets a random nonce cookie
-//! (`stored_session_admin`, HttpOnly, `SameSite=Strict`, scoped to the
-//! mount path); every form carries `HMAC-SHA256(k, nonce)` in a hidden
-//! `csrf` field, where `k` is derived from the store's current key (so
-//! every process with the same keys accepts the same tokens). A POST is
-//! refused with `403 Forbidden`, and changes nothing, when the field is
-//! missing or does not match the cookie, or when the browser says the
-//! request came from another site (`Sec-Fetch-Site: cross-site` or
-//! `same-site`). After a key rotation, reload the page for a fresh token.
+//! A signed, expiring double-submit token bound to the admin's login:
+//!
+//! * The page sets a random nonce cookie: over HTTPS (the default,
+//!   [`Admin::secure_cookie`]) it is `__Host-stored_session_admin`, with
+//!   `Secure`, `Path=/` and no `Domain`, so neither a sibling subdomain nor
+//!   a plain-HTTP response can plant or overwrite it; on a plain-HTTP page
+//!   (a local demo) it is `stored_session_admin`, scoped to the mount path.
+//!   It is always HttpOnly and `SameSite=Strict`, and only the configured
+//!   name is read, matched exactly on the raw `Cookie` header.
+//! * Every form carries a token: the time it was issued and an
+//!   HMAC-SHA256, under a key derived from the store's current key, over
+//!   that time, the nonce and a hash of the **admin login**. The login is
+//!   the value of the cookie named by [`Admin::login_cookie`] (your admin
+//!   sign-in cookie), or what your code passes to [`AdminRequest::login`].
+//!   A token minted for one login fails under another (a new sign-in
+//!   invalidates the forms of the previous one), and it expires
+//!   [`Admin::csrf_ttl`] after it was issued (one hour by default; a token
+//!   issued more than a minute in the future is refused too).
+//!
+//! A POST is refused with `403 Forbidden`, and changes nothing, when the
+//! field is missing, malformed, expired, minted for another nonce or
+//! login, or when the browser says the request came from another site
+//! (`Sec-Fetch-Site: cross-site` or `same-site`). Every process with the
+//! same keys accepts the same tokens; after a key rotation or an expiry,
+//! reload the page for a fresh token.
 //!
 //! # Privacy and output
 //!
@@ -71,13 +87,18 @@
 //!
 //! let admin = Admin::new(store.clone()).mount_path("/admin");
 //!
-//! // GET the page with the user's sessions. It sets the CSRF nonce cookie.
+//! // GET the page with the user's sessions. It sets the CSRF nonce cookie
+//! // (`__Host-` prefixed: the page is served over HTTPS by default).
 //! let page = admin.handle(&AdminRequest::new("GET", "/admin/?user=alice"));
 //! assert_eq!(page.status, 200);
 //! assert!(page.body.contains("1 live session of <code>alice</code>"));
 //! let set_cookie = page.header("Set-Cookie").unwrap();
+//! assert!(set_cookie.starts_with("__Host-stored_session_admin="));
 //! let cookie = set_cookie.split(';').next().unwrap();
-//! let token = admin.csrf_token(cookie.split_once('=').unwrap().1).unwrap();
+//! // The token the page's forms carry (for this nonce and login, valid an hour).
+//! let token = admin
+//!     .csrf_token(&AdminRequest::new("GET", "/admin/").cookie_header(cookie.as_bytes()))
+//!     .unwrap();
 //!
 //! // A POST without the token is refused and changes nothing.
 //! let refused = admin.handle(
@@ -86,7 +107,7 @@
 //!         .body(b"user=alice&confirm=yes"),
 //! );
 //! assert_eq!(refused.status, 403);
-//! assert_eq!(store.sessions_of("alice", None)?.len(), 1);
+//! assert_eq!(store.sessions_of("alice", None, Default::default())?.sessions.len(), 1);
 //!
 //! // With it, the user's sessions end.
 //! let form = format!("csrf={token}&user=alice&confirm=yes");
@@ -96,11 +117,12 @@
 //!         .body(form.as_bytes()),
 //! );
 //! assert_eq!(done.status, 303);
-//! assert!(store.sessions_of("alice", None)?.is_empty());
+//! assert!(store.sessions_of("alice", None, Default::default())?.sessions.is_empty());
 //! # Ok::<(), stored_session::Error>(())
 //! ```
 
 use std::fmt;
+use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
@@ -111,7 +133,7 @@ use zeroize::Zeroizing;
 
 use crate::error::Error;
 use crate::store::SessionStore;
-use crate::users::SessionHandle;
+use crate::users::{Cursor, Page as ListPage, SessionHandle};
 
 mod html;
 #[cfg(feature = "http")]
@@ -122,10 +144,22 @@ pub mod http;
 pub mod rouille;
 
 pub use self::html::escape_html;
-use self::html::{parse_form, url_encode, Notice, Page};
+use self::html::{parse_form, url_encode, Notice, Page, UserView};
 
-/// Name of the CSRF nonce cookie.
+/// Name of the CSRF nonce cookie on a plain-HTTP page
+/// ([`Admin::secure_cookie`]`(false)`).
 pub const CSRF_COOKIE: &str = "stored_session_admin";
+
+/// Name of the CSRF nonce cookie over HTTPS (the default): the `__Host-`
+/// prefix makes browsers accept it only with `Secure`, `Path=/` and no
+/// `Domain`, from a secure origin.
+pub const CSRF_COOKIE_SECURE: &str = "__Host-stored_session_admin";
+
+/// How long a form token stays valid by default: one hour.
+pub const DEFAULT_CSRF_TTL: Duration = Duration::from_secs(3600);
+
+/// Sessions per page of a user's list.
+const SESSIONS_PER_PAGE: u32 = ListPage::DEFAULT_LIMIT;
 
 /// Largest form body the admin page accepts, in bytes (its forms are tiny);
 /// the glue answers `413` to a larger one.
@@ -136,6 +170,16 @@ pub(crate) const MAX_USER_ID: usize = 1024;
 
 /// Context of the CSRF key derivation.
 const CSRF_INFO: &[u8] = b"stored-session v1 admin csrf";
+
+/// Context of the token MAC (issue time, login hash, nonce).
+const CSRF_TOKEN_V2: &[u8] = b"stored-session admin csrf token v2\0";
+
+/// How far in the future a token's issue time may be (clock skew between
+/// processes sharing the keys), in seconds.
+const CSRF_SKEW: i64 = 60;
+
+/// A token: 8 bytes of issue time (Unix seconds, big-endian) and a 32-byte MAC.
+const TOKEN_LEN: usize = 8 + 32;
 
 /// The admin page over a store: routing, rendering and form handling.
 /// Cheap to clone; share one between threads.
@@ -148,12 +192,17 @@ pub struct Admin {
     base: String,
     secure: bool,
     csrf_key: hmac::Key,
+    csrf_ttl: Duration,
+    login_cookie: Option<String>,
     csp: String,
 }
 
 impl Admin {
-    /// The admin page for `store`, mounted at `/admin`, with a `Secure`
-    /// nonce cookie. The CSRF key is derived from the store's current key.
+    /// The admin page for `store`, mounted at `/admin`, served over HTTPS
+    /// (a `__Host-` prefixed, `Secure` nonce cookie), with form tokens valid
+    /// for [`DEFAULT_CSRF_TTL`] and bound to no login until you name one
+    /// ([`login_cookie`](Admin::login_cookie)). The CSRF key is derived from
+    /// the store's current key.
     pub fn new(store: SessionStore) -> Self {
         let csrf_key = csrf_key(&store);
         let style_hash = STANDARD.encode(Sha256::digest(html::STYLE.as_bytes()));
@@ -166,6 +215,8 @@ impl Admin {
             base: "/admin".into(),
             secure: true,
             csrf_key,
+            csrf_ttl: DEFAULT_CSRF_TTL,
+            login_cookie: None,
             csp,
         }
     }
@@ -184,11 +235,44 @@ impl Admin {
         self
     }
 
-    /// Whether the CSRF nonce cookie is marked `Secure` (default: yes).
-    /// Turn it off only for a page served over plain HTTP (a local demo).
+    /// Whether the page is served over HTTPS (default: yes). Then the CSRF
+    /// nonce cookie is `__Host-stored_session_admin` with `Secure`, `Path=/`
+    /// and no `Domain`. Turn it off only for a page served over plain HTTP
+    /// (a local demo): the cookie is then `stored_session_admin`, scoped to
+    /// the mount path, without `Secure`.
     pub fn secure_cookie(mut self, secure: bool) -> Self {
         self.secure = secure;
         self
+    }
+
+    /// How long a form token stays valid after the page that carries it
+    /// was rendered (default [`DEFAULT_CSRF_TTL`], one hour; at least one
+    /// second). Measured with the store's clock ([`Config::clock`](crate::Config)).
+    pub fn csrf_ttl(mut self, ttl: Duration) -> Self {
+        self.csrf_ttl = ttl;
+        self
+    }
+
+    /// Binds form tokens to the admin's login: the value of the cookie
+    /// `name` (your admin sign-in cookie, or the session cookie of an app
+    /// that signs admins in with a renewed session). A token minted under
+    /// one value is refused under another, so the forms of one sign-in do
+    /// not work for the next. Only a hash of the value is used. A request
+    /// without the cookie is bound to "no login". [`AdminRequest::login`]
+    /// overrides it for one request.
+    pub fn login_cookie(mut self, name: &str) -> Self {
+        self.login_cookie = Some(name.to_owned());
+        self
+    }
+
+    /// The name of the CSRF nonce cookie: [`CSRF_COOKIE_SECURE`] over HTTPS,
+    /// [`CSRF_COOKIE`] with [`secure_cookie`](Admin::secure_cookie)`(false)`.
+    pub fn csrf_cookie_name(&self) -> &'static str {
+        if self.secure {
+            CSRF_COOKIE_SECURE
+        } else {
+            CSRF_COOKIE
+        }
     }
 
     /// The store the page shows and acts on.
@@ -201,12 +285,71 @@ impl Admin {
         &self.base
     }
 
-    /// The form token for a nonce cookie value: what the page puts in its
-    /// forms' `csrf` field. `None` when `nonce` is not a nonce this page
-    /// could have issued. For tests and for apps that add their own forms.
-    pub fn csrf_token(&self, nonce: &str) -> Option<String> {
-        valid_nonce(nonce)
-            .then(|| URL_SAFE_NO_PAD.encode(hmac::sign(&self.csrf_key, nonce.as_bytes())))
+    /// The form token the page would put in its forms for `request` now:
+    /// bound to the request's first nonce cookie and to its login, valid for
+    /// [`csrf_ttl`](Admin::csrf_ttl). `None` when the request carries no
+    /// well-formed nonce cookie of this page's name. For tests and for apps
+    /// that add their own forms.
+    pub fn csrf_token(&self, request: &AdminRequest<'_>) -> Option<String> {
+        let nonce = request.nonces(self.csrf_cookie_name()).into_iter().next()?;
+        Some(self.mint(&nonce, &self.login_of(request), self.store.now()))
+    }
+
+    /// The login a request's tokens are bound to (empty: none).
+    fn login_of<'r>(&self, request: &AdminRequest<'r>) -> Vec<u8> {
+        if let Some(login) = request.login {
+            return login.to_vec();
+        }
+        let Some(name) = self.login_cookie.as_deref() else {
+            return Vec::new();
+        };
+        request
+            .cookie_values(name)
+            .into_iter()
+            .next()
+            .map(|v| v.into_bytes())
+            .unwrap_or_default()
+    }
+
+    /// The MAC input of a token.
+    fn token_message(nonce: &str, login: &[u8], issued: i64) -> Vec<u8> {
+        let mut message = Vec::with_capacity(CSRF_TOKEN_V2.len() + 8 + 32 + nonce.len());
+        message.extend_from_slice(CSRF_TOKEN_V2);
+        message.extend_from_slice(&issued.to_be_bytes());
+        message.extend_from_slice(&Sha256::digest(login));
+        message.extend_from_slice(nonce.as_bytes());
+        message
+    }
+
+    fn mint(&self, nonce: &str, login: &[u8], issued: i64) -> String {
+        let tag = hmac::sign(&self.csrf_key, &Self::token_message(nonce, login, issued));
+        let mut token = Vec::with_capacity(TOKEN_LEN);
+        token.extend_from_slice(&issued.to_be_bytes());
+        token.extend_from_slice(tag.as_ref());
+        URL_SAFE_NO_PAD.encode(token)
+    }
+
+    /// Whether `token` was minted for `nonce` and `login` and is still valid at `now`.
+    fn token_valid(&self, token: &str, nonce: &str, login: &[u8], now: i64) -> bool {
+        let Ok(bytes) = URL_SAFE_NO_PAD.decode(token.trim()) else {
+            return false;
+        };
+        if bytes.len() != TOKEN_LEN {
+            return false;
+        }
+        let mut issued = [0u8; 8];
+        issued.copy_from_slice(&bytes[..8]);
+        let issued = i64::from_be_bytes(issued);
+        let ttl = i64::try_from(self.csrf_ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+        if issued > now.saturating_add(CSRF_SKEW) || now.saturating_sub(issued) >= ttl {
+            return false;
+        }
+        hmac::verify(
+            &self.csrf_key,
+            &Self::token_message(nonce, login, issued),
+            &bytes[8..],
+        )
+        .is_ok()
     }
 
     /// Serves one request. Never fails: a store failure becomes a `500`
@@ -253,7 +396,7 @@ impl Admin {
             Some("all") => Some(Notice::AllRevoked(count())),
             _ => None,
         };
-        let (nonce, set_cookie) = match request.nonces().into_iter().next() {
+        let (nonce, set_cookie) = match request.nonces(self.csrf_cookie_name()).into_iter().next() {
             Some(nonce) => (nonce, None),
             None => match new_nonce() {
                 Some(nonce) => {
@@ -263,24 +406,45 @@ impl Admin {
                 None => return self.failure(&Error::State("the OS random generator failed")),
             },
         };
-        let Some(csrf) = self.csrf_token(&nonce) else {
-            return self.failure(&Error::State("the admin page drew an invalid nonce"));
-        };
+        let now = self.store.now();
+        let csrf = self.mint(&nonce, &self.login_of(request), now);
         let stats = match self.store.stats() {
             Ok(stats) => stats,
             Err(e) => return self.failure(&e),
         };
-        let sessions = match user.map(|u| self.store.sessions_of(u, None)).transpose() {
-            Ok(sessions) => sessions,
+        let after = param("after").filter(|a| !a.is_empty()).map(Cursor::new);
+        let later = after.is_some();
+        let page = ListPage {
+            limit: SESSIONS_PER_PAGE,
+            after,
+        };
+        let listed = match user
+            .map(|u| self.store.sessions_of(u, None, page))
+            .transpose()
+        {
+            Ok(listed) => listed,
+            Err(Error::InvalidCursor) => {
+                return self.message(
+                    400,
+                    "Invalid page link",
+                    "That page link is not valid (it may be older than a key rotation). \
+                     Look the user up again to start from the first page.",
+                )
+            }
             Err(e) => return self.failure(&e),
         };
         let body = html::index_page(&Page {
             base: &self.base,
             csrf: &csrf,
             stats: &stats,
-            now: chrono::DateTime::from_timestamp(self.store.now(), 0).unwrap_or_default(),
+            now: chrono::DateTime::from_timestamp(now, 0).unwrap_or_default(),
             notice,
-            user: user.zip(sessions.as_deref()),
+            user: user.zip(listed.as_ref()).map(|(user, listed)| UserView {
+                user,
+                sessions: &listed.sessions,
+                next: listed.next.as_ref(),
+                later,
+            }),
         });
         let mut response = self.html(200, body);
         if let Some(cookie) = set_cookie {
@@ -354,25 +518,32 @@ impl Admin {
         result.unwrap_or_else(|e| self.failure(&e))
     }
 
-    /// Whether `token` is the HMAC of one of the request's nonce cookies.
+    /// Whether `token` is valid for one of the request's nonce cookies and
+    /// its login, now.
     fn csrf_ok(&self, request: &AdminRequest<'_>, token: Option<&str>) -> bool {
-        let Some(tag) = token.and_then(|t| URL_SAFE_NO_PAD.decode(t.trim()).ok()) else {
+        let Some(token) = token else {
             return false;
         };
+        let login = self.login_of(request);
+        let now = self.store.now();
         request
-            .nonces()
+            .nonces(self.csrf_cookie_name())
             .iter()
-            .any(|nonce| hmac::verify(&self.csrf_key, nonce.as_bytes(), &tag).is_ok())
+            .any(|nonce| self.token_valid(token, nonce, &login, now))
     }
 
     fn nonce_cookie(&self, nonce: &str) -> String {
-        let path = if self.base.is_empty() {
-            "/"
+        if self.secure {
+            // `__Host-`: Secure, Path=/ and no Domain, or browsers drop it.
+            format!("{CSRF_COOKIE_SECURE}={nonce}; Path=/; HttpOnly; SameSite=Strict; Secure")
         } else {
-            &self.base
-        };
-        let secure = if self.secure { "; Secure" } else { "" };
-        format!("{CSRF_COOKIE}={nonce}; Path={path}; HttpOnly; SameSite=Strict{secure}")
+            let path = if self.base.is_empty() {
+                "/"
+            } else {
+                &self.base
+            };
+            format!("{CSRF_COOKIE}={nonce}; Path={path}; HttpOnly; SameSite=Strict")
+        }
     }
 
     fn html(&self, status: u16, body: String) -> AdminResponse {
@@ -442,6 +613,8 @@ impl fmt::Debug for Admin {
         f.debug_struct("Admin")
             .field("base", &self.base)
             .field("secure_cookie", &self.secure)
+            .field("csrf_ttl", &self.csrf_ttl)
+            .field("login_cookie", &self.login_cookie)
             .finish_non_exhaustive()
     }
 }
@@ -474,22 +647,28 @@ fn valid_nonce(nonce: &str) -> bool {
 /// One request to the admin page, as the glue (or your own framework code)
 /// hands it over.
 ///
+/// Its `Debug` output shows the method, the path without its query (which
+/// may hold a user id), and only the sizes of the cookies and the body: never
+/// a cookie value, a CSRF token or a form field.
+///
 /// ```
 /// use stored_session::admin::AdminRequest;
 ///
 /// let request = AdminRequest::new("POST", "/admin/revoke-all")
-///     .cookie_header(b"stored_session_admin=...; theme=dark")
+///     .cookie_header(b"__Host-stored_session_admin=...; theme=dark")
 ///     .fetch_site("same-origin")
 ///     .body(b"csrf=...&confirm=yes");
-/// # let _ = request;
+/// let shown = format!("{request:?}");
+/// assert!(shown.contains("/admin/revoke-all") && !shown.contains("csrf=") && !shown.contains("theme"));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AdminRequest<'a> {
     method: &'a str,
     target: &'a str,
     cookies: Vec<&'a [u8]>,
     body: &'a [u8],
     fetch_site: Option<&'a str>,
+    login: Option<&'a [u8]>,
 }
 
 impl<'a> AdminRequest<'a> {
@@ -502,6 +681,7 @@ impl<'a> AdminRequest<'a> {
             cookies: Vec::new(),
             body: b"",
             fetch_site: None,
+            login: None,
         }
     }
 
@@ -523,17 +703,25 @@ impl<'a> AdminRequest<'a> {
         self
     }
 
-    /// The well-formed nonce cookie values presented (at most a few).
-    fn nonces(&self) -> Vec<String> {
+    /// The admin login this request belongs to (for example your admin
+    /// session's id, or a per-sign-in random value): form tokens are bound
+    /// to it (only its hash is used). Overrides [`Admin::login_cookie`].
+    pub fn login(mut self, login: &'a [u8]) -> Self {
+        self.login = Some(login);
+        self
+    }
+
+    /// The values of the cookies named exactly `name` (no decoding of
+    /// names), at most four.
+    fn cookie_values(&self, name: &str) -> Vec<String> {
         let mut found: Vec<String> = Vec::new();
         for header in &self.cookies {
             let Ok(text) = std::str::from_utf8(header) else {
                 continue;
             };
             for cookie in ::cookie::Cookie::split_parse(text).flatten() {
-                if cookie.name() == CSRF_COOKIE
-                    && valid_nonce(cookie.value())
-                    && !found.iter().any(|n| n == cookie.value())
+                if cookie.name() == name
+                    && !found.iter().any(|v| v == cookie.value())
                     && found.len() < 4
                 {
                     found.push(cookie.value().to_owned());
@@ -542,11 +730,42 @@ impl<'a> AdminRequest<'a> {
         }
         found
     }
+
+    /// The well-formed nonce cookie values presented (at most a few).
+    fn nonces(&self, name: &str) -> Vec<String> {
+        self.cookie_values(name)
+            .into_iter()
+            .filter(|v| valid_nonce(v))
+            .collect()
+    }
+}
+
+impl fmt::Debug for AdminRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = match self.target.split_once('?') {
+            Some((path, _)) => format!("{path}?<redacted>"),
+            None => self.target.to_owned(),
+        };
+        f.debug_struct("AdminRequest")
+            .field("method", &self.method)
+            .field("path", &path)
+            .field(
+                "cookie_headers",
+                &format_args!("{} redacted", self.cookies.len()),
+            )
+            .field("body", &format_args!("{} bytes redacted", self.body.len()))
+            .field("fetch_site", &self.fetch_site)
+            .field("login", &self.login.map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// The admin page's answer: status, headers (content type, security
 /// headers, `Set-Cookie`, `Location`) and an HTML body.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` output redacts `Set-Cookie` values and the body (which holds
+/// CSRF tokens).
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AdminResponse {
     /// HTTP status code.
@@ -555,6 +774,27 @@ pub struct AdminResponse {
     pub headers: Vec<(&'static str, String)>,
     /// The HTML page (empty for a redirect).
     pub body: String,
+}
+
+impl fmt::Debug for AdminResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                if name.eq_ignore_ascii_case("set-cookie") {
+                    (*name, "<redacted>")
+                } else {
+                    (*name, value.as_str())
+                }
+            })
+            .collect();
+        f.debug_struct("AdminResponse")
+            .field("status", &self.status)
+            .field("headers", &headers)
+            .field("body", &format_args!("{} bytes redacted", self.body.len()))
+            .finish()
+    }
 }
 
 impl AdminResponse {
@@ -622,21 +862,125 @@ mod tests {
     #[test]
     fn tokens() {
         let a = admin();
-        assert!(a.csrf_token("short").is_none());
         let nonce = new_nonce().unwrap();
         assert!(valid_nonce(&nonce));
-        let token = a.csrf_token(&nonce).unwrap();
-        let cookie = format!("{CSRF_COOKIE}={nonce}");
+        let cookie = format!("{CSRF_COOKIE_SECURE}={nonce}");
         let req = AdminRequest::new("POST", "/admin/revoke-all").cookie_header(cookie.as_bytes());
+        let token = a.csrf_token(&req).unwrap();
         assert!(a.csrf_ok(&req, Some(&token)));
         assert!(!a.csrf_ok(&req, Some("AAAA")));
         assert!(!a.csrf_ok(&req, Some("%%%")));
         assert!(!a.csrf_ok(&req, None));
-        let other = format!("{CSRF_COOKIE}={}", new_nonce().unwrap());
-        let req = AdminRequest::new("POST", "/admin/revoke-all").cookie_header(other.as_bytes());
-        assert!(!a.csrf_ok(&req, Some(&token)));
+        // No nonce, a short one, or the unprefixed name over HTTPS: no token.
+        assert!(a.csrf_token(&AdminRequest::new("GET", "/admin/")).is_none());
+        let short = format!("{CSRF_COOKIE_SECURE}=short");
+        let req_short = AdminRequest::new("GET", "/admin/").cookie_header(short.as_bytes());
+        assert!(a.csrf_token(&req_short).is_none());
+        let plain = format!("{CSRF_COOKIE}={nonce}");
+        let req_plain =
+            AdminRequest::new("POST", "/admin/revoke-all").cookie_header(plain.as_bytes());
+        assert!(a.csrf_token(&req_plain).is_none());
+        assert!(!a.csrf_ok(&req_plain, Some(&token)));
+        let other = format!("{CSRF_COOKIE_SECURE}={}", new_nonce().unwrap());
+        let req2 = AdminRequest::new("POST", "/admin/revoke-all").cookie_header(other.as_bytes());
+        assert!(!a.csrf_ok(&req2, Some(&token)));
         // Another store (other keys) does not accept this store's tokens.
-        let req = AdminRequest::new("POST", "/admin/revoke-all").cookie_header(cookie.as_bytes());
         assert!(!admin().csrf_ok(&req, Some(&token)));
+        // Bound to the login: explicit, or the configured login cookie.
+        let bound = req.clone().login(b"admin-login-1");
+        let token1 = a.csrf_token(&bound).unwrap();
+        assert!(a.csrf_ok(&bound, Some(&token1)));
+        assert!(!a.csrf_ok(&req, Some(&token1)));
+        assert!(!a.csrf_ok(&req.clone().login(b"admin-login-2"), Some(&token1)));
+        let b = a.clone().login_cookie("app_admin");
+        let with = |login: &str| format!("{cookie}; app_admin={login}");
+        let (c1, c2) = (with("one"), with("two"));
+        let r1 = AdminRequest::new("POST", "/admin/revoke-all").cookie_header(c1.as_bytes());
+        let r2 = AdminRequest::new("POST", "/admin/revoke-all").cookie_header(c2.as_bytes());
+        let t1 = b.csrf_token(&r1).unwrap();
+        assert!(b.csrf_ok(&r1, Some(&t1)));
+        assert!(!b.csrf_ok(&r2, Some(&t1)));
+        assert!(!b.csrf_ok(&req, Some(&t1)));
+    }
+
+    #[test]
+    fn tokens_expire() {
+        let clock =
+            crate::ManualClock::new(chrono::DateTime::from_timestamp(2_000_000_000, 0).unwrap());
+        let store = SessionStore::builder(Keyring::generate())
+            .clock(clock.clock())
+            .open_migrated("sqlite::memory:")
+            .unwrap();
+        let a = Admin::new(store).csrf_ttl(Duration::from_secs(600));
+        let cookie = format!("{CSRF_COOKIE_SECURE}={}", new_nonce().unwrap());
+        let req = AdminRequest::new("POST", "/admin/revoke-all").cookie_header(cookie.as_bytes());
+        let token = a.csrf_token(&req).unwrap();
+        clock.advance(Duration::from_secs(599));
+        assert!(a.csrf_ok(&req, Some(&token)));
+        clock.advance(Duration::from_secs(1));
+        assert!(
+            !a.csrf_ok(&req, Some(&token)),
+            "a token 600 s old is expired"
+        );
+        // Issued more than a minute in the future: refused.
+        let future = a.mint(
+            &req.nonces(CSRF_COOKIE_SECURE)[0],
+            b"",
+            a.store.now() + CSRF_SKEW + 1,
+        );
+        assert!(!a.csrf_ok(&req, Some(&future)));
+        let near = a.mint(&req.nonces(CSRF_COOKIE_SECURE)[0], b"", a.store.now() + 30);
+        assert!(a.csrf_ok(&req, Some(&near)));
+    }
+
+    #[test]
+    fn debug_output_is_redacted() {
+        let secret_cookie = "__Host-stored_session_admin=NONCE-SECRET-VALUE; id=SESSION-SECRET";
+        let body = b"csrf=TOKEN-SECRET&user=alice-secret&confirm=yes";
+        let request = AdminRequest::new("POST", "/admin/revoke?user=alice-secret")
+            .cookie_header(secret_cookie.as_bytes())
+            .body(body)
+            .login(b"LOGIN-SECRET")
+            .fetch_site("same-origin");
+        let shown = format!("{request:?}");
+        for secret in [
+            "NONCE-SECRET",
+            "SESSION-SECRET",
+            "TOKEN-SECRET",
+            "alice-secret",
+            "LOGIN-SECRET",
+            "csrf",
+        ] {
+            // Neither as text nor as a list of bytes (a derived Debug of `&[u8]`).
+            let bytes = format!("{:?}", secret.as_bytes());
+            let bytes = bytes.trim_matches(|c| c == '[' || c == ']');
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+            assert!(!shown.contains(bytes), "{secret} as bytes in {shown}");
+        }
+        assert!(
+            shown.contains("\"POST\"") && shown.contains("/admin/revoke?<redacted>"),
+            "{shown}"
+        );
+        let sizes = format!("{} bytes redacted", body.len());
+        assert!(
+            shown.contains("1 redacted") && shown.contains(&sizes),
+            "{shown}"
+        );
+        let a = admin();
+        let page = a.handle(&AdminRequest::new("GET", "/admin/"));
+        let nonce = page
+            .header("Set-Cookie")
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .split_once('=')
+            .unwrap()
+            .1
+            .to_owned();
+        let shown = format!("{page:?}");
+        assert!(!shown.contains(&nonce), "{shown}");
+        assert!(!shown.contains("name=\"csrf\""), "{shown}");
+        assert!(shown.contains("Set-Cookie") && shown.contains("<redacted>"));
     }
 }

@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 
 use super::user_lock::UserLocking;
-use super::{with_connection, Cutoffs, Database, Dialect};
+use super::{with_connection, Backend, Cutoffs, Database, Dialect};
 use crate::error::{Error, Result};
 use crate::schema::stored_sessions::dsl as t;
 
@@ -28,11 +28,48 @@ pub(crate) struct RotationRow {
     pub version: i64,
 }
 
-#[derive(QueryableByName)]
-struct Length {
+/// One row of a nearest-rank selection: a value, its rank in ascending
+/// order (1-based) and how many values there are.
+#[derive(Debug, Clone, Copy, QueryableByName)]
+pub(crate) struct Ranked {
     #[diesel(sql_type = BigInt)]
-    n: i64,
+    pub v: i64,
+    #[diesel(sql_type = BigInt)]
+    pub rn: i64,
+    #[diesel(sql_type = BigInt)]
+    pub cnt: i64,
 }
+
+/// How many live sessions were created (or last active) `h` whole hours
+/// before now.
+#[derive(Debug, Clone, Copy, QueryableByName)]
+pub(crate) struct Bucket {
+    #[diesel(sql_type = BigInt)]
+    pub h: i64,
+    #[diesel(sql_type = BigInt)]
+    pub n: i64,
+}
+
+/// The statistics as the database computes them, every part an aggregate:
+/// the client receives at most 5 + 5 + 24 + 24 rows, however large the table.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Aggregates {
+    pub live: i64,
+    pub expired: i64,
+    pub oldest: Option<i64>,
+    pub newest: Option<i64>,
+    /// Nearest-rank rows of the envelope sizes of live rows.
+    pub payload: Vec<Ranked>,
+    /// Nearest-rank rows of the live sessions per bound user.
+    pub per_user: Vec<Ranked>,
+    /// Live sessions created in each hour of the last day.
+    pub created: Vec<Bucket>,
+    /// Live sessions last active in each hour of the last day.
+    pub active: Vec<Bucket>,
+}
+
+/// The percentiles [`Aggregates`] carries ranks for (besides min and max).
+pub(crate) const PERCENTILES: [i64; 3] = [50, 90, 99];
 
 impl Database {
     /// Ids of up to `limit` rows expired under `rule` at `cutoff`, oldest first.
@@ -86,48 +123,6 @@ impl Database {
                 .map_err(Error::from)
         })
         .map(|n| n as u64)
-    }
-
-    /// Live rows.
-    pub(crate) fn count_live(&self, cut: Cutoffs) -> Result<u64> {
-        with_connection!(self, |conn| {
-            t::stored_sessions
-                .filter(t::updated_at.gt(cut.idle))
-                .filter(t::created_at.gt(cut.lifetime))
-                .count()
-                .get_result::<i64>(conn)
-                .map_err(Error::from)
-        })
-        .map(|n| n as u64)
-    }
-
-    /// Oldest and newest `updated_at` among live rows.
-    pub(crate) fn activity_range(&self, cut: Cutoffs) -> Result<(Option<i64>, Option<i64>)> {
-        use diesel::dsl::{max, min};
-        with_connection!(self, |conn| {
-            t::stored_sessions
-                .filter(t::updated_at.gt(cut.idle))
-                .filter(t::created_at.gt(cut.lifetime))
-                .select((min(t::updated_at), max(t::updated_at)))
-                .first::<(Option<i64>, Option<i64>)>(conn)
-                .map_err(Error::from)
-        })
-    }
-
-    /// Envelope sizes of live rows, ascending.
-    pub(crate) fn payload_lengths(&self, cut: Cutoffs) -> Result<Vec<i64>> {
-        with_connection!(self, |conn| {
-            let sql = format!(
-                "SELECT {} AS n FROM stored_sessions WHERE updated_at > {} AND created_at > {} ORDER BY n",
-                dialect_of(conn).payload_length,
-                cut.idle,
-                cut.lifetime
-            );
-            diesel::sql_query(sql)
-                .load::<Length>(conn)
-                .map(|rows| rows.into_iter().map(|r| r.n).collect())
-                .map_err(Error::from)
-        })
     }
 
     /// Up to `limit` live rows with `id > after`, by id (key rotation walks
@@ -184,6 +179,7 @@ fn dialect_of<C: Dialect>(_: &C) -> &'static super::DialectSql {
 /// A user's session row, for listing.
 #[derive(Debug, Clone, Queryable)]
 pub(crate) struct UserRow {
+    pub id: i64,
     pub sid: Vec<u8>,
     pub data: Vec<u8>,
     pub version: i64,
@@ -191,20 +187,157 @@ pub(crate) struct UserRow {
     pub updated_at: i64,
 }
 
+/// A row as a handle resolves to it.
+#[derive(Debug, Clone, Queryable)]
+pub(crate) struct HandleRow {
+    pub sid: Vec<u8>,
+    pub user_key: Option<Vec<u8>>,
+}
+
+/// Builds one user's newest-first page query on the boxed `$query` and
+/// loads it as `$out`. The order is `id DESC` (rows never change `id`),
+/// served by the `user_key` index without a sort:
+///
+/// * SQLite: `user_key = ? AND id < ? ORDER BY id DESC` — its index on
+///   `user_key` carries the rowid (`id`), so the search is `(user_key=? AND
+///   rowid<?)` and reads exactly the rows returned.
+/// * PostgreSQL and MySQL/MariaDB: `user_key >= ? AND user_key <= ? AND id
+///   < ? ORDER BY user_key DESC, id DESC`. The same rows, but written as a
+///   range so that the order is the index's order, `(user_key, id)`. With
+///   `user_key = ?`, PostgreSQL drops the constant column from the sort and
+///   may walk the primary key backwards filtering on `user_key` (200,000
+///   rows read for a user whose sessions are old), and MariaDB may prefer a
+///   primary-key range; the range form makes both start at the user's
+///   newest entry below the cursor and stop after `LIMIT` rows (InnoDB's
+///   secondary index carries the primary key; PostgreSQL needs the
+///   `(user_key, id)` index of the second migration).
+///
+/// The expiry filters use `+ 0` so no backend picks the `updated_at` or
+/// `created_at` index instead.
+macro_rules! user_page_query {
+    ($conn:ident, $query:expr, $key:expr, $before:expr, $limit:expr, $cut:expr, $range:expr, $out:ty) => {{
+        let query = $query
+            .filter(t::id.lt($before))
+            .filter((t::updated_at + 0i64).gt($cut.idle))
+            .filter((t::created_at + 0i64).gt($cut.lifetime))
+            .limit($limit);
+        if $range {
+            query
+                .filter(t::user_key.ge($key))
+                .filter(t::user_key.le($key))
+                .order((t::user_key.desc(), t::id.desc()))
+                .load::<$out>($conn)
+        } else {
+            query
+                .filter(t::user_key.eq($key))
+                .order(t::id.desc())
+                .load::<$out>($conn)
+        }
+        .map_err(Error::from)
+    }};
+}
+
 impl Database {
-    /// Live rows bound to any of `keys` (one user's bindings), most recently
-    /// active first. An indexed lookup on `user_key`.
-    pub(crate) fn rows_for_user(&self, keys: &[[u8; 32]], cut: Cutoffs) -> Result<Vec<UserRow>> {
-        let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+    /// Whether the user page query is written as a `user_key` range (see
+    /// `user_page_query!`).
+    fn user_range(&self) -> bool {
+        !matches!(self.backend(), Backend::Sqlite)
+    }
+
+    /// Up to `limit` live rows bound to `key` with `id < before`, newest
+    /// (highest `id`) first: one indexed range read of at most `limit` rows.
+    pub(crate) fn user_page(
+        &self,
+        key: &[u8; 32],
+        before: i64,
+        limit: i64,
+        cut: Cutoffs,
+    ) -> Result<Vec<UserRow>> {
+        let key = key.as_slice();
+        let range = self.user_range();
+        with_connection!(self, |conn| {
+            user_page_query!(
+                conn,
+                t::stored_sessions.select((
+                    t::id,
+                    t::sid,
+                    t::data,
+                    t::version,
+                    t::created_at,
+                    t::updated_at
+                )),
+                key,
+                before,
+                limit,
+                cut,
+                range,
+                UserRow
+            )
+        })
+    }
+
+    /// The ids of up to `limit` live rows bound to `key`, newest first (the
+    /// same indexed read as [`user_page`](Self::user_page), without the data).
+    pub(crate) fn user_ids(&self, key: &[u8; 32], limit: i64, cut: Cutoffs) -> Result<Vec<i64>> {
+        let key = key.as_slice();
+        let range = self.user_range();
+        with_connection!(self, |conn| {
+            user_page_query!(
+                conn,
+                t::stored_sessions.select(t::id),
+                key,
+                i64::MAX,
+                limit,
+                cut,
+                range,
+                i64
+            )
+        })
+    }
+
+    /// The `sid` and binding of the live row `id` (a primary-key lookup).
+    pub(crate) fn row_for_handle(&self, id: i64, cut: Cutoffs) -> Result<Option<HandleRow>> {
         with_connection!(self, |conn| {
             t::stored_sessions
-                .select((t::sid, t::data, t::version, t::created_at, t::updated_at))
-                .filter(t::user_key.eq_any(&keys))
+                .select((t::sid, t::user_key))
+                .filter(t::id.eq(id))
                 .filter(t::updated_at.gt(cut.idle))
                 .filter(t::created_at.gt(cut.lifetime))
-                .order(t::updated_at.desc())
-                .load::<UserRow>(conn)
+                .first::<HandleRow>(conn)
+                .optional()
                 .map_err(Error::from)
+        })
+    }
+
+    /// The `id` of the row `sid` (any state), by the unique `sid` index.
+    pub(crate) fn row_id(&self, sid: &[u8; 32]) -> Result<Option<i64>> {
+        with_connection!(self, |conn| {
+            t::stored_sessions
+                .select(t::id)
+                .filter(t::sid.eq(sid.as_slice()))
+                .first::<i64>(conn)
+                .optional()
+                .map_err(Error::from)
+        })
+    }
+
+    /// Deletes the rows bound to any of `keys` with `id <= max_id` (a range
+    /// of the `user_key` index per key).
+    /// Holds the user's lock, like [`delete_for_user`](Self::delete_for_user).
+    pub(crate) fn delete_user_up_to(&self, keys: &[[u8; 32]], max_id: i64) -> Result<usize> {
+        let lock = keys.first().map(super::UserLock::of);
+        let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+        let _gate = self.write_gate();
+        with_connection!(self, |conn| {
+            conn.user_transaction(lock, |conn| {
+                diesel::delete(
+                    t::stored_sessions
+                        .filter(t::user_key.eq_any(&keys))
+                        .filter(t::id.le(max_id)),
+                )
+                .execute(conn)
+                .map_err(Error::from)
+            })
         })
     }
 
@@ -255,38 +388,106 @@ impl Database {
                 .map_err(Error::from)
         })
     }
+}
 
-    /// Number of live sessions per bound user (one entry per user).
-    pub(crate) fn sessions_per_user(&self, cut: Cutoffs) -> Result<Vec<i64>> {
-        use diesel::dsl::count_star;
+impl Database {
+    /// Every statistic in SQL, on one pooled connection:
+    ///
+    /// * counts and the activity range: `COUNT(*)`, `MIN`, `MAX`;
+    /// * per-hour activity: `GROUP BY` the age in whole hours (at most 24
+    ///   groups: only rows of the last day are grouped);
+    /// * percentiles of payload sizes and of sessions per user: ranked in
+    ///   the database with `ROW_NUMBER() OVER (ORDER BY v)` and `COUNT(*)
+    ///   OVER ()`, of which only the rows at the nearest ranks (min, p50,
+    ///   p90, p99, max: at most 5) are returned. The sessions-per-user values
+    ///   are themselves a `GROUP BY user_key`, so neither the rows nor the
+    ///   users ever reach the client. Window functions: PostgreSQL, SQLite
+    ///   3.25+, MySQL 8.0+, MariaDB 10.2+.
+    ///
+    /// The rank condition is integer arithmetic (`rn * 100 >= p * cnt AND
+    /// (rn - 1) * 100 < p * cnt`, i.e. `rn = ceil(p * cnt / 100)`), the same
+    /// nearest-rank definition on every backend.
+    pub(crate) fn aggregates(&self, now: i64, since: i64, cut: Cutoffs) -> Result<Aggregates> {
+        use diesel::dsl::{count_star, max, min};
+        let mysql = matches!(self.backend(), Backend::Mysql);
+        // Only our own integers are formatted into the SQL. i64::MIN (a
+        // disabled expiry rule) is written as MIN + 1: its literal does not
+        // parse as a BIGINT everywhere.
+        let live = format!(
+            "updated_at > {} AND created_at > {}",
+            cut.idle.max(i64::MIN + 1),
+            cut.lifetime.max(i64::MIN + 1)
+        );
+        let int = |expr: &str| {
+            if mysql {
+                format!("CAST({expr} AS SIGNED)")
+            } else {
+                format!("CAST({expr} AS BIGINT)")
+            }
+        };
+        let div = if mysql { "DIV" } else { "/" };
+        let ranked_sql = |values: &str| {
+            let mut wanted = String::from("rn = 1 OR rn = cnt");
+            for p in PERCENTILES {
+                wanted.push_str(&format!(
+                    " OR (rn * 100 >= {p} * cnt AND (rn - 1) * 100 < {p} * cnt)"
+                ));
+            }
+            format!(
+                "SELECT {v}, {rn}, {cnt} FROM (\
+                 SELECT v, {row} AS rn, {all} AS cnt FROM ({values}) AS vals\
+                 ) AS ranked WHERE {wanted}",
+                v = int("v") + " AS v",
+                rn = int("rn") + " AS rn",
+                cnt = int("cnt") + " AS cnt",
+                row = int("ROW_NUMBER() OVER (ORDER BY v)"),
+                all = int("COUNT(*) OVER ()"),
+            )
+        };
+        let hourly_sql = |column: &str| {
+            format!(
+                "SELECT {h} AS h, {n} AS n FROM stored_sessions \
+                 WHERE {column} >= {since} AND {live} GROUP BY 1",
+                h = int(&format!(
+                    "CASE WHEN {column} >= {now} THEN 0 ELSE ({now} - {column}) {div} 3600 END"
+                )),
+                n = int("COUNT(*)"),
+            )
+        };
+        let per_user = ranked_sql(&format!(
+            "SELECT COUNT(*) AS v FROM stored_sessions \
+             WHERE user_key IS NOT NULL AND {live} GROUP BY user_key"
+        ));
+        let created = hourly_sql("created_at");
+        let active = hourly_sql("updated_at");
         with_connection!(self, |conn| {
-            t::stored_sessions
-                .filter(t::user_key.is_not_null())
+            let (count, oldest, newest) = t::stored_sessions
                 .filter(t::updated_at.gt(cut.idle))
                 .filter(t::created_at.gt(cut.lifetime))
-                .group_by(t::user_key)
-                .select(count_star())
-                .load::<i64>(conn)
-                .map_err(Error::from)
-        })
-    }
-
-    /// `created_at` (or `updated_at`) of live rows at or after `since`.
-    pub(crate) fn times_since(&self, created: bool, since: i64, cut: Cutoffs) -> Result<Vec<i64>> {
-        with_connection!(self, |conn| {
-            let live = t::stored_sessions
-                .filter(t::updated_at.gt(cut.idle))
-                .filter(t::created_at.gt(cut.lifetime));
-            if created {
-                live.filter(t::created_at.ge(since))
-                    .select(t::created_at)
-                    .load::<i64>(conn)
-            } else {
-                live.filter(t::updated_at.ge(since))
-                    .select(t::updated_at)
-                    .load::<i64>(conn)
-            }
-            .map_err(Error::from)
+                .select((count_star(), min(t::updated_at), max(t::updated_at)))
+                .first::<(i64, Option<i64>, Option<i64>)>(conn)?;
+            let expired = t::stored_sessions
+                .filter(
+                    t::updated_at
+                        .le(cut.idle)
+                        .or(t::created_at.le(cut.lifetime)),
+                )
+                .count()
+                .get_result::<i64>(conn)?;
+            let payload = ranked_sql(&format!(
+                "SELECT {} AS v FROM stored_sessions WHERE {live}",
+                dialect_of(conn).payload_length
+            ));
+            Ok(Aggregates {
+                live: count,
+                expired,
+                oldest,
+                newest,
+                payload: diesel::sql_query(&payload).load::<Ranked>(conn)?,
+                per_user: diesel::sql_query(&per_user).load::<Ranked>(conn)?,
+                created: diesel::sql_query(&created).load::<Bucket>(conn)?,
+                active: diesel::sql_query(&active).load::<Bucket>(conn)?,
+            })
         })
     }
 }

@@ -275,7 +275,7 @@ pub(crate) fn is_unique_violation(e: &Error) -> bool {
     )
 }
 
-pub(crate) use maintenance::{Expiry, UserRow};
+pub(crate) use maintenance::{Bucket, Expiry, Ranked, UserRow};
 pub(crate) use statements::NewRow;
 use statements::{CasUpdate, SelectLive, Touch};
 pub(crate) use with_connection;

@@ -83,11 +83,17 @@ enum Command {
     },
     /// Print a new random key (base64) for STORED_SESSION_KEYS.
     Keygen,
-    /// List a user's live sessions (needs STORED_SESSION_KEYS).
+    /// List a user's live sessions, newest first, one page at a time (needs STORED_SESSION_KEYS).
     List {
         /// The application's user id, as passed to `Session::set_user`.
         #[arg(long)]
         user: String,
+        /// Most sessions to print (1 to 1000).
+        #[arg(long, default_value_t = stored_session::Page::DEFAULT_LIMIT)]
+        limit: u32,
+        /// Start after this cursor (printed by the previous page).
+        #[arg(long)]
+        after: Option<String>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -268,9 +274,25 @@ fn run(cli: Cli) -> Result<(), String> {
                 println!("active/hour      {}", sparkline(&stats.active_per_hour));
             }
         }
-        Command::List { user, json } => {
+        Command::List {
+            user,
+            limit,
+            after,
+            json,
+        } => {
             let store = open(Keyring::from_env().map_err(|e| e.to_string())?)?;
-            let list = store.sessions_of(&user, None).map_err(|e| e.to_string())?;
+            let page = stored_session::Page {
+                limit,
+                after: after.map(stored_session::Cursor::new),
+            };
+            let listed = store
+                .sessions_of(&user, None, page)
+                .map_err(|e| e.to_string())?;
+            if let Some(next) = &listed.next {
+                // On stderr, so stdout stays one JSON array or the list.
+                eprintln!("more sessions: --after {next}");
+            }
+            let list = listed.sessions;
             if json {
                 let items: Vec<_> = list
                     .iter()
