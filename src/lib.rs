@@ -206,6 +206,8 @@ pub use backend::MysqlPool;
 pub use backend::PgPool;
 #[cfg(feature = "sqlite")]
 pub use backend::SqlitePool;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub use backend::Connections;
 pub use backend::{Backend, Database, PoolOptions};
 pub use clock::{Clock, ManualClock};
 pub use config::Config;

@@ -57,8 +57,9 @@ impl Database {
 
     /// Deletes those of `ids` that are still expired under `rule`.
     pub(crate) fn delete_expired(&self, ids: &[i64], rule: Expiry, cutoff: i64) -> Result<usize> {
+        let ids = ids.to_vec();
         with_connection!(self, |conn| {
-            let batch = t::stored_sessions.filter(t::id.eq_any(ids));
+            let batch = t::stored_sessions.filter(t::id.eq_any(&ids));
             match rule {
                 Expiry::Idle => {
                     diesel::delete(batch.filter(t::updated_at.le(cutoff))).execute(conn)
@@ -159,6 +160,8 @@ impl Database {
         data: &[u8],
         user_key: Option<&[u8; 32]>,
     ) -> Result<usize> {
+        let data = data.to_vec();
+        let user_key = user_key.copied();
         with_connection!(self, |conn| {
             diesel::update(
                 t::stored_sessions
@@ -166,9 +169,9 @@ impl Database {
                     .filter(t::version.eq(version)),
             )
             .set((
-                t::data.eq(data),
+                t::data.eq(&data),
                 t::version.eq(version + 1),
-                t::user_key.eq(user_key.map(|k| k.as_slice())),
+                t::user_key.eq(user_key.as_ref().map(|k| k.as_slice())),
             ))
             .execute(conn)
             .map_err(Error::from)
@@ -194,8 +197,9 @@ impl Database {
     /// Live rows bound to any of `keys` (one user's bindings), most recently
     /// active first. An indexed lookup on `user_key`.
     pub(crate) fn rows_for_user(&self, keys: &[[u8; 32]], cut: Cutoffs) -> Result<Vec<UserRow>> {
-        let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+        let keys = keys.to_vec();
         with_connection!(self, |conn| {
+            let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
             t::stored_sessions
                 .select((t::sid, t::data, t::version, t::created_at, t::updated_at))
                 .filter(t::user_key.eq_any(&keys))
@@ -213,8 +217,10 @@ impl Database {
         keys: &[[u8; 32]],
         keep: Option<&[u8; 32]>,
     ) -> Result<usize> {
-        let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+        let keys = keys.to_vec();
+        let keep = keep.copied();
         with_connection!(self, |conn| {
+            let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
             let target = t::stored_sessions.filter(t::user_key.eq_any(&keys));
             match keep {
                 Some(sid) => diesel::delete(target.filter(t::sid.ne(sid.as_slice()))).execute(conn),
@@ -238,8 +244,9 @@ impl Database {
 
     /// Deletes rows by id.
     pub(crate) fn delete_ids(&self, ids: &[i64]) -> Result<usize> {
+        let ids = ids.to_vec();
         with_connection!(self, |conn| {
-            diesel::delete(t::stored_sessions.filter(t::id.eq_any(ids)))
+            diesel::delete(t::stored_sessions.filter(t::id.eq_any(&ids)))
                 .execute(conn)
                 .map_err(Error::from)
         })
