@@ -200,14 +200,14 @@ pub mod testing;
 mod trim;
 mod users;
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub use backend::Connections;
 #[cfg(feature = "mysql")]
 pub use backend::MysqlPool;
 #[cfg(feature = "postgres")]
 pub use backend::PgPool;
 #[cfg(feature = "sqlite")]
 pub use backend::SqlitePool;
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-pub use backend::Connections;
 pub use backend::{Backend, Database, PoolOptions};
 pub use clock::{Clock, ManualClock};
 pub use config::Config;

@@ -11,6 +11,12 @@
 //! * `killed_while_frozen_*`: the frozen connections are then closed by the
 //!   proxy: the calls still end within the bound, the pool replaces the
 //!   dead connections, and the store works once the proxy forwards again.
+//! * `lock_wait_*`: another connection holds a session's row lock; a commit
+//!   of that session ends with the server's lock-timeout error after the
+//!   configured 1 s (before the client-side deadline), and the connection
+//!   stays in the pool. `slow_statement_*`: a statement on one of the
+//!   store's connections is cancelled by the server after the statement
+//!   timeout (PostgreSQL `statement_timeout`, MariaDB `max_statement_time`).
 //! * `sqlite_writers_blocked_elsewhere`: another connection holds SQLite's
 //!   write lock; concurrent commits of this process (which queue on the
 //!   store's in-process writer queue) must each fail within acquire timeout
@@ -37,6 +43,16 @@ use stored_session::{CookieAction, Database, Error, SessionStore};
 const ACQUIRE: Duration = Duration::from_secs(1);
 /// The statement timeout (SQLite: the busy timeout) in these tests.
 const STATEMENT: Duration = Duration::from_secs(1);
+
+/// Held by every test of this file: they count the process's worker
+/// threads and measure elapsed times, so they run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// The pool size in these tests.
 const POOL: usize = 2;
@@ -188,6 +204,7 @@ fn frozen(h: &Harness) {
     let cookies: Vec<String> = (0..3).map(|i| create(&store, &[("n", i as u64)])).collect();
     // Both pooled connections open and idle.
     open_connections(&store, POOL);
+    let threads_before = worker_threads();
     let calls = calls_on_frozen(&store, &cookies);
 
     proxy.freeze();
@@ -234,8 +251,11 @@ fn frozen(h: &Harness) {
         assert!(result.is_err(), "{name} succeeded through a frozen proxy");
         assert!(elapsed <= bound(), "{name} took {elapsed:?}");
     }
-    if let Some(n) = worker_threads() {
-        assert!(n <= POOL, "{n} database worker threads for a pool of {POOL}");
+    if let (Some(before), Some(n)) = (threads_before, worker_threads()) {
+        assert!(
+            n <= before + POOL,
+            "{n} database worker threads ({before} before) for a pool of {POOL}"
+        );
     }
 
     proxy.thaw();
@@ -287,7 +307,10 @@ fn killed_while_frozen(h: &Harness) {
     }
     proxy.thaw();
     let recovered = recovery(&store, &cookies[1], Duration::from_secs(10));
-    eprintln!("killed {}: serving again {recovered:?} after the thaw", h.backend);
+    eprintln!(
+        "killed {}: serving again {recovered:?} after the thaw",
+        h.backend
+    );
     // Every connection of the pool was replaced: they all work.
     std::thread::scope(|s| {
         for c in &cookies {
@@ -301,9 +324,144 @@ fn killed_while_frozen(h: &Harness) {
     });
 }
 
+/// The number of open connections in the store's pool.
+fn pool_connections(store: &SessionStore) -> u32 {
+    match store.database() {
+        #[cfg(feature = "postgres")]
+        Database::Postgres(pool) => pool.state().connections,
+        #[cfg(feature = "mysql")]
+        Database::Mysql(pool) => pool.state().connections,
+        _ => unreachable!(),
+    }
+}
+
+fn lock_wait(h: &Harness) {
+    use diesel::connection::SimpleConnection;
+
+    let store = h
+        .builder()
+        .pool_size(POOL as u32)
+        .acquire_timeout(ACQUIRE)
+        .statement_timeout(Some(STATEMENT))
+        .open_migrated(&h.url)
+        .unwrap();
+    let cookie = create(&store, &[("n", 1u64)]);
+    let mut held = store.load(Some(&cookie)).unwrap();
+    held.insert("n", &2u64).unwrap();
+    let connections = pool_connections(&store);
+
+    // Another client locks every row until it ends its transaction.
+    let lock = "SELECT id FROM stored_sessions FOR UPDATE";
+    #[allow(clippy::type_complexity)]
+    let mut release: Box<dyn FnMut()> = match h.backend {
+        #[cfg(feature = "postgres")]
+        stored_session::Backend::Postgres => {
+            use diesel::Connection;
+            let mut raw = diesel::PgConnection::establish(&h.url).unwrap();
+            raw.batch_execute(&format!("BEGIN; {lock}")).unwrap();
+            Box::new(move || raw.batch_execute("ROLLBACK").unwrap())
+        }
+        #[cfg(feature = "mysql")]
+        stored_session::Backend::Mysql => {
+            use diesel::Connection;
+            let mut raw = diesel::MysqlConnection::establish(&h.url).unwrap();
+            raw.batch_execute("START TRANSACTION").unwrap();
+            raw.batch_execute(lock).unwrap();
+            Box::new(move || raw.batch_execute("ROLLBACK").unwrap())
+        }
+        _ => unreachable!(),
+    };
+    let s1 = store.clone();
+    let calls: Vec<(&'static str, Box<dyn FnOnce() -> Result<(), Error> + Send>)> = vec![(
+        "commit (row locked elsewhere)",
+        Box::new(move || s1.commit(&mut held).map(|_| ())),
+    )];
+    let results = concurrently(calls, &mut release);
+    let (name, result, elapsed) = &results[0];
+    eprintln!("lock wait {}: {name}: {elapsed:?}: {result:?}", h.backend);
+    // The server's lock timeout, not the client's deadline (1.5 s).
+    assert!(
+        matches!(result, Err(Error::Database(_))),
+        "expected the server's lock-timeout error, got {result:?}"
+    );
+    assert!(
+        *elapsed >= STATEMENT.mul_f32(0.9) && *elapsed < STATEMENT + Duration::from_millis(450),
+        "the lock wait ended after {elapsed:?}"
+    );
+    // The connection answered, so the pool kept it (except on MySQL, where
+    // it is replaced: its failed statement would keep failing).
+    if h.backend == stored_session::Backend::Postgres {
+        assert_eq!(pool_connections(&store), connections);
+    }
+    release();
+    // The same statement runs again at once on the same pool (MariaDB:
+    // the connection whose cached statement failed was replaced).
+    assert_eq!(bump(&store, &cookie).unwrap(), 2);
+}
+
+fn slow_statement(h: &Harness) {
+    use diesel::RunQueryDsl;
+
+    let store = h
+        .builder()
+        .statement_timeout(Some(STATEMENT))
+        .open_migrated(&h.url)
+        .unwrap();
+    let sleep = match h.backend {
+        stored_session::Backend::Postgres => "SELECT pg_sleep(3)",
+        _ => "SELECT SLEEP(3)",
+    };
+    let started = Instant::now();
+    let result = crate::with_conn!(store.database(), |c| diesel::sql_query(sleep).execute(c));
+    let elapsed = started.elapsed();
+    eprintln!("slow statement {}: {elapsed:?}: {result:?}", h.backend);
+    assert!(result.is_err(), "a 3 s statement ran to its end");
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "cancelled after {elapsed:?}"
+    );
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn lock_wait_postgres() {
+    let _serial = serial();
+    if let Some(h) = Harness::postgres() {
+        lock_wait(&h);
+    }
+}
+
+#[cfg(feature = "mysql")]
+#[test]
+fn lock_wait_mysql() {
+    let _serial = serial();
+    if let Some(h) = Harness::mysql() {
+        lock_wait(&h);
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn slow_statement_postgres() {
+    let _serial = serial();
+    if let Some(h) = Harness::postgres() {
+        slow_statement(&h);
+    }
+}
+
+#[cfg(feature = "mysql")]
+#[test]
+fn slow_statement_mysql() {
+    let _serial = serial();
+    if let Some(h) = Harness::mysql() {
+        slow_statement(&h);
+    }
+}
+
 #[cfg(feature = "postgres")]
 #[test]
 fn frozen_postgres() {
+    let _serial = serial();
     if let Some(h) = Harness::postgres() {
         frozen(&h);
     }
@@ -312,6 +470,7 @@ fn frozen_postgres() {
 #[cfg(feature = "mysql")]
 #[test]
 fn frozen_mysql() {
+    let _serial = serial();
     if let Some(h) = Harness::mysql() {
         frozen(&h);
     }
@@ -320,6 +479,7 @@ fn frozen_mysql() {
 #[cfg(feature = "postgres")]
 #[test]
 fn killed_while_frozen_postgres() {
+    let _serial = serial();
     if let Some(h) = Harness::postgres() {
         killed_while_frozen(&h);
     }
@@ -328,6 +488,7 @@ fn killed_while_frozen_postgres() {
 #[cfg(feature = "mysql")]
 #[test]
 fn killed_while_frozen_mysql() {
+    let _serial = serial();
     if let Some(h) = Harness::mysql() {
         killed_while_frozen(&h);
     }
@@ -336,6 +497,7 @@ fn killed_while_frozen_mysql() {
 #[cfg(feature = "sqlite")]
 #[test]
 fn sqlite_writers_blocked_elsewhere() {
+    let _serial = serial();
     use diesel::connection::SimpleConnection;
     use diesel::Connection;
 
@@ -378,5 +540,8 @@ fn sqlite_writers_blocked_elsewhere() {
     }
     let mut s = store.load(None).unwrap();
     s.insert("k", &1u8).unwrap();
-    assert!(matches!(store.commit(&mut s).unwrap(), CookieAction::Set(_)));
+    assert!(matches!(
+        store.commit(&mut s).unwrap(),
+        CookieAction::Set(_)
+    ));
 }

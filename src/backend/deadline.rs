@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use diesel::connection::{AnsiTransactionManager, Connection, TransactionManager};
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection, R2D2Connection};
 
-use super::{Plan, Retries, Row};
+use super::{Dialect, Plan, Retries, Row};
 use crate::error::{Error, Result};
 
 /// How long an idle worker waits for work before it exits.
@@ -120,65 +120,63 @@ impl<C: R2D2Connection + 'static> Connections<C> {
     }
 }
 
-impl<C> Connections<C>
+/// Runs `f` on a connection of `conns`' pool, within the deadline when
+/// there is one (see the module docs), with [`run`](super::run)'s retries.
+pub(crate) fn run<C, T, F>(conns: &Connections<C>, plan: Option<Ask<'_>>, f: F) -> Result<T>
 where
-    C: R2D2Connection + Connection<TransactionManager = AnsiTransactionManager> + Send + 'static,
+    C: R2D2Connection
+        + Connection<TransactionManager = AnsiTransactionManager>
+        + Dialect
+        + Send
+        + 'static,
+    T: Send + 'static,
+    F: FnMut(&mut C, Ask<'_>) -> Result<T> + Send + 'static,
 {
-    /// Runs `f` on a connection of the pool, within the deadline when there
-    /// is one (see the module docs), with [`run`](super::run)'s retries.
-    pub(crate) fn run<T, F>(&self, plan: Option<Ask<'_>>, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnMut(&mut C, Ask<'_>) -> Result<T> + Send + 'static,
-    {
-        let Some(limit) = self.timeout else {
-            return super::run(&self.pool, plan, f);
-        };
-        let mut no_plan = super::no_plan;
-        let plan: Ask<'_> = match plan {
-            Some(plan) => plan,
-            None => &mut no_plan,
-        };
-        let acquire = self.pool.connection_timeout();
-        // One budget for the whole call, retries included: a retry never
-        // makes the call wait longer than one acquire plus one deadline.
-        let budget_end = Instant::now() + acquire + limit;
-        let mut retries = Retries::default();
-        let mut f = f;
-        loop {
-            let wait = acquire.min(budget_end.saturating_duration_since(Instant::now()));
-            let conn = self
-                .pool
-                .get_timeout(wait)
-                .map_err(|e| Error::PoolTimeout {
-                    timeout: acquire,
-                    message: e.to_string(),
-                })?;
-            let deadline = (Instant::now() + limit).min(budget_end);
-            let (back, result) = match call(&self.workers, &self.pool, conn, f, deadline, plan) {
-                Outcome::Done(back, result) => (back, result),
-                Outcome::TimedOut => {
-                    log::warn!(target: "stored_session", "the session database did not answer within {limit:?}; its connection is abandoned");
-                    return Err(Error::Timeout { timeout: limit });
-                }
-                Outcome::Lost => {
-                    return Err(Error::State(
-                        "the session database worker ended without an answer",
-                    ))
-                }
-            };
-            f = back;
-            match result {
-                Err(e) => match retries.next(&e) {
-                    Some(pause)
-                        if Instant::now() + pause + Duration::from_millis(1) < budget_end =>
-                    {
-                        std::thread::sleep(pause);
-                    }
-                    _ => return Err(e),
-                },
-                ok => return ok,
+    let Some(limit) = conns.timeout else {
+        return super::run(&conns.pool, plan, f);
+    };
+    let mut no_plan = super::no_plan;
+    let plan: Ask<'_> = match plan {
+        Some(plan) => plan,
+        None => &mut no_plan,
+    };
+    let acquire = conns.pool.connection_timeout();
+    // One budget for the whole call, retries included: a retry never
+    // makes the call wait longer than one acquire plus one deadline.
+    let budget_end = Instant::now() + acquire + limit;
+    let mut retries = Retries::default();
+    let mut f = f;
+    loop {
+        let wait = acquire.min(budget_end.saturating_duration_since(Instant::now()));
+        let conn = conns
+            .pool
+            .get_timeout(wait)
+            .map_err(|e| Error::PoolTimeout {
+                timeout: acquire,
+                message: e.to_string(),
+            })?;
+        let deadline = (Instant::now() + limit).min(budget_end);
+        let (back, result) = match call(&conns.workers, &conns.pool, conn, f, deadline, plan) {
+            Outcome::Done(back, result) => (back, result),
+            Outcome::TimedOut => {
+                log::warn!(target: "stored_session", "the session database did not answer within {limit:?}; its connection is abandoned");
+                return Err(Error::Timeout { timeout: limit });
             }
+            Outcome::Lost => {
+                return Err(Error::State(
+                    "the session database worker ended without an answer",
+                ))
+            }
+        };
+        f = back;
+        match result {
+            Err(e) => match retries.next(&e) {
+                Some(pause) if Instant::now() + pause + Duration::from_millis(1) < budget_end => {
+                    std::thread::sleep(pause);
+                }
+                _ => return Err(e),
+            },
+            ok => return ok,
         }
     }
 }
@@ -210,7 +208,11 @@ fn call<C, F, T>(
     plan: Ask<'_>,
 ) -> Outcome<F, T>
 where
-    C: R2D2Connection + Connection<TransactionManager = AnsiTransactionManager> + Send + 'static,
+    C: R2D2Connection
+        + Connection<TransactionManager = AnsiTransactionManager>
+        + Dialect
+        + Send
+        + 'static,
     T: Send + 'static,
     F: FnMut(&mut C, Ask<'_>) -> Result<T> + Send + 'static,
 {
@@ -228,7 +230,7 @@ where
         };
         let outcome = catch_unwind(AssertUnwindSafe(|| f(&mut *conn, &mut ask)));
         let broken = match &outcome {
-            Ok(Err(e)) => e.is_connection_failure(),
+            Ok(Err(e)) => super::discard_after::<C>(e),
             Ok(Ok(_)) => false,
             Err(_) => true,
         };
@@ -294,7 +296,9 @@ impl Workers {
     /// Hands `job` to the most recently idle worker, or to a new one.
     fn dispatch(self: &Arc<Self>, mut job: Job) {
         loop {
-            let Some(worker) = self.idle().pop() else { break };
+            let Some(worker) = self.idle().pop() else {
+                break;
+            };
             match worker.tx.send(Some(job)) {
                 Ok(()) => return,
                 // That worker has exited: try the next one.
@@ -331,7 +335,12 @@ impl Workers {
 
 impl Drop for Workers {
     fn drop(&mut self) {
-        for worker in self.idle.get_mut().unwrap_or_else(PoisonError::into_inner).drain(..) {
+        for worker in self
+            .idle
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
             let _ = worker.tx.send(None);
         }
     }
@@ -362,7 +371,9 @@ fn work(
                 Ok(Some(next)) => break next,
                 Ok(None) | Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {
-                    let Some(workers) = workers.upgrade() else { return };
+                    let Some(workers) = workers.upgrade() else {
+                        return;
+                    };
                     let mut idle = workers.idle();
                     if let Some(at) = idle.iter().position(|w| w.id == id) {
                         idle.remove(at);

@@ -27,7 +27,7 @@ pub(crate) mod statements;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub use self::deadline::Connections;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-pub(crate) use self::deadline::Ask;
+pub(crate) use self::deadline::{run as run_bounded, Ask};
 #[cfg(feature = "mysql")]
 pub use self::mysql::MysqlPool;
 #[cfg(feature = "postgres")]
@@ -219,15 +219,18 @@ macro_rules! with_connection {
                 move |$conn: &mut diesel::SqliteConnection,
                       $ask: &mut dyn FnMut(
                     Option<$crate::backend::Row>,
-                ) -> $crate::error::Result<$crate::backend::Plan>| $body,
+                )
+                    -> $crate::error::Result<$crate::backend::Plan>| $body,
             ),
             #[cfg(feature = "postgres")]
-            $crate::backend::Database::Postgres(conns) => conns.run(
+            $crate::backend::Database::Postgres(conns) => $crate::backend::run_bounded(
+                conns,
                 $plan,
                 move |$conn: &mut diesel::PgConnection, $ask: $crate::backend::Ask<'_>| $body,
             ),
             #[cfg(feature = "mysql")]
-            $crate::backend::Database::Mysql(conns) => conns.run(
+            $crate::backend::Database::Mysql(conns) => $crate::backend::run_bounded(
+                conns,
                 $plan,
                 move |$conn: &mut diesel::MysqlConnection, $ask: $crate::backend::Ask<'_>| $body,
             ),
@@ -369,21 +372,23 @@ pub(crate) fn no_plan(_: Option<Row>) -> Result<Plan> {
 /// load's round trips) and runs `f` on the caller's thread, with `plan` as
 /// its write-plan callback. If the connection turns out to be dead, it is
 /// marked broken so the pool drops it, and `f` runs once more on a fresh
-/// connection. If the database chose `f` as the victim of a deadlock
+/// connection (a MySQL connection is also discarded after any server
+/// error, see [`Dialect::STICKY_STATEMENT_ERRORS`]). If the database chose
+/// `f` as the victim of a deadlock
 /// (InnoDB does between a logout's `DELETE` and a concurrent renew's
 /// `DELETE` + `INSERT`), it rolled `f`'s work back, so `f` runs again (a
 /// few times at most) instead of failing the request.
 ///
 /// SQLite always runs here; PostgreSQL and MySQL do when they have no
-/// client-side deadline (see [`Connections`]' `run`, which has the same
-/// retries on a worker thread).
+/// client-side deadline (see [`run_bounded`], which has the same retries
+/// on a worker thread).
 pub(crate) fn run<C, T>(
     pool: &Pool<ConnectionManager<C>>,
     plan: Option<&mut dyn FnMut(Option<Row>) -> Result<Plan>>,
     mut f: impl FnMut(&mut C, &mut dyn FnMut(Option<Row>) -> Result<Plan>) -> Result<T>,
 ) -> Result<T>
 where
-    C: R2D2Connection + Connection<TransactionManager = AnsiTransactionManager> + 'static,
+    C: R2D2Connection + Connection<TransactionManager = AnsiTransactionManager> + Dialect + 'static,
 {
     let mut no = no_plan;
     let plan: &mut dyn FnMut(Option<Row>) -> Result<Plan> = match plan {
@@ -398,13 +403,13 @@ where
         })?;
         match f(&mut conn, &mut *plan) {
             Err(e) => {
-                if e.is_connection_failure() {
+                let broken = discard_after::<C>(&e);
+                if broken {
                     // The connection is unusable: flag it so r2d2 discards
                     // it on return instead of handing it to the next request.
                     AnsiTransactionManager::transaction_manager_status_mut(&mut *conn)
                         .set_in_error();
                 }
-                let broken = e.is_connection_failure();
                 drop(conn);
                 if broken {
                     replace_broken(pool);
@@ -588,7 +593,7 @@ where
 /// the migrations directory, one SQL expression, how a write transaction
 /// begins, and whether a locked read needs `FOR UPDATE`.
 macro_rules! backend_impls {
-    ($conn:ty, $dir:literal, $payload_length:literal, $begin:ident, $lock:literal) => {
+    ($conn:ty, $dir:literal, $payload_length:literal, $begin:ident, $lock:literal, $sticky:literal) => {
         const MIGRATIONS: diesel_migrations::EmbeddedMigrations =
             diesel_migrations::embed_migrations!($dir);
 
@@ -602,6 +607,7 @@ macro_rules! backend_impls {
             const SQL: $crate::backend::DialectSql = $crate::backend::DialectSql {
                 payload_length: $payload_length,
             };
+            const STICKY_STATEMENT_ERRORS: bool = $sticky;
         }
 
         impl $crate::backend::WriteTransaction for $conn {
@@ -634,6 +640,23 @@ pub(crate) struct DialectSql {
 /// Backend-specific SQL fragments, one impl per connection type.
 pub(crate) trait Dialect {
     const SQL: DialectSql;
+
+    /// Whether a cached prepared statement that failed keeps failing: on
+    /// MySQL/MariaDB (Diesel 2.3 with libmariadb), once an execution of a
+    /// cached statement returned a server error (a lock wait timeout, a
+    /// statement timeout, a deadlock, a duplicate key), every later
+    /// execution of that statement on that connection returns the same
+    /// error at once. Such a connection is discarded after any server error.
+    const STICKY_STATEMENT_ERRORS: bool;
+}
+
+/// Whether a connection that returned `e` must be discarded rather than
+/// lent out again: it is dead, or (see [`Dialect::STICKY_STATEMENT_ERRORS`])
+/// one of its cached statements is stuck on an error.
+pub(crate) fn discard_after<C: Dialect>(e: &Error) -> bool {
+    e.is_connection_failure()
+        || (C::STICKY_STATEMENT_ERRORS
+            && matches!(e, Error::Database(diesel::result::Error::DatabaseError(..))))
 }
 
 /// What to do with a row read under lock (see [`Database::locked`]).
@@ -749,6 +772,7 @@ impl Database {
         where
             C: R2D2Connection
                 + Connection<TransactionManager = AnsiTransactionManager>
+                + Dialect
                 + Migrations
                 + MigrationHarness<C::Backend>
                 + 'static,
@@ -775,8 +799,10 @@ impl Database {
             #[cfg(feature = "postgres")]
             Database::Postgres(conns) => migrate(
                 conns.pool(),
-                &["SET statement_timeout = DEFAULT; SET lock_timeout = DEFAULT; \
-                   SET idle_in_transaction_session_timeout = DEFAULT"],
+                &[
+                    "SET statement_timeout = DEFAULT; SET lock_timeout = DEFAULT; \
+                   SET idle_in_transaction_session_timeout = DEFAULT",
+                ],
             ),
             #[cfg(feature = "mysql")]
             Database::Mysql(conns) => migrate(
@@ -1004,7 +1030,10 @@ impl From<SqlitePool> for Database {
 #[cfg(feature = "postgres")]
 impl From<PgPool> for Database {
     fn from(pool: PgPool) -> Self {
-        Database::Postgres(Connections::new(pool, PoolOptions::default().operation_timeout))
+        Database::Postgres(Connections::new(
+            pool,
+            PoolOptions::default().operation_timeout,
+        ))
     }
 }
 
@@ -1014,6 +1043,9 @@ impl From<PgPool> for Database {
 #[cfg(feature = "mysql")]
 impl From<MysqlPool> for Database {
     fn from(pool: MysqlPool) -> Self {
-        Database::Mysql(Connections::new(pool, PoolOptions::default().operation_timeout))
+        Database::Mysql(Connections::new(
+            pool,
+            PoolOptions::default().operation_timeout,
+        ))
     }
 }

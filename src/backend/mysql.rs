@@ -24,6 +24,7 @@ backend_impls!(
     "migrations/mysql",
     "CAST(LENGTH(data) AS SIGNED)",
     transaction,
+    true,
     true
 );
 
@@ -62,10 +63,7 @@ impl Strict {
                 ));
             } else {
                 // Milliseconds; MySQL applies it to SELECTs only.
-                sql.push_str(&format!(
-                    "; SET SESSION max_execution_time = {}",
-                    millis(t)
-                ));
+                sql.push_str(&format!("; SET SESSION max_execution_time = {}", millis(t)));
             }
         }
         if let Some(t) = self.lock_timeout {
@@ -133,12 +131,21 @@ mod tests {
             mariadb: OnceLock::new(),
         };
         let maria = strict.sql(true);
-        assert!(maria.contains("SET SESSION max_statement_time = 1.500;"), "{maria}");
-        assert!(maria.contains("SET SESSION idle_transaction_timeout = 2;"), "{maria}");
+        assert!(
+            maria.contains("SET SESSION max_statement_time = 1.500;"),
+            "{maria}"
+        );
+        assert!(
+            maria.contains("SET SESSION idle_transaction_timeout = 2;"),
+            "{maria}"
+        );
         assert!(maria.contains("innodb_lock_wait_timeout = 2; SET SESSION lock_wait_timeout = 2"));
         assert!(!maria.contains("max_execution_time"));
         let mysql = strict.sql(false);
-        assert!(mysql.contains("SET SESSION max_execution_time = 1500;"), "{mysql}");
+        assert!(
+            mysql.contains("SET SESSION max_execution_time = 1500;"),
+            "{mysql}"
+        );
         assert!(!mysql.contains("max_statement_time"));
         let none = Strict {
             statement_timeout: None,

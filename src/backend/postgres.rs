@@ -17,7 +17,8 @@ backend_impls!(
     "migrations/postgres",
     "octet_length(data)::BIGINT",
     transaction,
-    true
+    true,
+    false
 );
 
 /// The session timeouts, set on each new connection (one round trip).
@@ -67,10 +68,7 @@ fn with_parameters(url: &str, options: &PoolOptions) -> String {
             ("keepalives_count", count.to_string()),
             // Unacknowledged data, or unanswered probes (with keepalive
             // on, Linux uses this instead of the count), for 2x idle.
-            (
-                "tcp_user_timeout",
-                (idle_s * 2 * 1000).to_string(),
-            ),
+            ("tcp_user_timeout", (idle_s * 2 * 1000).to_string()),
         ]);
     }
     let (base, fragment) = match url.split_once('#') {
@@ -140,7 +138,10 @@ mod tests {
              &keepalives_interval=10&keepalives_count=3&tcp_user_timeout=60000"
         );
         assert_eq!(
-            with_parameters("postgres://u@h/db?sslmode=require&connect_timeout=9&keepalives=0", &o),
+            with_parameters(
+                "postgres://u@h/db?sslmode=require&connect_timeout=9&keepalives=0",
+                &o
+            ),
             "postgres://u@h/db?sslmode=require&connect_timeout=9&keepalives=0&keepalives_idle=30\
              &keepalives_interval=10&keepalives_count=3&tcp_user_timeout=60000"
         );

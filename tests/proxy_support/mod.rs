@@ -72,7 +72,11 @@ impl Proxy {
                         .lock()
                         .unwrap()
                         .push((client.try_clone().unwrap(), server.try_clone().unwrap()));
-                    pump(&accept, client.try_clone().unwrap(), server.try_clone().unwrap());
+                    pump(
+                        &accept,
+                        client.try_clone().unwrap(),
+                        server.try_clone().unwrap(),
+                    );
                     pump(&accept, server, client);
                 }
             })
@@ -161,7 +165,11 @@ pub fn upstream_of(url: &str) -> SocketAddr {
     let rest = url.split_once("://").unwrap().1;
     let hostpath = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
     let hostport = &hostpath[..hostpath.find(['/', '?']).unwrap_or(hostpath.len())];
-    let default_port = if url.starts_with("postgres") { 5432 } else { 3306 };
+    let default_port = if url.starts_with("postgres") {
+        5432
+    } else {
+        3306
+    };
     let with_port = if hostport.contains(':') {
         hostport.to_owned()
     } else {
