@@ -19,9 +19,9 @@
 //!   timeout (PostgreSQL `statement_timeout`, MariaDB `max_statement_time`).
 //! * `sqlite_writers_blocked_elsewhere`: another connection holds SQLite's
 //!   write lock; concurrent commits of this process (which queue on the
-//!   store's in-process writer queue) must each fail within acquire timeout
-//!   + busy timeout + 1 s, not one busy timeout after another; after the
-//!   lock is released, commits succeed.
+//!   store's in-process writer queue) must each fail within the acquire
+//!   timeout plus the busy timeout plus 1 s, not one busy timeout after
+//!   another; after the lock is released, commits succeed.
 //!
 //! Each test is bounded: a call that has not returned by its bound plus
 //! five seconds fails the test (after the proxy is thawed, so that nothing
@@ -38,6 +38,9 @@ use common::Harness;
 use proxy_support::Proxy;
 use reliability_support::{cookie_of, create};
 use stored_session::{CookieAction, Database, Error, SessionStore};
+
+/// One store call, run on its own thread.
+type Call = Box<dyn FnOnce() -> Result<(), Error> + Send>;
 
 /// The pool's acquire timeout in these tests.
 const ACQUIRE: Duration = Duration::from_secs(1);
@@ -65,9 +68,8 @@ fn bound() -> Duration {
 /// Runs each call on its own thread, all at once; returns (name, result,
 /// elapsed) of each, or panics (after `cleanup`) when one has not returned
 /// within the bound plus 5 s.
-#[allow(clippy::type_complexity)]
 fn concurrently(
-    calls: Vec<(&'static str, Box<dyn FnOnce() -> Result<(), Error> + Send>)>,
+    calls: Vec<(&'static str, Call)>,
     cleanup: impl FnOnce(),
 ) -> Vec<(&'static str, Result<(), Error>, Duration)> {
     let (tx, rx) = mpsc::channel();
@@ -161,11 +163,7 @@ fn store_via(h: &Harness, proxy: &Proxy) -> SessionStore {
 
 /// The calls the frozen tests make: a commit holding a connection
 /// mid-request (`held`: loaded before the freeze), loads, an insert, a trim.
-#[allow(clippy::type_complexity)]
-fn calls_on_frozen(
-    store: &SessionStore,
-    cookies: &[String],
-) -> Vec<(&'static str, Box<dyn FnOnce() -> Result<(), Error> + Send>)> {
+fn calls_on_frozen(store: &SessionStore, cookies: &[String]) -> Vec<(&'static str, Call)> {
     let mut held = store.load(Some(&cookies[0])).unwrap();
     held.insert("n", &1000u64).unwrap();
     let (s1, s2, s3, s4, s5) = (
@@ -242,8 +240,7 @@ fn frozen(h: &Harness) {
     let more = (0..8)
         .map(|_| {
             let (store, c) = (store.clone(), cookies[1].clone());
-            let call: Box<dyn FnOnce() -> Result<(), Error> + Send> =
-                Box::new(move || store.load(Some(&c)).map(|_| ()));
+            let call: Call = Box::new(move || store.load(Some(&c)).map(|_| ()));
             ("load", call)
         })
         .collect();
@@ -352,7 +349,6 @@ fn lock_wait(h: &Harness) {
 
     // Another client locks every row until it ends its transaction.
     let lock = "SELECT id FROM stored_sessions FOR UPDATE";
-    #[allow(clippy::type_complexity)]
     let mut release: Box<dyn FnMut()> = match h.backend {
         #[cfg(feature = "postgres")]
         stored_session::Backend::Postgres => {
@@ -372,7 +368,7 @@ fn lock_wait(h: &Harness) {
         _ => unreachable!(),
     };
     let s1 = store.clone();
-    let calls: Vec<(&'static str, Box<dyn FnOnce() -> Result<(), Error> + Send>)> = vec![(
+    let calls: Vec<(&'static str, Call)> = vec![(
         "commit (row locked elsewhere)",
         Box::new(move || s1.commit(&mut held).map(|_| ())),
     )];
@@ -517,8 +513,7 @@ fn sqlite_writers_blocked_elsewhere() {
         .iter()
         .map(|c| {
             let (store, c) = (store.clone(), c.clone());
-            let call: Box<dyn FnOnce() -> Result<(), Error> + Send> =
-                Box::new(move || bump(&store, &c).map(|_| ()));
+            let call: Call = Box::new(move || bump(&store, &c).map(|_| ()));
             ("load+commit", call)
         })
         .collect();
@@ -536,7 +531,7 @@ fn sqlite_writers_blocked_elsewhere() {
     let recovered = recovery(&store, &cookies[0], Duration::from_secs(5));
     assert!(recovered < Duration::from_secs(1));
     for c in &cookies {
-        assert!(matches!(bump(&store, c), Ok(_)));
+        assert!(bump(&store, c).is_ok());
     }
     let mut s = store.load(None).unwrap();
     s.insert("k", &1u8).unwrap();

@@ -385,3 +385,122 @@ fn work(
         };
     }
 }
+
+/// The mechanism on in-memory SQLite connections (the store never runs
+/// SQLite here; the tests only need a connection type the build has).
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use diesel::SqliteConnection;
+
+    use super::*;
+
+    fn conns(max: u32, timeout: Option<Duration>) -> Connections<SqliteConnection> {
+        let pool = Pool::builder()
+            .max_size(max)
+            .min_idle(Some(0))
+            .connection_timeout(Duration::from_secs(1))
+            .test_on_check_out(false)
+            .build_unchecked(ConnectionManager::new(":memory:"));
+        Connections::new(pool, timeout)
+    }
+
+    #[test]
+    fn a_stuck_operation_ends_at_the_deadline_and_its_connection_comes_back() {
+        let conns = conns(1, Some(Duration::from_millis(100)));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let started = Instant::now();
+        let result: Result<()> = run(&conns, None, move |_, _| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(400));
+            Ok(())
+        });
+        let waited = started.elapsed();
+        assert!(matches!(result, Err(Error::Timeout { .. })), "{result:?}");
+        assert!(waited >= Duration::from_millis(100), "{waited:?}");
+        assert!(waited < Duration::from_millis(350), "{waited:?}");
+        // The one connection is back once the stuck operation ends: the
+        // next call waits for it (acquire timeout 1 s), then succeeds.
+        let n: i64 = run(&conns, None, |c, _| {
+            use diesel::RunQueryDsl;
+            diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>("42"))
+                .get_result(c)
+                .map_err(Error::from)
+        })
+        .unwrap();
+        assert_eq!(n, 42);
+        // A timed-out operation was never run again.
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn the_plan_is_computed_on_the_callers_thread() {
+        let conns = conns(2, Some(Duration::from_secs(5)));
+        let caller = std::thread::current().id();
+        let mut asked_on = None;
+        let mut plan = |row: Option<Row>| {
+            assert!(row.is_none());
+            asked_on = Some(std::thread::current().id());
+            Ok(Plan::Delete)
+        };
+        let ran_on = run(&conns, Some(&mut plan), |_, ask| {
+            assert!(matches!(ask(None)?, Plan::Delete));
+            Ok(std::thread::current().id())
+        })
+        .unwrap();
+        assert_eq!(asked_on, Some(caller));
+        assert_ne!(ran_on, caller);
+    }
+
+    #[test]
+    fn without_a_deadline_operations_run_on_the_callers_thread() {
+        let conns = conns(1, None);
+        let ran_on = run(&conns, None, |_, _| Ok(std::thread::current().id())).unwrap();
+        assert_eq!(ran_on, std::thread::current().id());
+    }
+
+    #[test]
+    fn workers_are_reused() {
+        let conns = conns(4, Some(Duration::from_secs(5)));
+        for _ in 0..50 {
+            run(&conns, None, |_, _| Ok(())).unwrap();
+        }
+        assert_eq!(conns.workers.next_id.load(Ordering::SeqCst), 1);
+        // Concurrent callers get at most one worker per connection.
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        run(&conns, None, |_, _| Ok(())).unwrap();
+                    }
+                });
+            }
+        });
+        assert!(conns.workers.next_id.load(Ordering::SeqCst) <= 4);
+    }
+
+    #[test]
+    fn a_panic_reaches_the_caller_and_the_pool_recovers() {
+        let conns = conns(1, Some(Duration::from_secs(5)));
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            let _: Result<()> = run(&conns, None, |_, _| panic!("in the operation"));
+        }));
+        assert!(caught.is_err());
+        run(&conns, None, |_, _| Ok(())).unwrap();
+    }
+
+    #[test]
+    fn workers_run_named_threads_and_do_not_keep_the_pool_alive() {
+        let conns = conns(1, Some(Duration::from_secs(5)));
+        let worker = run(&conns, None, |_, _| {
+            Ok(std::thread::current().name().map(str::to_owned))
+        })
+        .unwrap();
+        assert_eq!(worker.as_deref(), Some(WORKER_NAME));
+        let weak = Arc::downgrade(&conns.workers);
+        drop(conns);
+        assert!(weak.upgrade().is_none());
+    }
+}

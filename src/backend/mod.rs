@@ -88,12 +88,13 @@ impl std::fmt::Debug for Database {
 /// the timeouts that make every store call end within a bound when the
 /// database stops answering.
 ///
-/// With the defaults, every store operation on PostgreSQL or MySQL ends,
-/// with a result or an error, within `acquire_timeout` +
-/// `operation_timeout` (5 s + 5.5 s), which is less than `acquire_timeout`
-/// + `statement_timeout` + 1 s; on SQLite within `acquire_timeout` +
-/// `sqlite_busy_timeout` (5 s + 5 s) for a write that queues behind this
-/// process's other writers and then waits for another process's lock.
+/// With the defaults, every database operation on PostgreSQL or MySQL
+/// ends, with a result or an error, within the acquire timeout plus the
+/// operation timeout (5 s + 5.5 s), less than the acquire timeout plus the
+/// statement timeout plus 1 s, even when the server or the network stops
+/// answering. On SQLite a write waits at most the acquire timeout for this
+/// process's other writers, then at most the busy timeout for another
+/// process's lock.
 ///
 /// What applies to a pool you build yourself and pass to
 /// [`StoreBuilder::build`](crate::StoreBuilder::build): only

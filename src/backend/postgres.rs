@@ -145,9 +145,11 @@ mod tests {
             "postgres://u@h/db?sslmode=require&connect_timeout=9&keepalives=0&keepalives_idle=30\
              &keepalives_interval=10&keepalives_count=3&tcp_user_timeout=60000"
         );
-        let mut o = PoolOptions::default();
-        o.tcp_keepalive = None;
-        o.connect_timeout = Duration::from_millis(300);
+        let o = PoolOptions {
+            tcp_keepalive: None,
+            connect_timeout: Duration::from_millis(300),
+            ..PoolOptions::default()
+        };
         assert_eq!(
             with_parameters("postgresql://h/db?", &o),
             "postgresql://h/db?connect_timeout=2"
