@@ -135,11 +135,7 @@ where
     let Some(limit) = conns.timeout else {
         return super::run(&conns.pool, plan, f);
     };
-    let mut no_plan = super::no_plan;
-    let plan: Ask<'_> = match plan {
-        Some(plan) => plan,
-        None => &mut no_plan,
-    };
+    let mut plan = plan;
     let acquire = conns.pool.connection_timeout();
     // One budget for the whole call, retries included: a retry never
     // makes the call wait longer than one acquire plus one deadline.
@@ -156,7 +152,8 @@ where
                 message: e.to_string(),
             })?;
         let deadline = (Instant::now() + limit).min(budget_end);
-        let (back, result) = match call(&conns.workers, &conns.pool, conn, f, deadline, plan) {
+        let asking = plan.as_deref_mut();
+        let (back, result) = match call(&conns.workers, &conns.pool, conn, f, deadline, asking) {
             Outcome::Done(back, result) => (back, result),
             Outcome::TimedOut => {
                 log::warn!(target: "stored_session", "the session database did not answer within {limit:?}; its connection is abandoned");
@@ -199,13 +196,13 @@ enum Outcome<F, T> {
 }
 
 /// Runs `f` on `conn` on a worker; waits until `deadline` at most.
-fn call<C, F, T>(
+fn call<'p, C, F, T>(
     workers: &Arc<Workers>,
     pool: &Pool<ConnectionManager<C>>,
     conn: PooledConnection<ConnectionManager<C>>,
     f: F,
     deadline: Instant,
-    plan: Ask<'_>,
+    mut plan: Option<&mut (dyn FnMut(Option<Row>) -> Result<Plan> + 'p)>,
 ) -> Outcome<F, T>
 where
     C: R2D2Connection
@@ -219,14 +216,24 @@ where
     // Capacity 1 is enough: the worker sends at most one message before it
     // waits for an answer (Ask) or ends (Done, Panic); it never blocks.
     let (reply_tx, reply_rx) = mpsc::sync_channel::<Reply<F, T>>(1);
-    let (answer_tx, answer_rx) = mpsc::sync_channel::<Result<Plan>>(1);
+    // Only an operation with a plan gets a channel for the answers.
+    let (answer_tx, answer_rx) = match plan {
+        Some(_) => {
+            let (tx, rx) = mpsc::sync_channel::<Result<Plan>>(1);
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
     let pool = pool.clone();
     let job: Job = Box::new(move |ready: &mut dyn FnMut()| {
         let mut conn = conn;
         let mut f = f;
         let mut ask = |row: Option<Row>| -> Result<Plan> {
+            let Some(answers) = &answer_rx else {
+                return super::no_plan(row);
+            };
             reply_tx.send(Reply::Ask(row)).map_err(|_| gone())?;
-            answer_rx.recv().unwrap_or_else(|_| Err(gone()))
+            answers.recv().unwrap_or_else(|_| Err(gone()))
         };
         let outcome = catch_unwind(AssertUnwindSafe(|| f(&mut *conn, &mut ask)));
         let broken = match &outcome {
@@ -255,7 +262,9 @@ where
         let left = deadline.saturating_duration_since(Instant::now());
         match reply_rx.recv_timeout(left) {
             Ok(Reply::Ask(row)) => {
-                let _ = answer_tx.send(plan(row));
+                if let (Some(plan), Some(answers)) = (plan.as_deref_mut(), &answer_tx) {
+                    let _ = answers.send(plan(row));
+                }
             }
             Ok(Reply::Done(f, result)) => return Outcome::Done(f, result),
             Ok(Reply::Panic(panic)) => resume_unwind(panic),
