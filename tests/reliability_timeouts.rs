@@ -11,6 +11,10 @@
 //! * `killed_while_frozen_*`: the frozen connections are then closed by the
 //!   proxy: the calls still end within the bound, the pool replaces the
 //!   dead connections, and the store works once the proxy forwards again.
+//! * `own_pool_*`: a pool the application built itself and passed to
+//!   `StoreBuilder::build` gets the client-side deadline too: with the
+//!   proxy frozen, a load ends with `Error::Timeout` at the builder's
+//!   operation timeout.
 //! * `lock_wait_*`: another connection holds a session's row lock; a commit
 //!   of that session ends with the server's lock-timeout error after the
 //!   configured 1 s (before the client-side deadline), and the connection
@@ -416,6 +420,76 @@ fn slow_statement(h: &Harness) {
         elapsed < Duration::from_secs(2),
         "cancelled after {elapsed:?}"
     );
+}
+
+fn own_pool(h: &Harness) {
+    use diesel::r2d2::{ConnectionManager, Pool};
+
+    let proxy = Proxy::start(proxy_support::upstream_of(&h.url));
+    let url = proxy.url_for(&h.url);
+    let limit = Duration::from_millis(800);
+    let builder = h.builder().operation_timeout(Some(limit));
+    let store = match h.backend {
+        #[cfg(feature = "postgres")]
+        stored_session::Backend::Postgres => builder.build(
+            Pool::builder()
+                .max_size(1)
+                .connection_timeout(ACQUIRE)
+                .test_on_check_out(false)
+                .build(ConnectionManager::<diesel::PgConnection>::new(url))
+                .unwrap(),
+        ),
+        #[cfg(feature = "mysql")]
+        stored_session::Backend::Mysql => builder.build(
+            Pool::builder()
+                .max_size(1)
+                .connection_timeout(ACQUIRE)
+                .test_on_check_out(false)
+                .build(ConnectionManager::<diesel::MysqlConnection>::new(url))
+                .unwrap(),
+        ),
+        _ => unreachable!(),
+    };
+    store.run_migrations().unwrap();
+    let cookie = create(&store, &[("n", 1u64)]);
+
+    proxy.freeze();
+    let s1 = store.clone();
+    let calls: Vec<(&'static str, Call)> =
+        vec![("load", Box::new(move || s1.load(Some(&cookie)).map(|_| ())))];
+    let results = concurrently(calls, || proxy.thaw());
+    let (name, result, elapsed) = &results[0];
+    eprintln!("own pool {}: {name}: {elapsed:?}: {result:?}", h.backend);
+    assert!(
+        matches!(result, Err(Error::Timeout { timeout }) if *timeout == limit),
+        "{result:?}"
+    );
+    assert!(*elapsed < limit + Duration::from_millis(300), "{elapsed:?}");
+    proxy.thaw();
+    let recovered = recovery(
+        &store,
+        &create(&store, &[("n", 1u64)]),
+        Duration::from_secs(5),
+    );
+    assert!(recovered < bound());
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn own_pool_postgres() {
+    let _serial = serial();
+    if let Some(h) = Harness::postgres() {
+        own_pool(&h);
+    }
+}
+
+#[cfg(feature = "mysql")]
+#[test]
+fn own_pool_mysql() {
+    let _serial = serial();
+    if let Some(h) = Harness::mysql() {
+        own_pool(&h);
+    }
 }
 
 #[cfg(feature = "postgres")]
