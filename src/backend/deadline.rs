@@ -244,13 +244,16 @@ where
         if broken {
             AnsiTransactionManager::transaction_manager_status_mut(&mut *conn).set_in_error();
         }
+        // Idle before the connection goes back and before the caller
+        // wakes: whoever checks the connection out next finds this worker
+        // instead of starting another one (so there are never more
+        // workers than connections). A job sent meanwhile waits in this
+        // worker's channel.
+        ready();
         drop(conn);
         if broken {
             super::replace_broken(&pool);
         }
-        // Idle before the caller wakes: its next operation finds this
-        // worker instead of starting another one.
-        ready();
         let reply = match outcome {
             Ok(result) => Reply::Done(f, result),
             Err(panic) => Reply::Panic(panic),
@@ -280,8 +283,8 @@ fn gone() -> Error {
     Error::State("the caller stopped waiting for the session database")
 }
 
-/// A unit of work for a worker; it calls `ready` once it no longer holds
-/// its connection.
+/// A unit of work for a worker; it calls `ready` once it is done with its
+/// connection, just before giving it back.
 type Job = Box<dyn FnOnce(&mut dyn FnMut()) + Send>;
 
 /// The workers of one pool: the idle ones, most recently used last.
