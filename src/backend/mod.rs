@@ -146,7 +146,9 @@ pub struct PoolOptions {
     /// connection stays up: neither client library has a read timeout that
     /// Diesel can set. Operations then run on a small pool of worker
     /// threads (at most one per connection), which costs two thread
-    /// wake-ups per operation; `None` runs them on the caller's thread, as
+    /// wake-ups per operation: from a few to tens of microseconds,
+    /// depending on how busy the machine is (`cargo bench --bench
+    /// deadline` measures it). `None` runs them on the caller's thread, as
     /// fast as before and without this guarantee. Keep it above
     /// `statement_timeout`, so that the server reports a slow statement
     /// first and the connection is kept. It also applies to a pool passed
