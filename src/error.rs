@@ -29,6 +29,19 @@ pub enum Error {
         message: String,
     },
 
+    /// The database did not answer an operation within the client-side
+    /// deadline ([`PoolOptions::operation_timeout`](crate::PoolOptions)):
+    /// the server, or the network in between, stopped answering. The call
+    /// returned without waiting further; its connection is abandoned (the
+    /// pool drops it once its socket answers or breaks). A write may still
+    /// have been applied by the server; a timed-out operation is never
+    /// retried by the store.
+    #[error("the session database did not answer within {timeout:?}")]
+    Timeout {
+        /// The deadline that passed.
+        timeout: Duration,
+    },
+
     /// The encrypted session is larger than [`Config::max_payload`](crate::Config).
     /// Nothing was written.
     #[error("session payload of {size} bytes exceeds the maximum of {max} bytes")]

@@ -214,6 +214,8 @@ pub mod testing;
 mod trim;
 mod users;
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub use backend::Connections;
 #[cfg(feature = "mysql")]
 pub use backend::MysqlPool;
 #[cfg(feature = "postgres")]

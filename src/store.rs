@@ -144,6 +144,35 @@ impl StoreBuilder {
         self
     }
 
+    /// Server-side statement and lock timeouts (see
+    /// [`PoolOptions::statement_timeout`] and
+    /// [`PoolOptions::lock_timeout`], for [`open`](StoreBuilder::open));
+    /// with `Some(t)`, also moves an enabled client-side deadline to `t` +
+    /// 0.5 s ([`PoolOptions::operation_timeout`]), so that every call on a
+    /// database that stops answering ends within the acquire timeout + `t`
+    /// + 1 s.
+    pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.pool.statement_timeout = timeout;
+        self.pool.lock_timeout = timeout;
+        if let (Some(t), Some(_)) = (timeout, self.pool.operation_timeout) {
+            self.pool.operation_timeout = Some(t + crate::backend::OPERATION_GRACE);
+        }
+        self
+    }
+
+    /// The client-side deadline of each database operation (see
+    /// [`PoolOptions::operation_timeout`]; also applies to [`build`](StoreBuilder::build)).
+    pub fn operation_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.pool.operation_timeout = timeout;
+        self
+    }
+
+    /// Longest wait for a new connection (see [`PoolOptions::connect_timeout`]).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.pool.connect_timeout = timeout;
+        self
+    }
+
     /// Builds the store on an existing pool (any `Pool<ConnectionManager<_>>`
     /// of an enabled backend, or a [`Database`]).
     ///
@@ -151,11 +180,17 @@ impl StoreBuilder {
     /// connections itself, and the check adds a round trip to every
     /// operation. On MySQL, set a strict `sql_mode` in a connection
     /// customizer (see `STRICT_SQL_MODE`), as [`open`](StoreBuilder::open) does.
+    ///
+    /// The builder's client-side deadline applies to this pool
+    /// ([`PoolOptions::operation_timeout`]); its connection and server-side
+    /// timeouts do not (see [`PoolOptions`] for what to set yourself).
     pub fn build(self, database: impl Into<Database>) -> SessionStore {
         let events = Events::new(self.config.log_events);
         SessionStore {
             inner: Arc::new(Inner {
-                db: database.into(),
+                db: database
+                    .into()
+                    .with_operation_timeout(self.pool.operation_timeout),
                 sealer: Sealer::new(self.keyring, self.config.key_cache_size),
                 config: self.config,
                 events,

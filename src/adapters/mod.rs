@@ -470,11 +470,12 @@ pub(crate) fn cache_headers<'a>(
 }
 
 /// The HTTP status for a failed session operation: 503 when the pool had no
-/// free connection in time (retrying later may work), 500 otherwise.
+/// free connection in time or the database did not answer in time
+/// (retrying later may work), 500 otherwise.
 #[cfg(any(feature = "rouille", feature = "rocket", feature = "http"))]
 pub(crate) fn error_status(error: &crate::Error) -> u16 {
     match error {
-        crate::Error::PoolTimeout { .. } => 503,
+        crate::Error::PoolTimeout { .. } | crate::Error::Timeout { .. } => 503,
         _ => 500,
     }
 }

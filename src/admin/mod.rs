@@ -597,7 +597,7 @@ impl Admin {
     fn failure(&self, error: &Error) -> AdminResponse {
         log::error!(target: "stored_session", "admin page: session store failed: {error}");
         let status = match error {
-            Error::PoolTimeout { .. } => 503,
+            Error::PoolTimeout { .. } | Error::Timeout { .. } => 503,
             _ => 500,
         };
         self.message(

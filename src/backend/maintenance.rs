@@ -95,8 +95,9 @@ impl Database {
 
     /// Deletes those of `ids` that are still expired under `rule`.
     pub(crate) fn delete_expired(&self, ids: &[i64], rule: Expiry, cutoff: i64) -> Result<usize> {
+        let ids = ids.to_vec();
         with_connection!(self, |conn| {
-            let batch = t::stored_sessions.filter(t::id.eq_any(ids));
+            let batch = t::stored_sessions.filter(t::id.eq_any(&ids));
             match rule {
                 Expiry::Idle => {
                     diesel::delete(batch.filter(t::updated_at.le(cutoff))).execute(conn)
@@ -155,6 +156,8 @@ impl Database {
         data: &[u8],
         user_key: Option<&[u8; 32]>,
     ) -> Result<usize> {
+        let data = data.to_vec();
+        let user_key = user_key.copied();
         with_connection!(self, |conn| {
             diesel::update(
                 t::stored_sessions
@@ -162,9 +165,9 @@ impl Database {
                     .filter(t::version.eq(version)),
             )
             .set((
-                t::data.eq(data),
+                t::data.eq(&data),
                 t::version.eq(version + 1),
-                t::user_key.eq(user_key.map(|k| k.as_slice())),
+                t::user_key.eq(user_key.as_ref().map(|k| k.as_slice())),
             ))
             .execute(conn)
             .map_err(Error::from)
@@ -253,7 +256,7 @@ impl Database {
         limit: i64,
         cut: Cutoffs,
     ) -> Result<Vec<UserRow>> {
-        let key = key.as_slice();
+        let key = *key;
         let range = self.user_range();
         with_connection!(self, |conn| {
             user_page_query!(
@@ -279,7 +282,7 @@ impl Database {
     /// The ids of up to `limit` live rows bound to `key`, newest first (the
     /// same indexed read as [`user_page`](Self::user_page), without the data).
     pub(crate) fn user_ids(&self, key: &[u8; 32], limit: i64, cut: Cutoffs) -> Result<Vec<i64>> {
-        let key = key.as_slice();
+        let key = *key;
         let range = self.user_range();
         with_connection!(self, |conn| {
             user_page_query!(
@@ -311,6 +314,7 @@ impl Database {
 
     /// The `id` of the row `sid` (any state), by the unique `sid` index.
     pub(crate) fn row_id(&self, sid: &[u8; 32]) -> Result<Option<i64>> {
+        let sid = *sid;
         with_connection!(self, |conn| {
             t::stored_sessions
                 .select(t::id)
@@ -326,9 +330,10 @@ impl Database {
     /// Holds the user's lock, like [`delete_for_user`](Self::delete_for_user).
     pub(crate) fn delete_user_up_to(&self, keys: &[[u8; 32]], max_id: i64) -> Result<usize> {
         let lock = keys.first().map(super::UserLock::of);
-        let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
-        let _gate = self.write_gate();
+        let keys = keys.to_vec();
+        let _gate = self.write_gate()?;
         with_connection!(self, |conn| {
+            let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
             conn.user_transaction(lock, |conn| {
                 diesel::delete(
                     t::stored_sessions
@@ -352,9 +357,11 @@ impl Database {
         keep: Option<&[u8; 32]>,
     ) -> Result<usize> {
         let lock = keys.first().map(super::UserLock::of);
-        let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
-        let _gate = self.write_gate();
+        let keys = keys.to_vec();
+        let keep = keep.copied();
+        let _gate = self.write_gate()?;
         with_connection!(self, |conn| {
+            let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
             conn.user_transaction(lock, |conn| {
                 let target = t::stored_sessions.filter(t::user_key.eq_any(&keys));
                 match keep {
@@ -382,8 +389,9 @@ impl Database {
 
     /// Deletes rows by id.
     pub(crate) fn delete_ids(&self, ids: &[i64]) -> Result<usize> {
+        let ids = ids.to_vec();
         with_connection!(self, |conn| {
-            diesel::delete(t::stored_sessions.filter(t::id.eq_any(ids)))
+            diesel::delete(t::stored_sessions.filter(t::id.eq_any(&ids)))
                 .execute(conn)
                 .map_err(Error::from)
         })
@@ -418,7 +426,7 @@ impl Database {
             cut.idle.max(i64::MIN + 1),
             cut.lifetime.max(i64::MIN + 1)
         );
-        let int = |expr: &str| {
+        let int = move |expr: &str| {
             if mysql {
                 format!("CAST({expr} AS SIGNED)")
             } else {
@@ -426,7 +434,7 @@ impl Database {
             }
         };
         let div = if mysql { "DIV" } else { "/" };
-        let ranked_sql = |values: &str| {
+        let ranked_sql = move |values: &str| {
             let mut wanted = String::from("rn = 1 OR rn = cnt");
             for p in PERCENTILES {
                 wanted.push_str(&format!(

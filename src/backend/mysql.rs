@@ -1,11 +1,14 @@
 //! MySQL and MariaDB: strict `sql_mode` on every connection, so an oversized
-//! or malformed value is an error rather than silently truncated.
+//! or malformed value is an error rather than silently truncated, and the
+//! statement and lock timeouts.
+
+use std::sync::OnceLock;
 
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
-use diesel::{Connection, MysqlConnection};
+use diesel::{Connection, MysqlConnection, RunQueryDsl};
 
-use super::{backend_impls, redact_url, PoolOptions};
+use super::{backend_impls, millis, redact_url, whole_seconds, PoolOptions};
 use crate::error::Result;
 
 /// An r2d2 pool of MySQL / MariaDB connections.
@@ -21,23 +24,75 @@ backend_impls!(
     "migrations/mysql",
     "CAST(LENGTH(data) AS SIGNED)",
     transaction,
+    true,
     true
 );
 
+/// Sets up every new connection: strict `sql_mode`, READ COMMITTED, and
+/// the timeouts of the [`PoolOptions`] the pool was opened with.
 #[derive(Debug)]
-struct Strict;
+struct Strict {
+    statement_timeout: Option<std::time::Duration>,
+    lock_timeout: Option<std::time::Duration>,
+    /// Whether the server is MariaDB (asked once, on the first connection).
+    mariadb: OnceLock<bool>,
+}
 
-impl CustomizeConnection<MysqlConnection, diesel::r2d2::Error> for Strict {
-    fn on_acquire(&self, conn: &mut MysqlConnection) -> Result<(), diesel::r2d2::Error> {
+impl Strict {
+    /// The setup statements, for MariaDB or MySQL.
+    fn sql(&self, mariadb: bool) -> String {
         // READ COMMITTED: no gap locks, so a logout's DELETE and a renew's
         // DELETE + INSERT of neighbouring keys rarely deadlock (every session
         // write is a single-row compare-and-swap; nothing relies on
         // repeatable reads).
-        conn.batch_execute(&format!(
+        let mut sql = format!(
             "SET SESSION sql_mode = '{STRICT_SQL_MODE}'; \
              SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"
-        ))
-        .map_err(diesel::r2d2::Error::QueryError)
+        );
+        if let Some(t) = self.statement_timeout {
+            if mariadb {
+                // Seconds, fractional; every statement. A transaction left
+                // idle that long is ended, releasing its row locks.
+                let ms = millis(t);
+                sql.push_str(&format!(
+                    "; SET SESSION max_statement_time = {}.{:03}; \
+                     SET SESSION idle_transaction_timeout = {}",
+                    ms / 1000,
+                    ms % 1000,
+                    whole_seconds(t)
+                ));
+            } else {
+                // Milliseconds; MySQL applies it to SELECTs only.
+                sql.push_str(&format!("; SET SESSION max_execution_time = {}", millis(t)));
+            }
+        }
+        if let Some(t) = self.lock_timeout {
+            let s = whole_seconds(t);
+            sql.push_str(&format!(
+                "; SET SESSION innodb_lock_wait_timeout = {s}; SET SESSION lock_wait_timeout = {s}"
+            ));
+        }
+        sql
+    }
+}
+
+impl CustomizeConnection<MysqlConnection, diesel::r2d2::Error> for Strict {
+    fn on_acquire(&self, conn: &mut MysqlConnection) -> Result<(), diesel::r2d2::Error> {
+        let mariadb = match self.mariadb.get() {
+            Some(known) => *known,
+            None if self.statement_timeout.is_none() => false,
+            None => {
+                let version: String =
+                    diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>("VERSION()"))
+                        .get_result(conn)
+                        .map_err(diesel::r2d2::Error::QueryError)?;
+                *self
+                    .mariadb
+                    .get_or_init(|| version.to_ascii_lowercase().contains("mariadb"))
+            }
+        };
+        conn.batch_execute(&self.sql(mariadb))
+            .map_err(diesel::r2d2::Error::QueryError)
     }
 }
 
@@ -51,9 +106,52 @@ pub(super) fn open(url: &str, options: &PoolOptions) -> Result<MysqlPool> {
         .min_idle(Some(0))
         .connection_timeout(options.acquire_timeout)
         .test_on_check_out(false)
-        .connection_customizer(Box::new(Strict))
+        .connection_customizer(Box::new(Strict {
+            statement_timeout: options.statement_timeout,
+            lock_timeout: options.lock_timeout,
+            mariadb: OnceLock::new(),
+        }))
         .build_unchecked(ConnectionManager::new(url.as_str()));
     super::checked(pool, options.acquire_timeout, || {
         format!("could not connect to MySQL at {}", redact_url(&url))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn setup_sql() {
+        let strict = Strict {
+            statement_timeout: Some(Duration::from_millis(1500)),
+            lock_timeout: Some(Duration::from_millis(1500)),
+            mariadb: OnceLock::new(),
+        };
+        let maria = strict.sql(true);
+        assert!(
+            maria.contains("SET SESSION max_statement_time = 1.500;"),
+            "{maria}"
+        );
+        assert!(
+            maria.contains("SET SESSION idle_transaction_timeout = 2;"),
+            "{maria}"
+        );
+        assert!(maria.contains("innodb_lock_wait_timeout = 2; SET SESSION lock_wait_timeout = 2"));
+        assert!(!maria.contains("max_execution_time"));
+        let mysql = strict.sql(false);
+        assert!(
+            mysql.contains("SET SESSION max_execution_time = 1500;"),
+            "{mysql}"
+        );
+        assert!(!mysql.contains("max_statement_time"));
+        let none = Strict {
+            statement_timeout: None,
+            lock_timeout: None,
+            mariadb: OnceLock::new(),
+        };
+        assert!(!none.sql(false).contains("timeout"));
+    }
 }

@@ -15,6 +15,7 @@ backend_impls!(
     "migrations/sqlite",
     "length(data)",
     immediate_transaction,
+    false,
     false
 );
 
