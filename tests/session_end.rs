@@ -172,6 +172,27 @@ fn renew_after_a_conflict_keeps_the_absolute_deadline(h: &Harness) {
     assert_eq!(renewed.get::<i32>("b").unwrap(), Some(1));
 }
 
+/// A request that loads `cookie`, changes it, renews, and commits as soon
+/// as the other side of `barrier` is ready; its new cookie, if any.
+fn spawn_renew(
+    store: &SessionStore,
+    cookie: &str,
+    race: u32,
+    barrier: &Arc<Barrier>,
+) -> std::thread::JoinHandle<Option<String>> {
+    let (store, barrier, cookie) = (store.clone(), barrier.clone(), cookie.to_owned());
+    std::thread::spawn(move || {
+        let mut s = store.load(Some(&cookie)).unwrap();
+        s.insert("race", &race).unwrap();
+        s.renew();
+        barrier.wait();
+        match store.commit(&mut s).unwrap() {
+            CookieAction::Set(id) => Some(id.as_cookie_value().to_owned()),
+            _ => None,
+        }
+    })
+}
+
 /// 1,000 races of a renew (login, privilege change) against "sign out
 /// everywhere": once `revoke_user` returns, no session of the user that
 /// existed before the call loads, whichever side won.
@@ -185,19 +206,7 @@ fn revoke_user_wins_every_race_with_renew(h: &Harness) {
     for race in 0..races {
         let cookie = sign_in(&store, "alice");
         let barrier = Arc::new(Barrier::new(2));
-        let renewer = {
-            let (store, barrier, cookie) = (store.clone(), barrier.clone(), cookie.clone());
-            std::thread::spawn(move || {
-                let mut s = store.load(Some(&cookie)).unwrap();
-                s.insert("race", &race).unwrap();
-                s.renew();
-                barrier.wait();
-                match store.commit(&mut s).unwrap() {
-                    CookieAction::Set(id) => Some(id.as_cookie_value().to_owned()),
-                    _ => None,
-                }
-            })
-        };
+        let renewer = spawn_renew(&store, &cookie, race, &barrier);
         barrier.wait();
         store.revoke_user("alice").unwrap();
         let renewed = renewer.join().unwrap();
@@ -239,19 +248,7 @@ fn revoke_others_wins_every_race_with_renew(h: &Harness) {
         let keeper = sign_in(&store, "alice");
         let other = sign_in(&store, "alice");
         let barrier = Arc::new(Barrier::new(2));
-        let renewer = {
-            let (store, barrier, other) = (store.clone(), barrier.clone(), other.clone());
-            std::thread::spawn(move || {
-                let mut s = store.load(Some(&other)).unwrap();
-                s.insert("race", &race).unwrap();
-                s.renew();
-                barrier.wait();
-                match store.commit(&mut s).unwrap() {
-                    CookieAction::Set(id) => Some(id.as_cookie_value().to_owned()),
-                    _ => None,
-                }
-            })
-        };
+        let renewer = spawn_renew(&store, &other, race, &barrier);
         let current = store.load(Some(&keeper)).unwrap();
         barrier.wait();
         store.revoke_others(&current).unwrap();
