@@ -423,11 +423,14 @@ impl SessionStore {
     /// * new session with data: `INSERT` under a fresh id;
     /// * [`renew`](Session::renew): insert under a new id and delete the old
     ///   row in one transaction;
-    /// * [`destroy`](Session::destroy), or emptied: `DELETE`.
+    /// * [`destroy`](Session::destroy), or emptied: `DELETE`; values put in
+    ///   after `destroy` are inserted as a new, anonymous session
+    ///   ([`CookieAction::Set`]).
     ///
     /// A session whose row disappeared meanwhile (logged out elsewhere,
     /// revoked, trimmed, expired) is never recreated: the result is
-    /// [`CookieAction::Remove`].
+    /// [`CookieAction::Remove`], and the `Session` is emptied of its values,
+    /// user binding and metadata (a later insert starts an anonymous one).
     ///
     /// After a successful commit the session is clean and may be used and
     /// committed again.
