@@ -152,6 +152,9 @@ fn is_empty(meta: &&BTreeMap<String, String>) -> bool {
 }
 
 impl Payload {
+    /// Encodes an owned payload (the fuzzing entry points and tests; the
+    /// store encodes through `PayloadRef`).
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn encode(&self) -> Result<Vec<u8>> {
         Ok(rmp_serde::to_vec_named(self)?)
     }

@@ -32,6 +32,7 @@
 //! is left hanging).
 
 mod common;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 mod proxy_support;
 mod reliability_support;
 
@@ -39,9 +40,14 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::Harness;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 use proxy_support::Proxy;
-use reliability_support::{cookie_of, create};
-use stored_session::{CookieAction, Database, Error, SessionStore};
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+use reliability_support::cookie_of;
+use reliability_support::create;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+use stored_session::Database;
+use stored_session::{CookieAction, Error, SessionStore};
 
 /// One store call, run on its own thread.
 type Call = Box<dyn FnOnce() -> Result<(), Error> + Send>;
@@ -62,6 +68,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// The pool size in these tests.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 const POOL: usize = 2;
 
 /// What every store call must beat: acquire + statement + 1 s.
@@ -133,6 +140,7 @@ fn recovery(store: &SessionStore, cookie: &str, within: Duration) -> Duration {
 }
 
 /// Opens `n` connections of the store's pool at once and returns them.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 fn open_connections(store: &SessionStore, n: usize) {
     match store.database() {
         #[cfg(feature = "postgres")]
@@ -144,6 +152,7 @@ fn open_connections(store: &SessionStore, n: usize) {
 }
 
 /// How many of the store's database worker threads this process has
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 /// (Linux; `None` elsewhere).
 fn worker_threads() -> Option<usize> {
     let tasks = std::fs::read_dir("/proc/self/task").ok()?;
@@ -156,6 +165,7 @@ fn worker_threads() -> Option<usize> {
 }
 
 /// A store on `h`'s database through `proxy`, with the test timeouts.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 fn store_via(h: &Harness, proxy: &Proxy) -> SessionStore {
     h.builder()
         .pool_size(POOL as u32)
@@ -166,6 +176,7 @@ fn store_via(h: &Harness, proxy: &Proxy) -> SessionStore {
 }
 
 /// The calls the frozen tests make: a commit holding a connection
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 /// mid-request (`held`: loaded before the freeze), loads, an insert, a trim.
 fn calls_on_frozen(store: &SessionStore, cookies: &[String]) -> Vec<(&'static str, Call)> {
     let mut held = store.load(Some(&cookies[0])).unwrap();
@@ -200,6 +211,7 @@ fn calls_on_frozen(store: &SessionStore, cookies: &[String]) -> Vec<(&'static st
     ]
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 fn frozen(h: &Harness) {
     let proxy = Proxy::start(proxy_support::upstream_of(&h.url));
     let store = store_via(h, &proxy);
@@ -286,6 +298,7 @@ fn frozen(h: &Harness) {
     );
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 fn killed_while_frozen(h: &Harness) {
     let proxy = Proxy::start(proxy_support::upstream_of(&h.url));
     let store = store_via(h, &proxy);
@@ -326,6 +339,7 @@ fn killed_while_frozen(h: &Harness) {
 }
 
 /// The number of open connections in the store's pool.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 fn pool_connections(store: &SessionStore) -> u32 {
     match store.database() {
         #[cfg(feature = "postgres")]
@@ -336,6 +350,7 @@ fn pool_connections(store: &SessionStore) -> u32 {
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 fn lock_wait(h: &Harness) {
     use diesel::connection::SimpleConnection;
 
@@ -399,6 +414,7 @@ fn lock_wait(h: &Harness) {
     assert_eq!(bump(&store, &cookie).unwrap(), 2);
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 fn slow_statement(h: &Harness) {
     use diesel::RunQueryDsl;
 
@@ -422,6 +438,7 @@ fn slow_statement(h: &Harness) {
     );
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 fn own_pool(h: &Harness) {
     use diesel::r2d2::{ConnectionManager, Pool};
 
