@@ -27,11 +27,11 @@ use chrono::{DateTime, Utc};
 
 use crate::backend::UserRow;
 use crate::error::{Error, Result};
-use crate::events::EventKind;
+use crate::events::{Event, EventKind};
 use crate::id::StoredId;
 use crate::metadata;
 use crate::session::Session;
-use crate::store::{event, SessionStore};
+use crate::store::SessionStore;
 
 /// An opaque, URL-safe reference to one stored session, for "end this
 /// session" buttons. It is neither the cookie id nor the stored id, it only
@@ -270,7 +270,12 @@ impl SessionStore {
         } else {
             None
         };
-        self.emit(event(EventKind::Read, None, started, rows.len() as u64));
+        self.emit(Event::new(
+            EventKind::Read,
+            None,
+            started.elapsed(),
+            rows.len() as u64,
+        ));
         let current = current.and_then(Session::stored_id);
         let sessions = rows
             .into_iter()
@@ -406,7 +411,12 @@ impl SessionStore {
         }
         let started = self.stopwatch();
         let rows = self.database().delete(&sid, None)?;
-        self.emit(event(EventKind::Delete, Some(sid), started, rows as u64));
+        self.emit(Event::new(
+            EventKind::Delete,
+            Some(sid),
+            started.elapsed(),
+            rows as u64,
+        ));
         Ok(rows == 1)
     }
 
@@ -449,7 +459,7 @@ impl SessionStore {
             return Ok(0);
         };
         let rows = db.delete_user_up_to(&keys, newest_to_go.min(current_id - 1))? as u64;
-        self.emit(event(EventKind::Delete, None, started, rows));
+        self.emit(Event::new(EventKind::Delete, None, started.elapsed(), rows));
         Ok(rows)
     }
 
@@ -472,7 +482,7 @@ impl SessionStore {
         let started = self.stopwatch();
         let keys = self.sealer().user_keys(user_id);
         let rows = self.database().delete_for_user(&keys, None)? as u64;
-        self.emit(event(EventKind::Delete, None, started, rows));
+        self.emit(Event::new(EventKind::Delete, None, started.elapsed(), rows));
         Ok(rows)
     }
 
@@ -492,7 +502,7 @@ impl SessionStore {
         let rows = self
             .database()
             .delete_for_user(&keys, Some(keep.as_bytes()))? as u64;
-        self.emit(event(EventKind::Delete, None, started, rows));
+        self.emit(Event::new(EventKind::Delete, None, started.elapsed(), rows));
         Ok(rows)
     }
 
@@ -512,7 +522,12 @@ impl SessionStore {
             }
             total += self.database().delete_ids(&ids)? as u64;
         }
-        self.emit(event(EventKind::Delete, None, started, total));
+        self.emit(Event::new(
+            EventKind::Delete,
+            None,
+            started.elapsed(),
+            total,
+        ));
         Ok(total)
     }
 }

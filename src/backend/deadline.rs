@@ -160,7 +160,7 @@ where
                 return Err(Error::Timeout { timeout: limit });
             }
             Outcome::Lost => {
-                return Err(Error::State(
+                return Err(Error::TaskAborted(
                     "the session database worker ended without an answer",
                 ))
             }
@@ -280,7 +280,7 @@ where
 /// The error an abandoned operation sees when it asks for its write plan
 /// (nobody reads it: the caller has returned).
 fn gone() -> Error {
-    Error::State("the caller stopped waiting for the session database")
+    Error::TaskAborted("the caller stopped waiting for the session database")
 }
 
 /// A unit of work for a worker; it calls `ready` once it is done with its

@@ -370,9 +370,9 @@ impl Retries {
     }
 }
 
-/// The plan callback of operations that never ask for one.
+/// The plan callback of operations that have none: leave the row alone.
 pub(crate) fn no_plan(_: Option<Row>) -> Result<Plan> {
-    Err(Error::State("internal: this operation has no write plan"))
+    Ok(Plan::Nothing)
 }
 
 /// Checks a connection out (no `SELECT 1` on checkout: that would double a
