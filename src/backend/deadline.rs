@@ -39,7 +39,9 @@ use std::time::{Duration, Instant};
 use diesel::connection::{AnsiTransactionManager, Connection, TransactionManager};
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection, R2D2Connection};
 
-use super::{Dialect, Plan, Retries, Row};
+use super::dialect::Dialect;
+use super::rows::{Plan, Row};
+use super::runner::{discard_after, no_plan, replace_broken, Retries};
 use crate::error::{Error, Result};
 
 /// How long an idle worker waits for work before it exits.
@@ -133,7 +135,7 @@ where
     F: FnMut(&mut C, Ask<'_>) -> Result<T> + Send + 'static,
 {
     let Some(limit) = conns.timeout else {
-        return super::run(&conns.pool, plan, f);
+        return super::runner::run(&conns.pool, plan, f);
     };
     let mut plan = plan;
     let acquire = conns.pool.connection_timeout();
@@ -230,14 +232,14 @@ where
         let mut f = f;
         let mut ask = |row: Option<Row>| -> Result<Plan> {
             let Some(answers) = &answer_rx else {
-                return super::no_plan(row);
+                return no_plan(row);
             };
             reply_tx.send(Reply::Ask(row)).map_err(|_| gone())?;
             answers.recv().unwrap_or_else(|_| Err(gone()))
         };
         let outcome = catch_unwind(AssertUnwindSafe(|| f(&mut *conn, &mut ask)));
         let broken = match &outcome {
-            Ok(Err(e)) => super::discard_after::<C>(e),
+            Ok(Err(e)) => discard_after::<C>(e),
             Ok(Ok(_)) => false,
             Err(_) => true,
         };
@@ -252,7 +254,7 @@ where
         ready();
         drop(conn);
         if broken {
-            super::replace_broken(&pool);
+            replace_broken(&pool);
         }
         let reply = match outcome {
             Ok(result) => Reply::Done(f, result),

@@ -8,8 +8,10 @@ use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::{Connection, MysqlConnection, RunQueryDsl};
 
-use super::{backend_impls, millis, redact_url, whole_seconds, PoolOptions};
+use super::dialect::backend_impls;
+use super::pool::{checked, millis, whole_seconds, PoolOptions};
 use crate::error::Result;
+use crate::redact::url as redact_url;
 
 /// An r2d2 pool of MySQL / MariaDB connections.
 pub type MysqlPool = Pool<ConnectionManager<MysqlConnection>>;
@@ -112,7 +114,7 @@ pub(super) fn open(url: &str, options: &PoolOptions) -> Result<MysqlPool> {
             mariadb: OnceLock::new(),
         }))
         .build_unchecked(ConnectionManager::new(url.as_str()));
-    super::checked(pool, options.acquire_timeout, || {
+    checked(pool, options.acquire_timeout, || {
         format!("could not connect to MySQL at {}", redact_url(&url))
     })
 }

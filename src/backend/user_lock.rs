@@ -19,7 +19,7 @@
 //! 2^32 chance) only wait for each other. Only renews and revocations take
 //! it: loads and ordinary writes never wait.
 
-use super::WriteTransaction;
+use super::dialect::WriteTransaction;
 use crate::error::Result;
 
 /// The lock of one user: the first eight bytes of the user's binding under
