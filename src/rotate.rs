@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 use crate::codec::Payload;
-use crate::crypto::Sealer;
+use crate::crypto::{Macs, Sealer};
 use crate::error::Result;
 use crate::id::StoredId;
 use crate::store::SessionStore;
@@ -163,6 +163,7 @@ impl Rotation {
                     };
                     match reseal(
                         store.sealer(),
+                        store.macs(),
                         &StoredId::from_bytes(sid),
                         row.version,
                         row.data,
@@ -211,14 +212,14 @@ enum Reseal {
 
 /// Re-seals an envelope read at row version `version` with the current
 /// key and format, for version + 1, keeping its salt.
-fn reseal(sealer: &Sealer, sid: &StoredId, version: i64, envelope: Vec<u8>) -> Reseal {
+fn reseal(sealer: &Sealer, macs: &Macs, sid: &StoredId, version: i64, envelope: Vec<u8>) -> Reseal {
     let mut envelope = Zeroizing::new(envelope);
     match sealer.open(sid, version, &mut envelope) {
         Ok((_, opened)) if !opened.legacy && sealer.is_current(opened.key_id) => Reseal::Current,
         Ok((plaintext, opened)) => {
             let user_key = Payload::decode(plaintext)
                 .and_then(|p| p.user)
-                .map(|user| sealer.user_key(&user));
+                .map(|user| macs.user_key(&user));
             Reseal::Sealed(
                 sealer.seal(sid, version + 1, &mut Some(opened.salt), plaintext),
                 user_key,

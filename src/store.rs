@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::backend::{Cutoffs, Database, NewRow, Plan, PoolOptions, RenewResult, Row, UserLock};
 use crate::codec::{LoadedPayload, PayloadRef};
 use crate::config::Config;
-use crate::crypto::{OpenError, Salt, Sealer};
+use crate::crypto::{Macs, OpenError, Salt, Sealer};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventKind, Events, RejectReason, Stopwatch, SubscriptionId};
 use crate::id::{SessionId, StoredId};
@@ -51,6 +51,8 @@ pub struct SessionStore {
 struct Inner {
     db: Database,
     sealer: Sealer,
+    /// The user binding and reference keys (see `crypto::hmac`).
+    macs: Macs,
     config: Config,
     events: Events,
 }
@@ -191,6 +193,7 @@ impl StoreBuilder {
                 db: database
                     .into()
                     .with_operation_timeout(self.pool.operation_timeout),
+                macs: Macs::new(&self.keyring),
                 sealer: Sealer::new(self.keyring, self.config.key_cache_size),
                 config: self.config,
                 events,
@@ -833,14 +836,15 @@ impl SessionStore {
     /// the current key (so a rewrite after a rotation moves the binding to
     /// the new key).
     fn user_key_of(&self, session: &Session) -> Option<[u8; 32]> {
-        session
-            .user
-            .as_deref()
-            .map(|u| self.inner.sealer.user_key(u))
+        session.user.as_deref().map(|u| self.inner.macs.user_key(u))
     }
 
     pub(crate) fn sealer(&self) -> &Sealer {
         &self.inner.sealer
+    }
+
+    pub(crate) fn macs(&self) -> &Macs {
+        &self.inner.macs
     }
 
     /// Re-applies this request's own changes on top of a newer version.
