@@ -8,7 +8,9 @@ use std::time::Duration;
 /// such a cookie yields a fresh session (and a `session_rejected` event).
 /// Errors are reserved for failures the application must hear about: the
 /// database, the pool, a payload over the configured cap, a value that cannot
-/// be encoded, or a bad configuration.
+/// be encoded or decoded, a bad configuration, and the rare failures of the
+/// machinery around them (no unused id, a lost worker task, a failed random
+/// generator). Each variant documents when it happens.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -181,7 +181,8 @@ impl StoreBuilder {
     /// Give the pool `test_on_check_out(false)`: the store recovers from dead
     /// connections itself, and the check adds a round trip to every
     /// operation. On MySQL, set a strict `sql_mode` in a connection
-    /// customizer (see `STRICT_SQL_MODE`), as [`open`](StoreBuilder::open) does.
+    /// customizer (`stored_session::STRICT_SQL_MODE`, feature `mysql`), as
+    /// [`open`](StoreBuilder::open) does.
     ///
     /// The builder's client-side deadline applies to this pool
     /// ([`PoolOptions::operation_timeout`]); its connection and server-side

@@ -75,7 +75,7 @@ impl std::fmt::Debug for Database {
 /// bound to a `&mut` connection of the concrete type.
 ///
 /// The block becomes a `move` closure that may run on another thread (see
-/// [`deadline`]): it must own what it uses (copy borrowed inputs into
+/// [`deadline`](super::deadline)): it must own what it uses (copy borrowed inputs into
 /// owned values before the macro). The second form also binds `$ask`, the
 /// callback through which the block asks for `plan`'s answer (see
 /// [`Database::locked`]).

@@ -123,7 +123,7 @@ impl<C: R2D2Connection + 'static> Connections<C> {
 }
 
 /// Runs `f` on a connection of `conns`' pool, within the deadline when
-/// there is one (see the module docs), with [`run`](super::run)'s retries.
+/// there is one (see the module docs), with [`run`](super::runner::run)'s retries.
 pub(crate) fn run<C, T, F>(conns: &Connections<C>, plan: Option<Ask<'_>>, f: F) -> Result<T>
 where
     C: R2D2Connection

@@ -43,7 +43,7 @@ pub use self::database::{Backend, Database};
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub use self::deadline::Connections;
 #[cfg(feature = "mysql")]
-pub use self::mysql::MysqlPool;
+pub use self::mysql::{MysqlPool, STRICT_SQL_MODE};
 pub use self::pool::PoolOptions;
 #[cfg(feature = "postgres")]
 pub use self::postgres::PgPool;

@@ -17,7 +17,9 @@ use crate::redact::url as redact_url;
 pub type MysqlPool = Pool<ConnectionManager<MysqlConnection>>;
 
 /// The session `sql_mode` set on every connection the store opens. Diesel
-/// needs `PIPES_AS_CONCAT`; the rest makes bad data an error.
+/// needs `PIPES_AS_CONCAT`; the rest makes bad data an error. Set it in the
+/// connection customizer of a pool you build yourself (`SET SESSION
+/// sql_mode = '…'`).
 pub const STRICT_SQL_MODE: &str = "STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,\
 ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,ONLY_FULL_GROUP_BY,PIPES_AS_CONCAT";
 

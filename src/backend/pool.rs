@@ -37,7 +37,7 @@ pub struct PoolOptions {
     /// Most connections kept open. Default: 8.
     pub max_size: u32,
     /// Longest wait for a free connection before
-    /// [`Error::PoolTimeout`](crate::Error::PoolTimeout). Default: 5 seconds.
+    /// [`crate::Error::PoolTimeout`]. Default: 5 seconds.
     pub acquire_timeout: Duration,
     /// SQLite `busy_timeout`: how long a writer waits for the lock. Default: 5 seconds.
     pub sqlite_busy_timeout: Duration,
@@ -65,7 +65,7 @@ pub struct PoolOptions {
     pub lock_timeout: Option<Duration>,
     /// The client-side deadline: the longest the store waits for the
     /// database to answer one operation once it holds a connection, for
-    /// PostgreSQL and MySQL. Past it the call returns [`Error::Timeout`](crate::Error::Timeout)
+    /// PostgreSQL and MySQL. Past it the call returns [`crate::Error::Timeout`]
     /// and the connection is abandoned (the pool drops it once its socket
     /// answers or breaks). This is the only timeout that also fires when
     /// the server, or something between, stops answering while the TCP

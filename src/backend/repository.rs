@@ -28,7 +28,7 @@ impl Database {
     /// this always makes progress. Returns the rows the plan affected.
     ///
     /// `lock` is the user lock to hold when the plan may renew (see
-    /// [`user_lock`]).
+    /// [`user_lock`](super::user_lock)).
     pub(crate) fn locked(
         &self,
         sid: &StoredId,

@@ -32,7 +32,7 @@ pub(crate) enum RenewResult {
     Conflict,
 }
 
-/// What to do with a row read under lock (see [`Database::locked`]).
+/// What to do with a row read under lock (see [`Database::locked`](super::Database::locked)).
 #[derive(Debug)]
 pub(crate) enum Plan {
     /// Leave it (gone, or unreadable).

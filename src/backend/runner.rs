@@ -69,7 +69,7 @@ pub(crate) fn no_plan(_: Option<Row>) -> Result<Plan> {
 /// few times at most) instead of failing the request.
 ///
 /// SQLite always runs here; PostgreSQL and MySQL do when they have no
-/// client-side deadline (see [`run_bounded`], which has the same retries
+/// client-side deadline (see [`deadline::run`](super::deadline::run), which has the same retries
 /// on a worker thread).
 pub(crate) fn run<C, T>(
     pool: &Pool<ConnectionManager<C>>,
