@@ -13,7 +13,9 @@ mod key_cache;
 mod keys;
 
 pub use envelope::ENVELOPE_OVERHEAD;
-pub(crate) use envelope::{OpenError, Sealer, HEADER_LEN};
+#[cfg(feature = "fuzzing")]
+pub(crate) use envelope::HEADER_LEN;
+pub(crate) use envelope::{OpenError, Sealer};
 pub(crate) use hmac::Macs;
 pub(crate) use keys::Salt;
 pub use keys::{Key, Keyring};
