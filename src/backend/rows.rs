@@ -1,6 +1,6 @@
-//! The shapes the repository reads and writes: a session row, the expiry
-//! cutoffs that make a row live, what a write under lock does with the row
-//! it read, and how a renew ended.
+//! The shapes the repository reads and writes: a session row and the one
+//! query that reads it live, the expiry cutoffs that make a row live, what
+//! a write under lock does with the row it read, and how a renew ended.
 
 use diesel::prelude::*;
 
