@@ -37,9 +37,6 @@ pub struct Config {
     /// [`Error::PayloadTooLarge`](crate::Error::PayloadTooLarge) and nothing
     /// is written. Default: 1 MiB.
     pub max_payload: usize,
-    /// How many times a conflicting write (another request changed the same
-    /// session) is merged and retried before giving up. Default: 8.
-    pub max_write_retries: u32,
     /// How many derived record keys to keep in memory. Default: 10,000.
     pub key_cache_size: usize,
     /// Where the time comes from. Default: the system clock.
@@ -74,7 +71,6 @@ impl Default for Config {
             max_lifetime: Some(Duration::from_secs(30 * DAY)),
             touch_after: Duration::from_secs(300),
             max_payload: 1024 * 1024,
-            max_write_retries: 8,
             key_cache_size: 10_000,
             clock: Clock::system(),
             log_events: true,
@@ -106,12 +102,6 @@ impl Config {
     /// Sets [`Config::max_payload`].
     pub fn max_payload(mut self, bytes: usize) -> Self {
         self.max_payload = bytes;
-        self
-    }
-
-    /// Sets [`Config::max_write_retries`].
-    pub fn max_write_retries(mut self, retries: u32) -> Self {
-        self.max_write_retries = retries;
         self
     }
 

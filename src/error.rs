@@ -8,17 +8,15 @@ use std::time::Duration;
 /// such a cookie yields a fresh session (and a `session_rejected` event).
 /// Errors are reserved for failures the application must hear about: the
 /// database, the pool, a payload over the configured cap, a value that cannot
-/// be encoded, or a bad configuration.
+/// be encoded or decoded, a bad configuration, and the rare failures of the
+/// machinery around them (no unused id, a lost worker task, a failed random
+/// generator). Each variant documents when it happens.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The database rejected a statement or the connection failed mid-way.
     #[error("database error: {0}")]
     Database(#[from] diesel::result::Error),
-
-    /// A new connection could not be established.
-    #[error("could not connect to the session database: {0}")]
-    Connection(#[from] diesel::ConnectionError),
 
     /// No pooled connection became free within the pool's acquire timeout.
     #[error("no database connection available within {timeout:?}: {message}")]
@@ -75,10 +73,27 @@ pub enum Error {
     #[error("migration error: {0}")]
     Migration(String),
 
-    /// The session was already committed, destroyed or otherwise cannot be used
-    /// for this operation.
-    #[error("invalid session state: {0}")]
-    State(&'static str),
+    /// Every freshly drawn session id was already taken: a commit that
+    /// inserts or renews a session drew a new random 256-bit id several
+    /// times and the database held each one. With a working random
+    /// generator this does not happen; it points at a broken generator or a
+    /// database that reports every insert as a duplicate. Nothing was
+    /// written.
+    #[error("could not draw an unused session id")]
+    IdsExhausted,
+
+    /// A thread or task that ran the operation for the caller ended without
+    /// an answer: a Rocket adapter's blocking task panicked or was
+    /// cancelled, or a database worker thread (see
+    /// [`PoolOptions::operation_timeout`](crate::PoolOptions)) ended before
+    /// it replied. The operation may or may not have been applied.
+    #[error("the task running the session operation ended without an answer: {0}")]
+    TaskAborted(&'static str),
+
+    /// The operating system's random number generator failed (the admin
+    /// page could not draw a CSRF nonce). Nothing was changed.
+    #[error("the operating system's random number generator failed")]
+    Random,
 
     /// A page [`Cursor`](crate::Cursor) that this store did not issue for
     /// this user under its current key (garbage, tampered, another user's,

@@ -99,6 +99,24 @@ pub struct Event {
 }
 
 impl Event {
+    /// An event of `kind` that took `duration` and affected `rows` rows,
+    /// about the session `sid` if any; no previous id, no reason.
+    pub(crate) fn new(
+        kind: EventKind,
+        sid: Option<StoredId>,
+        duration: Duration,
+        rows: u64,
+    ) -> Event {
+        Event {
+            kind,
+            sid,
+            previous_sid: None,
+            duration,
+            rows,
+            reason: None,
+        }
+    }
+
     /// The event's name, e.g. `session_write.stored_session`.
     pub fn name(&self) -> &'static str {
         self.kind.name()

@@ -216,13 +216,13 @@ mod users;
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub use backend::Connections;
-#[cfg(feature = "mysql")]
-pub use backend::MysqlPool;
 #[cfg(feature = "postgres")]
 pub use backend::PgPool;
 #[cfg(feature = "sqlite")]
 pub use backend::SqlitePool;
 pub use backend::{Backend, Database, PoolOptions};
+#[cfg(feature = "mysql")]
+pub use backend::{MysqlPool, STRICT_SQL_MODE};
 pub use clock::{Clock, ManualClock};
 pub use config::Config;
 pub use crypto::{Key, Keyring, ENVELOPE_OVERHEAD};

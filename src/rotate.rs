@@ -16,6 +16,10 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use zeroize::Zeroizing;
+
+use crate::codec::Payload;
+use crate::crypto::{Macs, Sealer};
 use crate::error::Result;
 use crate::id::StoredId;
 use crate::store::SessionStore;
@@ -157,7 +161,13 @@ impl Rotation {
                         report.unreadable += 1;
                         break;
                     };
-                    match store.reseal(&StoredId::from_bytes(sid), row.version, row.data) {
+                    match reseal(
+                        store.sealer(),
+                        store.macs(),
+                        &StoredId::from_bytes(sid),
+                        row.version,
+                        row.data,
+                    ) {
                         Reseal::Current => report.current += 1,
                         Reseal::Unreadable => report.unreadable += 1,
                         Reseal::Sealed(data, user_key) => {
@@ -194,8 +204,27 @@ impl Rotation {
 }
 
 /// Outcome of re-sealing one envelope.
-pub(crate) enum Reseal {
+enum Reseal {
     Current,
     Unreadable,
     Sealed(Vec<u8>, Option<[u8; 32]>),
+}
+
+/// Re-seals an envelope read at row version `version` with the current
+/// key and format, for version + 1, keeping its salt.
+fn reseal(sealer: &Sealer, macs: &Macs, sid: &StoredId, version: i64, envelope: Vec<u8>) -> Reseal {
+    let mut envelope = Zeroizing::new(envelope);
+    match sealer.open(sid, version, &mut envelope) {
+        Ok((_, opened)) if !opened.legacy && sealer.is_current(opened.key_id) => Reseal::Current,
+        Ok((plaintext, opened)) => {
+            let user_key = Payload::decode(plaintext)
+                .and_then(|p| p.user)
+                .map(|user| macs.user_key(&user));
+            Reseal::Sealed(
+                sealer.seal(sid, version + 1, &mut Some(opened.salt), plaintext),
+                user_key,
+            )
+        }
+        Err(_) => Reseal::Unreadable,
+    }
 }

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::{Cutoffs, Database, NewRow, Plan, PoolOptions, RenewResult, Row, UserLock};
-use crate::codec::{LoadedPayload, Payload, PayloadRef};
+use crate::codec::{LoadedPayload, PayloadRef};
 use crate::config::Config;
-use crate::crypto::{OpenError, Salt, Sealer};
+use crate::crypto::{Macs, OpenError, Salt, Sealer};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventKind, Events, RejectReason, Stopwatch, SubscriptionId};
 use crate::id::{SessionId, StoredId};
@@ -51,6 +51,8 @@ pub struct SessionStore {
 struct Inner {
     db: Database,
     sealer: Sealer,
+    /// The user binding and reference keys (see `crypto::hmac`).
+    macs: Macs,
     config: Config,
     events: Events,
 }
@@ -179,7 +181,8 @@ impl StoreBuilder {
     /// Give the pool `test_on_check_out(false)`: the store recovers from dead
     /// connections itself, and the check adds a round trip to every
     /// operation. On MySQL, set a strict `sql_mode` in a connection
-    /// customizer (see `STRICT_SQL_MODE`), as [`open`](StoreBuilder::open) does.
+    /// customizer (`stored_session::STRICT_SQL_MODE`, feature `mysql`), as
+    /// [`open`](StoreBuilder::open) does.
     ///
     /// The builder's client-side deadline applies to this pool
     /// ([`PoolOptions::operation_timeout`]); its connection and server-side
@@ -191,6 +194,7 @@ impl StoreBuilder {
                 db: database
                     .into()
                     .with_operation_timeout(self.pool.operation_timeout),
+                macs: Macs::new(&self.keyring),
                 sealer: Sealer::new(self.keyring, self.config.key_cache_size),
                 config: self.config,
                 events,
@@ -340,10 +344,10 @@ impl SessionStore {
         };
         let sid = id.stored_id();
         let row = self.inner.db.load(&sid, self.cutoffs(now))?;
-        self.emit(event(
+        self.emit(Event::new(
             EventKind::Read,
             Some(sid),
-            started,
+            started.elapsed(),
             u64::from(row.is_some()),
         ));
         let Some(row) = row else {
@@ -371,7 +375,7 @@ impl SessionStore {
     }
 
     fn reject(&self, sid: Option<StoredId>, reason: RejectReason, started: Stopwatch) {
-        let mut e = event(EventKind::Rejected, sid, started, 0);
+        let mut e = Event::new(EventKind::Rejected, sid, started.elapsed(), 0);
         e.reason = Some(reason);
         self.emit(e);
     }
@@ -438,7 +442,10 @@ impl SessionStore {
     /// # Errors
     ///
     /// [`Error::PayloadTooLarge`] (nothing written), database and pool
-    /// failures, or [`Error::State`] when conflicts persisted through every retry.
+    /// failures ([`Error::Database`], [`Error::PoolTimeout`],
+    /// [`Error::Timeout`]), or [`Error::IdsExhausted`] when no unused id
+    /// could be drawn for a new or renewed session. A write conflict is
+    /// never an error: it is resolved under the row's lock.
     pub fn commit(&self, session: &mut Session) -> Result<CookieAction> {
         let binds_user = session.user_changed && session.user.is_some();
         let action = self.commit_inner(session)?;
@@ -467,10 +474,10 @@ impl SessionStore {
         if session.destroyed {
             let started = self.stopwatch();
             let rows = self.inner.db.delete(&record.sid, None)?;
-            self.emit(event(
+            self.emit(Event::new(
                 EventKind::Delete,
                 Some(record.sid),
-                started,
+                started.elapsed(),
                 rows as u64,
             ));
             // `destroy` wiped the session; what was put in after it starts
@@ -500,10 +507,10 @@ impl SessionStore {
         if self.touch_due(record.updated_at, now) {
             let started = self.stopwatch();
             let rows = self.inner.db.touch(&record.sid, now, self.cutoffs(now))?;
-            self.emit(event(
+            self.emit(Event::new(
                 EventKind::Touch,
                 Some(record.sid),
-                started,
+                started.elapsed(),
                 rows as u64,
             ));
             if rows == 0 {
@@ -577,7 +584,12 @@ impl SessionStore {
                 updated_at: now,
             };
             if self.inner.db.insert(&row)? {
-                self.emit(event(EventKind::Write, Some(sid), started, 1));
+                self.emit(Event::new(
+                    EventKind::Write,
+                    Some(sid),
+                    started.elapsed(),
+                    1,
+                ));
                 session.record = Some(Record {
                     sid,
                     version: 1,
@@ -590,7 +602,7 @@ impl SessionStore {
                 return Ok(CookieAction::Set(id));
             }
         }
-        Err(Error::State("could not draw an unused session id"))
+        Err(Error::IdsExhausted)
     }
 
     /// Renew, fast path: delete the old row at the version this request read
@@ -635,7 +647,12 @@ impl SessionStore {
         if !session.has_content() {
             let rows = self.inner.db.delete(&record.sid, Some(record.version))?;
             if rows == 1 {
-                self.emit(event(EventKind::Delete, Some(record.sid), started, 1));
+                self.emit(Event::new(
+                    EventKind::Delete,
+                    Some(record.sid),
+                    started.elapsed(),
+                    1,
+                ));
                 session.forget_record(now);
                 return Ok(CookieAction::Remove);
             }
@@ -662,7 +679,12 @@ impl SessionStore {
                 self.cutoffs(now),
             )?;
             if rows == 1 {
-                self.emit(event(EventKind::Write, Some(record.sid), started, 1));
+                self.emit(Event::new(
+                    EventKind::Write,
+                    Some(record.sid),
+                    started.elapsed(),
+                    1,
+                ));
                 self.written(
                     session,
                     record.version + 1,
@@ -739,19 +761,34 @@ impl SessionStore {
         match planned {
             Planned::Gone => {
                 if renew {
-                    self.emit(event(EventKind::Renew, None, started, 0));
+                    self.emit(Event::new(EventKind::Renew, None, started.elapsed(), 0));
                 } else {
-                    self.emit(event(EventKind::Write, Some(sid), started, 0));
+                    self.emit(Event::new(
+                        EventKind::Write,
+                        Some(sid),
+                        started.elapsed(),
+                        0,
+                    ));
                 }
                 Ok(self.gone(session, now))
             }
             Planned::Deleted => {
-                self.emit(event(EventKind::Delete, Some(sid), started, rows as u64));
+                self.emit(Event::new(
+                    EventKind::Delete,
+                    Some(sid),
+                    started.elapsed(),
+                    rows as u64,
+                ));
                 session.forget_record(now);
                 Ok(CookieAction::Remove)
             }
             Planned::Updated(version) => {
-                self.emit(event(EventKind::Write, Some(sid), started, rows as u64));
+                self.emit(Event::new(
+                    EventKind::Write,
+                    Some(sid),
+                    started.elapsed(),
+                    rows as u64,
+                ));
                 self.written(session, version, now);
                 Ok(CookieAction::None)
             }
@@ -783,7 +820,7 @@ impl SessionStore {
         started: Stopwatch,
     ) {
         let sid = id.stored_id();
-        let mut e = event(EventKind::Renew, Some(sid), started, 1);
+        let mut e = Event::new(EventKind::Renew, Some(sid), started.elapsed(), 1);
         e.previous_sid = Some(previous);
         self.emit(e);
         session.current_id = Some(id);
@@ -796,46 +833,19 @@ impl SessionStore {
         });
     }
 
-    /// Re-seals an envelope read at row version `version` with the current
-    /// key and format, for version + 1, keeping its salt.
-    pub(crate) fn reseal(
-        &self,
-        sid: &StoredId,
-        version: i64,
-        envelope: Vec<u8>,
-    ) -> crate::rotate::Reseal {
-        use crate::rotate::Reseal;
-        let sealer = &self.inner.sealer;
-        let mut envelope = Zeroizing::new(envelope);
-        match sealer.open(sid, version, &mut envelope) {
-            Ok((_, opened)) if !opened.legacy && sealer.is_current(opened.key_id) => {
-                Reseal::Current
-            }
-            Ok((plaintext, opened)) => {
-                let user_key = Payload::decode(plaintext)
-                    .and_then(|p| p.user)
-                    .map(|user| sealer.user_key(&user));
-                Reseal::Sealed(
-                    sealer.seal(sid, version + 1, &mut Some(opened.salt), plaintext),
-                    user_key,
-                )
-            }
-            Err(_) => Reseal::Unreadable,
-        }
-    }
-
     /// The `user_key` column value for the session's user binding, under
     /// the current key (so a rewrite after a rotation moves the binding to
     /// the new key).
     fn user_key_of(&self, session: &Session) -> Option<[u8; 32]> {
-        session
-            .user
-            .as_deref()
-            .map(|u| self.inner.sealer.user_key(u))
+        session.user.as_deref().map(|u| self.inner.macs.user_key(u))
     }
 
     pub(crate) fn sealer(&self) -> &Sealer {
         &self.inner.sealer
+    }
+
+    pub(crate) fn macs(&self) -> &Macs {
+        &self.inner.macs
     }
 
     /// Re-applies this request's own changes on top of a newer version.
@@ -920,23 +930,6 @@ impl Session {
         self.had_cookie = false;
         self.destroyed = false;
         self.wipe();
-    }
-}
-
-/// An event for an operation that started at `started`.
-pub(crate) fn event(
-    kind: EventKind,
-    sid: Option<StoredId>,
-    started: Stopwatch,
-    rows: u64,
-) -> Event {
-    Event {
-        kind,
-        sid,
-        previous_sid: None,
-        duration: started.elapsed(),
-        rows,
-        reason: None,
     }
 }
 

@@ -198,14 +198,12 @@ impl Trim {
             }
         }
         report.elapsed = started.elapsed();
-        store.emit(Event {
-            kind: EventKind::Trim,
-            sid: None,
-            previous_sid: None,
-            duration: report.elapsed,
-            rows: report.deleted,
-            reason: None,
-        });
+        store.emit(Event::new(
+            EventKind::Trim,
+            None,
+            report.elapsed,
+            report.deleted,
+        ));
         Ok(report)
     }
 }

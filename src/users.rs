@@ -27,11 +27,11 @@ use chrono::{DateTime, Utc};
 
 use crate::backend::UserRow;
 use crate::error::{Error, Result};
-use crate::events::EventKind;
+use crate::events::{Event, EventKind};
 use crate::id::StoredId;
 use crate::metadata;
 use crate::session::Session;
-use crate::store::{event, SessionStore};
+use crate::store::SessionStore;
 
 /// An opaque, URL-safe reference to one stored session, for "end this
 /// session" buttons. It is neither the cookie id nor the stored id, it only
@@ -178,7 +178,7 @@ pub struct SessionInfo {
     pub current: bool,
 }
 
-/// PRF contexts of the references (see `Sealer::reference_prf`); each
+/// PRF contexts of the references (see `Macs::reference_prf`); each
 /// input is context + data, never 32 bytes long.
 const CURSOR_TAG: &[u8] = b"stored-session v1 page cursor\0";
 const CURSOR_MASK: &[u8] = b"stored-session v1 cursor id mask\0";
@@ -248,7 +248,7 @@ impl SessionStore {
         let started = self.stopwatch();
         let now = self.now();
         let limit = page.limit.clamp(1, Page::MAX_LIMIT) as usize;
-        let keys = self.sealer().user_keys(user_id);
+        let keys = self.macs().user_keys(user_id);
         let before = match &page.after {
             Some(cursor) => self
                 .cursor_position(&keys[0], cursor)
@@ -270,7 +270,12 @@ impl SessionStore {
         } else {
             None
         };
-        self.emit(event(EventKind::Read, None, started, rows.len() as u64));
+        self.emit(Event::new(
+            EventKind::Read,
+            None,
+            started.elapsed(),
+            rows.len() as u64,
+        ));
         let current = current.and_then(Session::stored_id);
         let sessions = rows
             .into_iter()
@@ -321,7 +326,7 @@ impl SessionStore {
     /// `tag || (id XOR mask(tag))`, base64url: the id is readable only with
     /// the key, and the tag authenticates what it is bound to.
     fn reference(&self, tag: [u8; 16], id: i64, mask_context: &[u8]) -> String {
-        let mask = self.sealer().reference_prf(mask_context, &tag);
+        let mask = self.macs().reference_prf(mask_context, &tag);
         let mut bytes = [0u8; REFERENCE_LEN];
         bytes[..16].copy_from_slice(&tag);
         for (i, b) in id.to_be_bytes().iter().enumerate() {
@@ -339,7 +344,7 @@ impl SessionStore {
         let bytes: [u8; REFERENCE_LEN] = URL_SAFE_NO_PAD.decode(text).ok()?.try_into().ok()?;
         let mut tag = [0u8; 16];
         tag.copy_from_slice(&bytes[..16]);
-        let mask = self.sealer().reference_prf(mask_context, &tag);
+        let mask = self.macs().reference_prf(mask_context, &tag);
         let mut id = [0u8; 8];
         for (i, b) in id.iter_mut().enumerate() {
             *b = bytes[16 + i] ^ mask[i];
@@ -348,14 +353,14 @@ impl SessionStore {
     }
 
     fn handle(&self, sid: &StoredId, id: i64) -> SessionHandle {
-        SessionHandle(self.reference(self.sealer().handle(sid), id, HANDLE_MASK))
+        SessionHandle(self.reference(self.macs().handle(sid), id, HANDLE_MASK))
     }
 
     fn cursor_tag(&self, user_key: &[u8; 32], id: i64) -> [u8; 16] {
         let mut data = [0u8; 40];
         data[..32].copy_from_slice(user_key);
         data[32..].copy_from_slice(&id.to_be_bytes());
-        let full = self.sealer().reference_prf(CURSOR_TAG, &data);
+        let full = self.macs().reference_prf(CURSOR_TAG, &data);
         let mut tag = [0u8; 16];
         tag.copy_from_slice(&full[..16]);
         tag
@@ -396,17 +401,22 @@ impl SessionStore {
         };
         let sid = StoredId::from_bytes(bytes);
         let bound = row.user_key.as_deref().is_some_and(|key| {
-            self.sealer()
+            self.macs()
                 .user_keys(user_id)
                 .iter()
                 .any(|k| k.as_slice() == key)
         });
-        if !bound || !same(&tag, &self.sealer().handle(&sid)) {
+        if !bound || !same(&tag, &self.macs().handle(&sid)) {
             return Ok(false);
         }
         let started = self.stopwatch();
         let rows = self.database().delete(&sid, None)?;
-        self.emit(event(EventKind::Delete, Some(sid), started, rows as u64));
+        self.emit(Event::new(
+            EventKind::Delete,
+            Some(sid),
+            started.elapsed(),
+            rows as u64,
+        ));
         Ok(rows == 1)
     }
 
@@ -437,7 +447,7 @@ impl SessionStore {
             return Ok(0);
         };
         let keep = cap as usize - 1;
-        let keys = self.sealer().user_keys(user);
+        let keys = self.macs().user_keys(user);
         let cut = self.cutoffs(self.now());
         let mut others = Vec::new();
         for key in &keys {
@@ -449,7 +459,7 @@ impl SessionStore {
             return Ok(0);
         };
         let rows = db.delete_user_up_to(&keys, newest_to_go.min(current_id - 1))? as u64;
-        self.emit(event(EventKind::Delete, None, started, rows));
+        self.emit(Event::new(EventKind::Delete, None, started.elapsed(), rows));
         Ok(rows)
     }
 
@@ -470,9 +480,9 @@ impl SessionStore {
     /// ```
     pub fn revoke_user(&self, user_id: &str) -> Result<u64> {
         let started = self.stopwatch();
-        let keys = self.sealer().user_keys(user_id);
+        let keys = self.macs().user_keys(user_id);
         let rows = self.database().delete_for_user(&keys, None)? as u64;
-        self.emit(event(EventKind::Delete, None, started, rows));
+        self.emit(Event::new(EventKind::Delete, None, started.elapsed(), rows));
         Ok(rows)
     }
 
@@ -488,11 +498,11 @@ impl SessionStore {
             return Ok(0);
         };
         let started = self.stopwatch();
-        let keys = self.sealer().user_keys(user);
+        let keys = self.macs().user_keys(user);
         let rows = self
             .database()
             .delete_for_user(&keys, Some(keep.as_bytes()))? as u64;
-        self.emit(event(EventKind::Delete, None, started, rows));
+        self.emit(Event::new(EventKind::Delete, None, started.elapsed(), rows));
         Ok(rows)
     }
 
@@ -512,7 +522,12 @@ impl SessionStore {
             }
             total += self.database().delete_ids(&ids)? as u64;
         }
-        self.emit(event(EventKind::Delete, None, started, total));
+        self.emit(Event::new(
+            EventKind::Delete,
+            None,
+            started.elapsed(),
+            total,
+        ));
         Ok(total)
     }
 }

@@ -74,7 +74,7 @@ fn health() -> &'static str {
 #[get("/fail")]
 fn fail(session: SessionGuard<'_>) -> Result<&'static str, stored_session::Error> {
     session.insert("half-done", &1)?;
-    Err(stored_session::Error::State("the handler gave up"))
+    Err(stored_session::Error::Config("the handler gave up".into()))
 }
 
 #[get("/break")]

@@ -42,10 +42,7 @@ struct WorkerLog {
 }
 
 fn is_typed_failure(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::Database(_) | Error::PoolTimeout { .. } | Error::Connection(_)
-    )
+    matches!(e, Error::Database(_) | Error::PoolTimeout { .. })
 }
 
 /// Runs `workers` threads doing load+increment+commit on a session each

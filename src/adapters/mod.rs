@@ -474,9 +474,20 @@ pub(crate) fn cache_headers<'a>(
 /// (retrying later may work), 500 otherwise.
 #[cfg(any(feature = "rouille", feature = "rocket", feature = "http"))]
 pub(crate) fn error_status(error: &crate::Error) -> u16 {
+    use crate::Error as E;
+    // Exhaustive on purpose: a new variant needs a decision here.
     match error {
-        crate::Error::PoolTimeout { .. } | crate::Error::Timeout { .. } => 503,
-        _ => 500,
+        E::PoolTimeout { .. } | E::Timeout { .. } => 503,
+        E::Database(_)
+        | E::PayloadTooLarge { .. }
+        | E::Encode(_)
+        | E::Decode { .. }
+        | E::Config(_)
+        | E::Migration(_)
+        | E::IdsExhausted
+        | E::TaskAborted(_)
+        | E::Random
+        | E::InvalidCursor => 500,
     }
 }
 

@@ -240,7 +240,11 @@ where
     let acquire = shared.permits.clone().acquire_owned();
     let permit = match timeout(shared.permit_timeout, acquire).await {
         Ok(Ok(permit)) => permit,
-        Ok(Err(_)) => return Err(Error::State("the session fairing's semaphore was closed")),
+        Ok(Err(_)) => {
+            return Err(Error::TaskAborted(
+                "the session fairing's semaphore was closed",
+            ))
+        }
         Err(_) => {
             return Err(Error::PoolTimeout {
                 timeout: shared.permit_timeout,
@@ -254,7 +258,7 @@ where
         work()
     })
     .await
-    .map_err(|_| Error::State("a blocking session task panicked or was cancelled"))?
+    .map_err(|_| Error::TaskAborted("a blocking session task panicked or was cancelled"))?
 }
 
 fn lock(session: &Mutex<Session>) -> MutexGuard<'_, Session> {

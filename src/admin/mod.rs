@@ -403,7 +403,7 @@ impl Admin {
                     let cookie = self.nonce_cookie(&nonce);
                     (nonce, Some(cookie))
                 }
-                None => return self.failure(&Error::State("the OS random generator failed")),
+                None => return self.failure(&Error::Random),
             },
         };
         let now = self.store.now();

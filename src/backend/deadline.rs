@@ -39,7 +39,9 @@ use std::time::{Duration, Instant};
 use diesel::connection::{AnsiTransactionManager, Connection, TransactionManager};
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection, R2D2Connection};
 
-use super::{Dialect, Plan, Retries, Row};
+use super::dialect::Dialect;
+use super::rows::{Plan, Row};
+use super::runner::{discard_after, no_plan, replace_broken, Retries};
 use crate::error::{Error, Result};
 
 /// How long an idle worker waits for work before it exits.
@@ -121,7 +123,7 @@ impl<C: R2D2Connection + 'static> Connections<C> {
 }
 
 /// Runs `f` on a connection of `conns`' pool, within the deadline when
-/// there is one (see the module docs), with [`run`](super::run)'s retries.
+/// there is one (see the module docs), with [`run`](super::runner::run)'s retries.
 pub(crate) fn run<C, T, F>(conns: &Connections<C>, plan: Option<Ask<'_>>, f: F) -> Result<T>
 where
     C: R2D2Connection
@@ -133,7 +135,7 @@ where
     F: FnMut(&mut C, Ask<'_>) -> Result<T> + Send + 'static,
 {
     let Some(limit) = conns.timeout else {
-        return super::run(&conns.pool, plan, f);
+        return super::runner::run(&conns.pool, plan, f);
     };
     let mut plan = plan;
     let acquire = conns.pool.connection_timeout();
@@ -160,7 +162,7 @@ where
                 return Err(Error::Timeout { timeout: limit });
             }
             Outcome::Lost => {
-                return Err(Error::State(
+                return Err(Error::TaskAborted(
                     "the session database worker ended without an answer",
                 ))
             }
@@ -230,14 +232,14 @@ where
         let mut f = f;
         let mut ask = |row: Option<Row>| -> Result<Plan> {
             let Some(answers) = &answer_rx else {
-                return super::no_plan(row);
+                return no_plan(row);
             };
             reply_tx.send(Reply::Ask(row)).map_err(|_| gone())?;
             answers.recv().unwrap_or_else(|_| Err(gone()))
         };
         let outcome = catch_unwind(AssertUnwindSafe(|| f(&mut *conn, &mut ask)));
         let broken = match &outcome {
-            Ok(Err(e)) => super::discard_after::<C>(e),
+            Ok(Err(e)) => discard_after::<C>(e),
             Ok(Ok(_)) => false,
             Err(_) => true,
         };
@@ -252,7 +254,7 @@ where
         ready();
         drop(conn);
         if broken {
-            super::replace_broken(&pool);
+            replace_broken(&pool);
         }
         let reply = match outcome {
             Ok(result) => Reply::Done(f, result),
@@ -280,7 +282,7 @@ where
 /// The error an abandoned operation sees when it asks for its write plan
 /// (nobody reads it: the caller has returned).
 fn gone() -> Error {
-    Error::State("the caller stopped waiting for the session database")
+    Error::TaskAborted("the caller stopped waiting for the session database")
 }
 
 /// A unit of work for a worker; it calls `ready` once it is done with its

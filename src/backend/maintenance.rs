@@ -7,8 +7,11 @@
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 
+use super::database::{with_connection, Backend, Database};
+use super::dialect::{Dialect, DialectSql};
+use super::rows::Cutoffs;
+use super::user_lock::UserLock;
 use super::user_lock::UserLocking;
-use super::{with_connection, Backend, Cutoffs, Database, Dialect};
 use crate::error::{Error, Result};
 use crate::schema::stored_sessions::dsl as t;
 
@@ -175,7 +178,7 @@ impl Database {
     }
 }
 
-fn dialect_of<C: Dialect>(_: &C) -> &'static super::DialectSql {
+fn dialect_of<C: Dialect>(_: &C) -> &'static DialectSql {
     &C::SQL
 }
 
@@ -329,7 +332,7 @@ impl Database {
     /// of the `user_key` index per key).
     /// Holds the user's lock, like [`delete_for_user`](Self::delete_for_user).
     pub(crate) fn delete_user_up_to(&self, keys: &[[u8; 32]], max_id: i64) -> Result<usize> {
-        let lock = keys.first().map(super::UserLock::of);
+        let lock = keys.first().map(UserLock::of);
         let keys = keys.to_vec();
         let _gate = self.write_gate()?;
         with_connection!(self, |conn| {
@@ -356,7 +359,7 @@ impl Database {
         keys: &[[u8; 32]],
         keep: Option<&[u8; 32]>,
     ) -> Result<usize> {
-        let lock = keys.first().map(super::UserLock::of);
+        let lock = keys.first().map(UserLock::of);
         let keys = keys.to_vec();
         let keep = keep.copied();
         let _gate = self.write_gate()?;

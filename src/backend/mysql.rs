@@ -8,14 +8,18 @@ use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::{Connection, MysqlConnection, RunQueryDsl};
 
-use super::{backend_impls, millis, redact_url, whole_seconds, PoolOptions};
+use super::dialect::backend_impls;
+use super::pool::{checked, millis, whole_seconds, PoolOptions};
 use crate::error::Result;
+use crate::redact::url as redact_url;
 
 /// An r2d2 pool of MySQL / MariaDB connections.
 pub type MysqlPool = Pool<ConnectionManager<MysqlConnection>>;
 
 /// The session `sql_mode` set on every connection the store opens. Diesel
-/// needs `PIPES_AS_CONCAT`; the rest makes bad data an error.
+/// needs `PIPES_AS_CONCAT`; the rest makes bad data an error. Set it in the
+/// connection customizer of a pool you build yourself (`SET SESSION
+/// sql_mode = '…'`).
 pub const STRICT_SQL_MODE: &str = "STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,\
 ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,ONLY_FULL_GROUP_BY,PIPES_AS_CONCAT";
 
@@ -112,7 +116,7 @@ pub(super) fn open(url: &str, options: &PoolOptions) -> Result<MysqlPool> {
             mariadb: OnceLock::new(),
         }))
         .build_unchecked(ConnectionManager::new(url.as_str()));
-    super::checked(pool, options.acquire_timeout, || {
+    checked(pool, options.acquire_timeout, || {
         format!("could not connect to MySQL at {}", redact_url(&url))
     })
 }

@@ -6,8 +6,10 @@ use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::{Connection, PgConnection};
 
-use super::{backend_impls, millis, redact_url, whole_seconds, PoolOptions};
+use super::dialect::backend_impls;
+use super::pool::{checked, millis, whole_seconds, PoolOptions};
 use crate::error::Result;
+use crate::redact::url as redact_url;
 
 /// An r2d2 pool of PostgreSQL connections.
 pub type PgPool = Pool<ConnectionManager<PgConnection>>;
@@ -118,7 +120,7 @@ pub(super) fn open(url: &str, options: &PoolOptions) -> Result<PgPool> {
         builder = builder.connection_customizer(Box::new(Limits { sql }));
     }
     let pool = builder.build_unchecked(ConnectionManager::new(url.as_str()));
-    super::checked(pool, options.acquire_timeout, || {
+    checked(pool, options.acquire_timeout, || {
         format!("could not connect to PostgreSQL at {}", redact_url(&url))
     })
 }

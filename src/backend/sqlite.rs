@@ -4,7 +4,8 @@ use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::SqliteConnection;
 
-use super::{backend_impls, PoolOptions};
+use super::dialect::backend_impls;
+use super::pool::PoolOptions;
 use crate::error::{Error, Result};
 
 /// An r2d2 pool of SQLite connections.

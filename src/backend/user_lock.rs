@@ -19,7 +19,7 @@
 //! 2^32 chance) only wait for each other. Only renews and revocations take
 //! it: loads and ordinary writes never wait.
 
-use super::WriteTransaction;
+use super::dialect::WriteTransaction;
 use crate::error::Result;
 
 /// The lock of one user: the first eight bytes of the user's binding under
@@ -48,7 +48,7 @@ const PG_LOCK_CLASS: i32 = 0x5353_4C4B;
 
 /// Runs a write transaction holding a user's lock (see the module docs).
 pub(crate) trait UserLocking: WriteTransaction {
-    /// [`write_transaction`](super::WriteTransaction::write_transaction),
+    /// [`write_transaction`](super::dialect::WriteTransaction::write_transaction),
     /// holding `lock` (when given) from before its first statement until it
     /// has ended.
     fn user_transaction<T>(

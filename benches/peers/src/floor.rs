@@ -187,7 +187,7 @@ impl FloorPool {
     }
 
     /// The store's compare-and-swap update as an ordinary write runs it
-    /// (`Database::update` in src/backend/mod.rs): neither the idle clock nor
+    /// (`Database::update` in src/backend/repository.rs): neither the idle clock nor
     /// the user binding is due to move.
     fn update_as_store(&self, sid: &[u8; 32], version: i64, blob: &[u8], now: i64) -> usize {
         let cut = now - DAYS_30;

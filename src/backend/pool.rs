@@ -1,0 +1,156 @@
+//! Pool settings ([`PoolOptions`]) and the steps shared by the backends
+//! that open a pool from a URL: timeouts in the units servers take, and the
+//! first checkout that proves the database is reachable.
+
+use std::time::Duration;
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+use diesel::r2d2::{ConnectionManager, Pool, R2D2Connection};
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+use crate::error::{Error, Result};
+
+/// Pool settings used when the store opens its own pool from a URL, and
+/// the timeouts that make every store call end within a bound when the
+/// database stops answering.
+///
+/// With the defaults, every database operation on PostgreSQL or MySQL
+/// ends, with a result or an error, within the acquire timeout plus the
+/// operation timeout (5 s + 5.5 s), less than the acquire timeout plus the
+/// statement timeout plus 1 s, even when the server or the network stops
+/// answering. On SQLite a write waits at most the acquire timeout for this
+/// process's other writers, then at most the busy timeout for another
+/// process's lock.
+///
+/// What applies to a pool you build yourself and pass to
+/// [`StoreBuilder::build`](crate::StoreBuilder::build): only
+/// `operation_timeout` (the client-side deadline, set by the builder). The
+/// connection settings (`connect_timeout`, `tcp_keepalive`) and the
+/// server-side timeouts (`statement_timeout`, `lock_timeout`) are applied
+/// by [`StoreBuilder::open`](crate::StoreBuilder::open) to the connections
+/// it opens; for your own pool, put them in its URL and in a connection
+/// customizer (the PostgreSQL parameters and `SET` statements are listed
+/// on each field).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PoolOptions {
+    /// Most connections kept open. Default: 8.
+    pub max_size: u32,
+    /// Longest wait for a free connection before
+    /// [`crate::Error::PoolTimeout`]. Default: 5 seconds.
+    pub acquire_timeout: Duration,
+    /// SQLite `busy_timeout`: how long a writer waits for the lock. Default: 5 seconds.
+    pub sqlite_busy_timeout: Duration,
+    /// Longest a new connection may take to be established. PostgreSQL:
+    /// the libpq `connect_timeout` parameter (whole seconds, rounded up;
+    /// libpq waits at least 2 s), added to the URL unless it sets one.
+    /// MySQL: not settable through Diesel; a connection that never
+    /// completes occupies one of r2d2's connector threads, never a caller,
+    /// which waits `acquire_timeout` at most. Default: 5 seconds.
+    pub connect_timeout: Duration,
+    /// Longest one statement may run on the server before the server
+    /// cancels it with an error (the connection stays usable).
+    /// PostgreSQL: `SET statement_timeout` and
+    /// `SET idle_in_transaction_session_timeout` (a session idle inside a
+    /// transaction that long is ended, releasing its row locks) on each new
+    /// connection. MariaDB: `SET SESSION max_statement_time` and
+    /// `idle_transaction_timeout` (whole seconds); MySQL: `SET SESSION
+    /// max_execution_time` (MySQL applies it to `SELECT`s only). `None`
+    /// leaves the server's settings alone. Default: 5 seconds.
+    pub statement_timeout: Option<Duration>,
+    /// Longest a statement waits for a lock. PostgreSQL: `SET lock_timeout`;
+    /// MySQL/MariaDB: `SET SESSION innodb_lock_wait_timeout` (row locks)
+    /// and `lock_wait_timeout` (metadata locks), whole seconds, at least 1.
+    /// `None` leaves the server's settings alone. Default: 5 seconds.
+    pub lock_timeout: Option<Duration>,
+    /// The client-side deadline: the longest the store waits for the
+    /// database to answer one operation once it holds a connection, for
+    /// PostgreSQL and MySQL. Past it the call returns [`crate::Error::Timeout`]
+    /// and the connection is abandoned (the pool drops it once its socket
+    /// answers or breaks). This is the only timeout that also fires when
+    /// the server, or something between, stops answering while the TCP
+    /// connection stays up: neither client library has a read timeout that
+    /// Diesel can set. Operations then run on a small pool of worker
+    /// threads (at most one per connection), which costs two thread
+    /// wake-ups per operation: from a few to tens of microseconds,
+    /// depending on how busy the machine is (`cargo bench --bench
+    /// deadline` measures it). `None` runs them on the caller's thread, as
+    /// fast as before and without this guarantee. Keep it above
+    /// `statement_timeout`, so that the server reports a slow statement
+    /// first and the connection is kept. It also applies to a pool passed
+    /// to [`StoreBuilder::build`](crate::StoreBuilder::build). Default:
+    /// 5.5 seconds.
+    pub operation_timeout: Option<Duration>,
+    /// TCP keepalive for PostgreSQL connections, so that the pool notices a
+    /// peer that vanished (a crashed host, a dropped route) and a stuck
+    /// connection is freed: probes start after this much idle time, repeat
+    /// every third of it, and the connection is dropped after 3 unanswered
+    /// probes or when sent data stays unacknowledged for twice this time
+    /// (libpq `keepalives`, `keepalives_idle`, `keepalives_interval`,
+    /// `keepalives_count`, `tcp_user_timeout`, each added to the URL unless
+    /// it sets it). Not settable through Diesel for MySQL. `None` leaves
+    /// libpq's and the system's defaults. Default: 30 seconds.
+    pub tcp_keepalive: Option<Duration>,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            max_size: 8,
+            acquire_timeout: Duration::from_secs(5),
+            sqlite_busy_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Some(DEFAULT_STATEMENT_TIMEOUT),
+            lock_timeout: Some(Duration::from_secs(5)),
+            operation_timeout: Some(DEFAULT_STATEMENT_TIMEOUT + OPERATION_GRACE),
+            tcp_keepalive: Some(Duration::from_secs(30)),
+        }
+    }
+}
+
+/// The default [`PoolOptions::statement_timeout`].
+const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How much longer than the statement timeout the client waits by default,
+/// so that the server's own timeout reports first.
+pub(crate) const OPERATION_GRACE: Duration = Duration::from_millis(500);
+
+/// Whole seconds, rounded up, at least 1 (for settings in seconds).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(super) fn whole_seconds(d: Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
+}
+
+/// Milliseconds, rounded up, at least 1 (0 would mean "no limit").
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(super) fn millis(d: Duration) -> u128 {
+    d.as_nanos().div_ceil(1_000_000).max(1)
+}
+
+/// Finishes a pool the store opened itself: one checkout proves the
+/// database is reachable, so `open` fails fast with a clear error.
+///
+/// The pools keep no idle minimum (`min_idle(Some(0))`): with one, r2d2
+/// replaces checked-out connections on background threads, and a process
+/// that exits while such a thread is inside libpq's or libmysqlclient's
+/// connection setup can crash in the C libraries' exit handlers.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) fn checked<C>(
+    pool: Pool<ConnectionManager<C>>,
+    timeout: Duration,
+    what: impl FnOnce() -> String,
+) -> Result<Pool<ConnectionManager<C>>>
+where
+    C: R2D2Connection + 'static,
+{
+    match pool.get() {
+        Ok(conn) => {
+            drop(conn);
+            Ok(pool)
+        }
+        Err(e) => Err(Error::PoolTimeout {
+            timeout,
+            message: format!("{}: {e}", what()),
+        }),
+    }
+}

@@ -1,0 +1,74 @@
+//! The keyed hashes (HMAC-SHA256) that are not encryption: the user
+//! binding stored in the indexed `user_key` column, and the opaque
+//! references handed to applications (session handles, page cursors).
+
+use super::keys::Keyring;
+use crate::id::StoredId;
+
+const USER_KEY_INFO: &[u8] = b"stored-session v1 user binding";
+const HANDLE_INFO: &[u8] = b"stored-session v1 session handle";
+
+/// The HMAC keys derived from a keyring for user bindings and references.
+pub(crate) struct Macs {
+    /// User-binding HMAC keys, one per ring key, current first.
+    binding: Vec<ring::hmac::Key>,
+    /// Key for opaque session handles (current key only).
+    handles: ring::hmac::Key,
+}
+
+impl Macs {
+    /// The keys derived from `keyring`.
+    pub fn new(keyring: &Keyring) -> Self {
+        let binding = keyring
+            .keys()
+            .iter()
+            .map(|k| k.hmac_key(USER_KEY_INFO))
+            .collect();
+        let handles = keyring.current().hmac_key(HANDLE_INFO);
+        Macs { binding, handles }
+    }
+
+    /// The `user_key` column value for `user_id` under the current key.
+    pub fn user_key(&self, user_id: &str) -> [u8; 32] {
+        hmac32(&self.binding[0], user_id.as_bytes())
+    }
+
+    /// The `user_key` values `user_id` may be stored under: one per key on
+    /// the ring, current first (bindings written before a rotation are found
+    /// until their sessions are rewritten or re-encrypted).
+    pub fn user_keys(&self, user_id: &str) -> Vec<[u8; 32]> {
+        self.binding
+            .iter()
+            .map(|k| hmac32(k, user_id.as_bytes()))
+            .collect()
+    }
+
+    /// An opaque handle for a stored id: not the cookie id, not the stored id.
+    pub fn handle(&self, sid: &StoredId) -> [u8; 16] {
+        let full = hmac32(&self.handles, sid.as_bytes());
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&full[..16]);
+        out
+    }
+
+    /// A keyed PRF for opaque references (session handles, page cursors):
+    /// HMAC-SHA256 under the handle key over `context || data`. Callers pick
+    /// fixed contexts whose total input length is never 32 bytes, so no
+    /// output equals a [`handle`](Self::handle) (whose input is a 32-byte id).
+    pub fn reference_prf(&self, context: &[u8], data: &[u8]) -> [u8; 32] {
+        let mut mac = ring::hmac::Context::with_key(&self.handles);
+        mac.update(context);
+        mac.update(data);
+        let tag = mac.sign();
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+}
+
+fn hmac32(key: &ring::hmac::Key, data: &[u8]) -> [u8; 32] {
+    let tag = ring::hmac::sign(key, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(tag.as_ref());
+    out
+}

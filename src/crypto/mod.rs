@@ -1,0 +1,21 @@
+//! Keys and what is derived from them, one concept per module:
+//!
+//! - `keys`: the master [`Key`]s and the [`Keyring`]; key material stays
+//!   there, other modules get derived keys.
+//! - `key_cache`: the bounded cache of derived record keys.
+//! - `envelope`: the encrypted envelope's format and the `Sealer` that
+//!   seals and opens it.
+//! - `hmac`: the user binding and the opaque references (handles, cursors).
+
+mod envelope;
+mod hmac;
+mod key_cache;
+mod keys;
+
+pub use envelope::ENVELOPE_OVERHEAD;
+#[cfg(feature = "fuzzing")]
+pub(crate) use envelope::HEADER_LEN;
+pub(crate) use envelope::{OpenError, Sealer};
+pub(crate) use hmac::Macs;
+pub(crate) use keys::Salt;
+pub use keys::{Key, Keyring};
