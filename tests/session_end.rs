@@ -267,7 +267,30 @@ fn revoke_others_wins_every_race_with_renew(h: &Harness) {
     );
 }
 
+/// `SessionStore::destroy(cookie)` ends a session by its id ("sign this
+/// device out"): it stops loading, a request still holding it cannot bring
+/// it back, and a second call or a malformed id ends nothing.
+fn destroy_by_id_ends_a_session_without_loading_it(h: &Harness) {
+    let store = h.store();
+    let cookie = sign_in(&store, "alice");
+    let other = sign_in(&store, "alice");
+    let mut held = store.load(Some(&cookie)).unwrap();
+    assert!(store.destroy(&cookie).unwrap());
+    assert!(store.load(Some(&cookie)).unwrap().is_new());
+    held.insert("late", &1).unwrap();
+    assert_eq!(store.save(&mut held).unwrap(), CookieAction::Remove);
+    assert_wiped(&held);
+    assert!(!store.destroy(&cookie).unwrap());
+    assert!(!store.destroy("not an id").unwrap());
+    assert!(
+        !store.load(Some(&other)).unwrap().is_new(),
+        "only that session ends"
+    );
+    assert_eq!(count(store.database()), 1);
+}
+
 backend_suite!(
+    destroy_by_id_ends_a_session_without_loading_it,
     destroy_forgets_everything_at_once,
     insert_after_destroy_starts_an_anonymous_session,
     found_gone_at_commit_forgets_everything,
