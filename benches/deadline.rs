@@ -31,7 +31,7 @@ fn create(store: &SessionStore) -> String {
     s.insert("csrf", SessionId::generate().as_cookie_value())
         .unwrap();
     s.insert("note", &"x".repeat(900)).unwrap();
-    match store.commit(&mut s).unwrap() {
+    match store.save(&mut s).unwrap() {
         CookieAction::Set(id) => id.as_cookie_value().to_owned(),
         other => panic!("{other:?}"),
     }
@@ -60,7 +60,7 @@ fn cell(store: &SessionStore, cookies: &[String], op: Op, workers: usize) -> Vec
                         if op == Op::Update {
                             s.insert("csrf", SessionId::generate().as_cookie_value())
                                 .unwrap();
-                            let _ = store.commit(&mut s).unwrap();
+                            let _ = store.save(&mut s).unwrap();
                         }
                         out.push(t.elapsed());
                     }

@@ -64,7 +64,7 @@ fn fill(session: &mut Session) {
 fn create(store: &SessionStore) -> String {
     let mut session = store.load(None).unwrap();
     fill(&mut session);
-    match store.commit(&mut session).unwrap() {
+    match store.save(&mut session).unwrap() {
         CookieAction::Set(id) => id.as_cookie_value().to_owned(),
         other => panic!("expected a new cookie, got {other:?}"),
     }
@@ -102,7 +102,7 @@ fn main() {
         b.iter(|| {
             flip ^= 1;
             session.insert("csrf", &tokens[flip]).unwrap();
-            assert_eq!(store.commit(&mut session).unwrap(), CookieAction::None);
+            assert_eq!(store.save(&mut session).unwrap(), CookieAction::Keep);
         })
     });
 

@@ -18,7 +18,7 @@ fn main() -> Result<(), stored_session::Error> {
     // session holds data.
     let mut session = store.load(None)?;
     session.insert("visits", &1u32)?;
-    let cookie = match store.commit(&mut session)? {
+    let cookie = match store.save(&mut session)? {
         CookieAction::Set(id) => id,
         other => panic!("a new session sets a cookie, got {other:?}"),
     };
@@ -31,14 +31,14 @@ fn main() -> Result<(), stored_session::Error> {
     let mut session = store.load(Some(cookie.as_cookie_value()))?;
     let visits: u32 = session.get("visits")?.unwrap_or(0) + 1;
     session.insert("visits", &visits)?;
-    assert_eq!(store.commit(&mut session)?, CookieAction::None);
+    assert_eq!(store.save(&mut session)?, CookieAction::Keep);
     println!("request 2: visits = {visits}, no cookie change");
 
     // Request 3: login. Renew the id so a planted cookie cannot ride along.
     let mut session = store.load(Some(cookie.as_cookie_value()))?;
     session.insert("user", "alice")?;
     session.renew();
-    let renewed = match store.commit(&mut session)? {
+    let renewed = match store.save(&mut session)? {
         CookieAction::Set(id) => id,
         other => panic!("renew sets a new cookie, got {other:?}"),
     };
@@ -48,7 +48,7 @@ fn main() -> Result<(), stored_session::Error> {
     // Request 4: logout.
     let mut session = store.load(Some(renewed.as_cookie_value()))?;
     session.destroy();
-    assert_eq!(store.commit(&mut session)?, CookieAction::Remove);
+    assert_eq!(store.save(&mut session)?, CookieAction::Remove);
     println!("request 4: logged out, cookie removed, row deleted");
     Ok(())
 }

@@ -49,7 +49,7 @@ pub struct Config {
     /// Most live sessions one user may have, or `None` for no limit
     /// (the default). Enforced when a commit binds a session to a user
     /// ([`Session::set_user`](crate::Session::set_user) then
-    /// [`commit`](crate::SessionStore::commit), usually with
+    /// [`save`](crate::SessionStore::save), usually with
     /// [`renew`](crate::Session::renew): a login): the user's oldest live
     /// sessions beyond the cap are revoked, oldest first by when their row
     /// was created (a renew creates a new row). The session being committed

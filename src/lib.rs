@@ -16,13 +16,13 @@
 //! // sqlite://path or sqlite::memory:.
 //! let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
 //!
-//! // Per request: load from the cookie value, use, commit.
+//! // Per request: load from the cookie value, use, save.
 //! let mut session = store.load(None)?;
 //! session.insert("user_id", &42u64)?;
 //! session.insert("csrf", "k9fB2…")?;
-//! let id = match store.commit(&mut session)? {
+//! let id = match store.save(&mut session)? {
 //!     CookieAction::Set(id) => id,            // send Set-Cookie: id=<value>
-//!     CookieAction::Remove | CookieAction::None => unreachable!(),
+//!     CookieAction::Remove | CookieAction::Keep => unreachable!(),
 //! };
 //!
 //! let mut session = store.load(Some(id.as_cookie_value()))?;
@@ -30,13 +30,13 @@
 //!
 //! // Login: a new id for the same data (prevents session fixation).
 //! session.renew();
-//! let CookieAction::Set(renewed) = store.commit(&mut session)? else { unreachable!() };
+//! let CookieAction::Set(renewed) = store.save(&mut session)? else { unreachable!() };
 //! assert!(store.load(Some(id.as_cookie_value()))?.is_new()); // the old id is dead
 //!
 //! // Logout.
 //! let mut session = store.load(Some(renewed.as_cookie_value()))?;
 //! session.destroy();
-//! assert_eq!(store.commit(&mut session)?, CookieAction::Remove);
+//! assert_eq!(store.save(&mut session)?, CookieAction::Remove);
 //! # Ok::<(), stored_session::Error>(())
 //! ```
 //!
@@ -94,7 +94,7 @@
 //!   open. A whole row restored from a backup (data and version) does open:
 //!   after restoring one, revoke what it brought back (README, "Security
 //!   model").
-//! * **Ends are final.** After [`Session::destroy`], or a commit that finds
+//! * **Ends are final.** After [`Session::destroy`], or a save that finds
 //!   the row gone, the session holds no user, metadata or values;
 //!   [`Session::renew`] changes the id, never the absolute deadline.
 //!   Revocation ([`SessionStore::revoke_user`], [`SessionStore::revoke_others`])
@@ -111,7 +111,7 @@
 //!
 //! # Correctness under concurrent requests
 //!
-//! A commit writes only what is needed ([`SessionStore::commit`] documents
+//! A save writes only what is needed ([`SessionStore::save`] documents
 //! each case): nothing when nothing changed, a touch of the idle clock when
 //! it is older than [`Config::touch_after`], a compare-and-swap update when
 //! values changed. When two requests change the same session, the loser
@@ -279,7 +279,7 @@ pub mod __bench {
         crate::Session::fresh(0, false)
     }
 
-    /// The MessagePack payload of `session`, encoded as `commit` does.
+    /// The MessagePack payload of `session`, encoded as `save` does.
     pub fn encode_payload(session: &crate::Session) -> crate::Result<Vec<u8>> {
         session.payload().encode()
     }

@@ -67,7 +67,7 @@ impl fmt::Display for RotateReport {
 /// use stored_session::{Key, Keyring, SessionStore};
 /// # let old = Key::generate();
 /// # let store = SessionStore::builder(Keyring::new(old.clone())).open_migrated("sqlite::memory:")?;
-/// # let mut s = store.load(None)?; s.insert("k", &1)?; let _ = store.commit(&mut s)?;
+/// # let mut s = store.load(None)?; s.insert("k", &1)?; let _ = store.save(&mut s)?;
 /// let rotated = SessionStore::builder(Keyring::new(Key::generate()).with_previous(old)?)
 ///     .build(store.database().clone());
 /// let report = stored_session::rotate_keys(&rotated)?;

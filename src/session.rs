@@ -26,7 +26,7 @@ pub(crate) struct Record {
 /// the request did to it (changed, renewed, destroyed).
 ///
 /// Get one from [`SessionStore::load`](crate::SessionStore::load); hand it back
-/// to [`SessionStore::commit`](crate::SessionStore::commit) at the end of the
+/// to [`SessionStore::save`](crate::SessionStore::save) at the end of the
 /// request. Values are MessagePack-encoded on [`insert`](Session::insert), so a
 /// value that cannot be serialized fails there, not at commit.
 ///
@@ -197,11 +197,11 @@ impl Session {
     /// # let mut session = store.load(None)?;
     /// session.set_user("alice");
     /// session.insert("cart", &3)?;
-    /// # let _ = store.commit(&mut session)?;
+    /// # let _ = store.save(&mut session)?;
     /// session.destroy();
     /// assert_eq!(session.user_id(), None);
     /// assert!(session.is_empty());
-    /// assert_eq!(store.commit(&mut session)?, CookieAction::Remove);
+    /// assert_eq!(store.save(&mut session)?, CookieAction::Remove);
     /// # Ok::<(), stored_session::Error>(())
     /// ```
     pub fn destroy(&mut self) {
@@ -234,7 +234,7 @@ impl Session {
     /// let mut session = store.load(None)?;
     /// session.set_user("user-42");
     /// session.renew(); // on login
-    /// let _ = store.commit(&mut session)?;
+    /// let _ = store.save(&mut session)?;
     /// assert_eq!(store.sessions_of("user-42", Some(&session), Default::default())?.sessions.len(), 1);
     /// # Ok::<(), stored_session::Error>(())
     /// ```

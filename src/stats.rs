@@ -109,7 +109,7 @@ impl SessionStore {
     /// # let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
     /// let mut session = store.load(None)?;
     /// session.insert("k", "v")?;
-    /// let _ = store.commit(&mut session)?;
+    /// let _ = store.save(&mut session)?;
     /// let stats = store.stats()?;
     /// assert_eq!((stats.live, stats.expired), (1, 0));
     /// assert!(stats.payload_bytes.max > 0);

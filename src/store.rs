@@ -33,7 +33,7 @@ const INSERT_ATTEMPTS: usize = 3;
 /// // First request: no cookie. Store something; commit says which cookie to set.
 /// let mut session = store.load(None)?;
 /// session.insert("user_id", &42u64)?;
-/// let cookie = match store.commit(&mut session)? {
+/// let cookie = match store.save(&mut session)? {
 ///     CookieAction::Set(id) => id,
 ///     other => unreachable!("{other:?}"),
 /// };
@@ -62,7 +62,7 @@ struct Inner {
 #[must_use = "the cookie must be set or removed on the response"]
 pub enum CookieAction {
     /// Leave the cookie alone.
-    None,
+    Keep,
     /// Set the session cookie to this id (new or renewed session).
     Set(SessionId),
     /// Remove the session cookie (destroyed, emptied, or it named a session
@@ -276,7 +276,7 @@ impl SessionStore {
     /// let id = store.subscribe(move |event| sink.lock().unwrap().push(event.name()));
     /// let mut session = store.load(None)?;
     /// session.insert("k", &1)?;
-    /// let _ = store.commit(&mut session)?;
+    /// let _ = store.save(&mut session)?;
     /// assert_eq!(*seen.lock().unwrap(), ["session_write.stored_session"]);
     /// assert!(store.unsubscribe(id));
     /// # Ok::<(), stored_session::Error>(())
@@ -446,9 +446,10 @@ impl SessionStore {
     /// [`Error::Timeout`]), or [`Error::IdsExhausted`] when no unused id
     /// could be drawn for a new or renewed session. A write conflict is
     /// never an error: it is resolved under the row's lock.
-    pub fn commit(&self, session: &mut Session) -> Result<CookieAction> {
+    #[doc(alias = "commit")]
+    pub fn save(&self, session: &mut Session) -> Result<CookieAction> {
         let binds_user = session.user_changed && session.user.is_some();
-        let action = self.commit_inner(session)?;
+        let action = self.save_inner(session)?;
         if binds_user {
             self.enforce_session_cap(session); // Config::max_sessions_per_user (users.rs)
         }
@@ -456,7 +457,44 @@ impl SessionStore {
         Ok(action)
     }
 
-    fn commit_inner(&self, session: &mut Session) -> Result<CookieAction> {
+    /// Ends the session named by a cookie value without loading it: for
+    /// "sign this device out" endpoints and APIs that hold a session id but
+    /// no [`Session`]. Returns whether a session was ended; a malformed id
+    /// ends nothing and costs no query. A request still holding that
+    /// session cannot bring it back (see [`save`](SessionStore::save)).
+    ///
+    /// # Errors
+    ///
+    /// Database and pool failures.
+    ///
+    /// ```
+    /// # use stored_session::{CookieAction, Keyring, SessionStore};
+    /// # let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
+    /// let mut session = store.load(None)?;
+    /// session.insert("k", &1)?;
+    /// let CookieAction::Set(id) = store.save(&mut session)? else { unreachable!() };
+    /// assert!(store.destroy(id.as_cookie_value())?);
+    /// assert!(store.load(Some(id.as_cookie_value()))?.is_new());
+    /// assert!(!store.destroy("not an id")?);
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    pub fn destroy(&self, cookie_value: &str) -> Result<bool> {
+        let Some(id) = SessionId::parse(cookie_value) else {
+            return Ok(false);
+        };
+        let sid = id.stored_id();
+        let started = self.stopwatch();
+        let rows = self.inner.db.delete(&sid, None)?;
+        self.emit(Event::new(
+            EventKind::Delete,
+            Some(sid),
+            started.elapsed(),
+            rows as u64,
+        ));
+        Ok(rows == 1)
+    }
+
+    fn save_inner(&self, session: &mut Session) -> Result<CookieAction> {
         let now = self.now();
         let Some(record) = session.record.clone() else {
             // A session without a row.
@@ -465,7 +503,7 @@ impl SessionStore {
                 return Ok(if std::mem::take(&mut session.had_cookie) {
                     CookieAction::Remove
                 } else {
-                    CookieAction::None
+                    CookieAction::Keep
                 });
             }
             return self.insert_new(session, now);
@@ -520,7 +558,7 @@ impl SessionStore {
                 r.updated_at = now;
             }
         }
-        Ok(CookieAction::None)
+        Ok(CookieAction::Keep)
     }
 
     /// Whether the idle clock (`updated_at`) is old enough to be moved: it
@@ -690,7 +728,7 @@ impl SessionStore {
                     record.version + 1,
                     touch.unwrap_or(record.updated_at),
                 );
-                return Ok(CookieAction::None);
+                return Ok(CookieAction::Keep);
             }
         }
         self.write_locked(session, record.sid, now, false)
@@ -790,7 +828,7 @@ impl SessionStore {
                     rows as u64,
                 ));
                 self.written(session, version, now);
-                Ok(CookieAction::None)
+                Ok(CookieAction::Keep)
             }
             Planned::Renewed(id, salt) => {
                 self.renewed(session, sid, id, salt, now, started);

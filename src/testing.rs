@@ -248,7 +248,7 @@ impl TestStore {
             .load(None)
             .unwrap_or_else(|e| panic!("loading a new session failed: {e}"));
         fill(&mut session).unwrap_or_else(|e| panic!("filling the test session failed: {e}"));
-        match store.commit(&mut session) {
+        match store.save(&mut session) {
             Ok(crate::CookieAction::Set(id)) => self.cookie_for(&id),
             Ok(other) => panic!("the test session was not stored (is it empty?): {other:?}"),
             Err(e) => panic!("storing the test session failed: {e}"),

@@ -218,7 +218,7 @@ impl SessionStore {
     ///     let mut s = store.load(None)?;
     ///     s.set_user("alice");
     ///     s.set_meta("device", Some(&format!("laptop {device}")));
-    ///     let _ = store.commit(&mut s)?;
+    ///     let _ = store.save(&mut s)?;
     /// }
     /// let first = store.sessions_of("alice", None, Page::first(2))?;
     /// assert_eq!(first.sessions.len(), 2);
@@ -473,7 +473,7 @@ impl SessionStore {
     /// ```
     /// # use stored_session::{Keyring, SessionStore};
     /// # let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
-    /// # let mut s = store.load(None)?; s.set_user("bob"); let _ = store.commit(&mut s)?;
+    /// # let mut s = store.load(None)?; s.set_user("bob"); let _ = store.save(&mut s)?;
     /// assert_eq!(store.revoke_user("bob")?, 1);
     /// assert!(store.sessions_of("bob", None, Default::default())?.sessions.is_empty());
     /// # Ok::<(), stored_session::Error>(())

@@ -161,7 +161,7 @@ fn sign_in(store: &SessionStore, user: &str, agent: &str, ip: &str) -> String {
     s.set_user(user);
     s.set_client(Some(ip.parse().unwrap()), Some(agent));
     s.insert("k", &1).unwrap();
-    match store.commit(&mut s).unwrap() {
+    match store.save(&mut s).unwrap() {
         CookieAction::Set(id) => id.as_cookie_value().to_owned(),
         other => panic!("{other:?}"),
     }
@@ -175,7 +175,7 @@ fn seed(store: &SessionStore) -> Vec<String> {
     sign_in(store, "bob", "Bob/1", "203.0.113.5");
     let mut anon = store.load(None).unwrap();
     anon.insert("cart", "pear").unwrap();
-    let _ = store.commit(&mut anon).unwrap();
+    let _ = store.save(&mut anon).unwrap();
     alice
 }
 
@@ -306,7 +306,7 @@ fn everything_shown_is_escaped(h: &Harness) {
     );
     s.set_meta("<i>place</i>", Some(r#""><img src=x onerror=alert(1)>"#));
     s.insert("k", &1).unwrap();
-    let _ = store.commit(&mut s).unwrap();
+    let _ = store.save(&mut s).unwrap();
     let admin = Admin::new(store.clone());
     for glue in GLUES {
         let mut browser = Browser::new(&admin, glue);
@@ -344,7 +344,7 @@ fn everything_shown_is_escaped(h: &Harness) {
         s.set_user(user);
         s.set_client(None, Some(r#"<script>alert("ua")</script>"#));
         s.set_meta("<i>place</i>", Some(r#""><img src=x onerror=alert(1)>"#));
-        let _ = store.commit(&mut s).unwrap();
+        let _ = store.save(&mut s).unwrap();
     }
 }
 

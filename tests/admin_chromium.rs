@@ -433,7 +433,7 @@ fn sign_in(store: &SessionStore, user: &str, agent: &str) -> String {
     s.set_client(Some("198.51.100.77".parse().unwrap()), Some(agent));
     s.set_meta("location", Some("Lisbon, PT"));
     s.insert("k", &1).unwrap();
-    match store.commit(&mut s).unwrap() {
+    match store.save(&mut s).unwrap() {
         CookieAction::Set(id) => id.as_cookie_value().to_owned(),
         other => panic!("{other:?}"),
     }

@@ -49,10 +49,7 @@ fn migrate_creates_the_table(h: &Harness) {
         .unwrap();
     let mut s = store.load(None).unwrap();
     s.insert("k", &1).unwrap();
-    assert!(matches!(
-        store.commit(&mut s).unwrap(),
-        CookieAction::Set(_)
-    ));
+    assert!(matches!(store.save(&mut s).unwrap(), CookieAction::Set(_)));
 }
 
 fn trim_dry_run_then_trim_in_batches(h: &Harness) {
@@ -88,7 +85,7 @@ fn stats_as_text_and_json(h: &Harness) {
     for i in 0..3 {
         let mut s = store.load(None).unwrap();
         s.insert("v", &"x".repeat(100 * (i + 1))).unwrap();
-        let _ = store.commit(&mut s).unwrap();
+        let _ = store.save(&mut s).unwrap();
     }
     let json: serde_json::Value =
         serde_json::from_str(&stdout(&cli(Some(&h.url), None, &["stats", "--json"]))).unwrap();
@@ -122,7 +119,7 @@ fn keygen_and_rotate_keys(h: &Harness) {
     for i in 0..12u32 {
         let mut s = old_store.load(None).unwrap();
         s.insert("i", &i).unwrap();
-        if let CookieAction::Set(id) = old_store.commit(&mut s).unwrap() {
+        if let CookieAction::Set(id) = old_store.save(&mut s).unwrap() {
             cookies.push(id.as_cookie_value().to_owned());
         }
     }
@@ -170,7 +167,7 @@ fn list_and_revoke_users(h: &Harness) {
         let mut s = store.load(None).unwrap();
         s.set_user(user);
         s.set_meta("device", Some("cli-test"));
-        let _ = store.commit(&mut s).unwrap();
+        let _ = store.save(&mut s).unwrap();
     };
     for _ in 0..2 {
         sign_in("u-1");

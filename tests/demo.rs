@@ -315,7 +315,7 @@ fn sessions_are_paged(h: &Harness) {
         let mut s = store.load(None).unwrap();
         s.set_user("zoe");
         s.renew();
-        let _ = store.commit(&mut s).unwrap();
+        let _ = store.save(&mut s).unwrap();
     }
     let r = get(&jar, addr, "/sessions", &ua);
     assert_eq!(r.status, 200);

@@ -50,7 +50,7 @@ fn seed(store: &SessionStore) {
             Some("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"),
         );
         s.insert("cart", &vec![1u32; 8]).unwrap();
-        let _ = store.commit(&mut s).unwrap();
+        let _ = store.save(&mut s).unwrap();
     }
 }
 

@@ -77,7 +77,7 @@ fn no_raw_id_or_key_in_any_log_line(h: &Harness) {
     let mut cookies = Vec::new();
     let mut s = store.load(None).unwrap();
     s.insert("k", "v").unwrap();
-    let first = cookie(store.commit(&mut s).unwrap());
+    let first = cookie(store.save(&mut s).unwrap());
     cookies.push(first.clone());
     let sid = stored_session::SessionId::parse(&first)
         .unwrap()
@@ -85,13 +85,13 @@ fn no_raw_id_or_key_in_any_log_line(h: &Harness) {
 
     let mut s = store.load(Some(&first)).unwrap();
     s.insert("k", "w").unwrap();
-    let _ = store.commit(&mut s).unwrap();
+    let _ = store.save(&mut s).unwrap();
     h.advance(11);
     let mut s = store.load(Some(&first)).unwrap();
-    let _ = store.commit(&mut s).unwrap(); // touch
+    let _ = store.save(&mut s).unwrap(); // touch
     let mut s = store.load(Some(&first)).unwrap();
     s.renew();
-    let renewed = cookie(store.commit(&mut s).unwrap());
+    let renewed = cookie(store.save(&mut s).unwrap());
     cookies.push(renewed.clone());
     let renewed_sid = stored_session::SessionId::parse(&renewed)
         .unwrap()
@@ -146,7 +146,7 @@ fn default_logging_can_be_disabled(h: &Harness) {
     store.set_log_events(false);
     let mut s = store.load(None).unwrap();
     s.insert("k", "v").unwrap();
-    let c = cookie(store.commit(&mut s).unwrap());
+    let c = cookie(store.save(&mut s).unwrap());
     let sid = stored_session::SessionId::parse(&c).unwrap().stored_id();
     let _ = store.load(Some(&c)).unwrap();
     assert!(lines_about(&[sid.to_string()]).is_empty());

@@ -28,7 +28,7 @@ fn store(h: &Harness) -> SessionStore {
 fn create(store: &SessionStore, n: u32) -> String {
     let mut s = store.load(None).unwrap();
     s.insert("n", &n).unwrap();
-    match store.commit(&mut s).unwrap() {
+    match store.save(&mut s).unwrap() {
         CookieAction::Set(id) => id.as_cookie_value().to_owned(),
         other => panic!("{other:?}"),
     }
@@ -132,8 +132,8 @@ fn trimming_100k_rows_does_not_block_live_sessions(h: &Harness) {
                     i += 1;
                     s.insert("i", &i).unwrap();
                     assert_eq!(
-                        store.commit(&mut s).expect("commit during trim"),
-                        CookieAction::None
+                        store.save(&mut s).expect("commit during trim"),
+                        CookieAction::Keep
                     );
                     ops.fetch_add(1, Ordering::Relaxed);
                 }
@@ -240,7 +240,7 @@ fn stats_count_live_and_expired_and_sizes(h: &Harness) {
     h.advance(100);
     let mut s = store.load(None).unwrap();
     s.insert("big", &"x".repeat(5000)).unwrap();
-    let _ = store.commit(&mut s).unwrap();
+    let _ = store.save(&mut s).unwrap();
     let stats = store.stats().unwrap();
     assert_eq!(stats.live, 2);
     assert_eq!(stats.expired, 7);
@@ -276,7 +276,7 @@ fn rotation_reencrypts_everything_and_is_resumable(h: &Harness) {
     // One session written with the new key already.
     let mut s = rotated.load(Some(&cookies[0])).unwrap();
     s.insert("n", &100u32).unwrap();
-    let _ = rotated.commit(&mut s).unwrap();
+    let _ = rotated.save(&mut s).unwrap();
     let before: Vec<_> = rows(base.database());
 
     // Interrupted after the first batch of 10…
@@ -344,7 +344,7 @@ fn rotation_never_loses_a_concurrent_write(h: &Harness) {
                     let mut s = new_store.load(Some(cookie)).unwrap();
                     writes += 1;
                     s.insert(format!("w{writes}"), &writes).unwrap();
-                    let _ = new_store.commit(&mut s).unwrap();
+                    let _ = new_store.save(&mut s).unwrap();
                 }
             }
             writes

@@ -43,10 +43,10 @@ fn distinct_keys(h: &Harness, threads: usize, per_thread: usize) {
                     let result = store.load(Some(cookie)).and_then(|mut s| {
                         assert!(!s.is_new(), "thread {t} lost the session at write {i}");
                         s.insert(format!("t{t:02}-k{i:04}"), &(t * per_thread + i))?;
-                        store.commit(&mut s)
+                        store.save(&mut s)
                     });
                     match result {
-                        Ok(CookieAction::None) => {}
+                        Ok(CookieAction::Keep) => {}
                         Ok(other) => panic!("thread {t} write {i}: unexpected {other:?}"),
                         Err(e) => errors.lock().unwrap().push(format!(
                             "t{t} w{i}: {e} (after {} ms)",
@@ -115,10 +115,10 @@ fn per_writer_counter(h: &Harness, threads: usize, increments: usize) {
                     let result = store.load(Some(cookie)).and_then(|mut s| {
                         let n = s.get::<u64>(&key)?.unwrap_or(0);
                         s.insert(key.clone(), &(n + 1))?;
-                        store.commit(&mut s)
+                        store.save(&mut s)
                     });
                     match result {
-                        Ok(CookieAction::None) => {
+                        Ok(CookieAction::Keep) => {
                             acked[t].fetch_add(1, Ordering::SeqCst);
                         }
                         Ok(other) => panic!("unexpected {other:?}"),
@@ -170,8 +170,8 @@ fn shared_counter_key_is_last_writer_wins(h: &Harness) {
     let nb = b.get::<u64>("n").unwrap().unwrap();
     a.insert("n", &(na + 1)).unwrap();
     b.insert("n", &(nb + 1)).unwrap();
-    assert_eq!(store.commit(&mut a).unwrap(), CookieAction::None);
-    assert_eq!(store.commit(&mut b).unwrap(), CookieAction::None);
+    assert_eq!(store.save(&mut a).unwrap(), CookieAction::Keep);
+    assert_eq!(store.save(&mut b).unwrap(), CookieAction::Keep);
     let s = store.load(Some(&cookie)).unwrap();
     assert_eq!(
         s.get::<u64>("n").unwrap(),
@@ -193,7 +193,7 @@ fn shared_counter_key_is_last_writer_wins(h: &Harness) {
                     let mut s = store.load(Some(cookie)).unwrap();
                     let n = s.get::<u64>("n").unwrap().unwrap();
                     s.insert("n", &(n + 1)).unwrap();
-                    assert_eq!(store.commit(&mut s).unwrap(), CookieAction::None);
+                    assert_eq!(store.save(&mut s).unwrap(), CookieAction::Keep);
                     acked.fetch_add(1, Ordering::SeqCst);
                 }
             });
@@ -282,19 +282,19 @@ fn logout_races(h: &Harness, races: usize) {
         }
         logout.destroy();
         let (slow_result, logout_result) = if sequenced {
-            let l = store.commit(&mut logout);
-            let s = store.commit(&mut slow);
+            let l = store.save(&mut logout);
+            let s = store.save(&mut slow);
             (s, l)
         } else {
             let barrier = Barrier::new(2);
             std::thread::scope(|scope| {
                 let s = scope.spawn(|| {
                     barrier.wait();
-                    store.commit(&mut slow)
+                    store.save(&mut slow)
                 });
                 let l = scope.spawn(|| {
                     barrier.wait();
-                    store.commit(&mut logout)
+                    store.save(&mut logout)
                 });
                 (s.join().unwrap(), l.join().unwrap())
             })
@@ -326,7 +326,7 @@ fn logout_races(h: &Harness, races: usize) {
             }
             (CookieAction::Remove, _) => old_row.is_none() && remaining == 0,
             // A write or touch that landed before the delete.
-            (CookieAction::None, _) if !sequenced => old_row.is_none() && remaining == 0,
+            (CookieAction::Keep, _) if !sequenced => old_row.is_none() && remaining == 0,
             _ => false,
         };
         if !ok || store.load(Some(&cookie)).unwrap().stored_id().is_some() {
@@ -399,12 +399,12 @@ fn concurrent_renew_and_logout_never_fail(h: &Harness) {
         let (a, b) = std::thread::scope(|scope| {
             let a = scope.spawn(|| {
                 barrier.wait();
-                store.commit(&mut login)
+                store.save(&mut login)
             });
             let b = scope.spawn(|| {
                 barrier.wait();
                 std::thread::sleep(Duration::from_micros(50 * (i % 40) as u64));
-                store.commit(&mut logout)
+                store.save(&mut logout)
             });
             (a.join().unwrap(), b.join().unwrap())
         });
@@ -414,7 +414,7 @@ fn concurrent_renew_and_logout_never_fail(h: &Harness) {
                     // The renew won: log the new session out too.
                     let mut s = store.load(Some(id.as_cookie_value())).unwrap();
                     s.destroy();
-                    assert_eq!(store.commit(&mut s).unwrap(), CookieAction::Remove);
+                    assert_eq!(store.save(&mut s).unwrap(), CookieAction::Remove);
                 }
                 Ok(_) => {}
                 Err(e) => failures.push(format!("race {i}, {who}: {e}")),
@@ -450,7 +450,7 @@ fn many_writers(h: &Harness, threads: usize, updates: usize) {
                     let result = store.load(Some(cookie)).and_then(|mut s| {
                         let n = s.get::<u64>("n")?.unwrap_or(0);
                         s.insert("n", &(n + 1))?;
-                        store.commit(&mut s)
+                        store.save(&mut s)
                     });
                     if let Err(e) = result {
                         errors.lock().unwrap().push(format!("update: {e}"));
@@ -458,7 +458,7 @@ fn many_writers(h: &Harness, threads: usize, updates: usize) {
                     if i % 10 == 0 {
                         let made = store.load(None).and_then(|mut s| {
                             s.insert("made_by", &t)?;
-                            store.commit(&mut s)
+                            store.save(&mut s)
                         });
                         match made {
                             Ok(CookieAction::Set(id)) => {
@@ -529,7 +529,7 @@ fn sqlite_writers_do_not_wait_on_the_busy_handler() {
                 for i in 0..40 {
                     let result = store.load(Some(cookie)).and_then(|mut s| {
                         s.insert(format!("t{t}-{i}"), &"x".repeat(200))?;
-                        store.commit(&mut s)
+                        store.save(&mut s)
                     });
                     if let Err(e) = result {
                         errors.lock().unwrap().push(e.to_string());

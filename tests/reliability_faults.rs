@@ -70,12 +70,12 @@ fn under_load(
                         assert!(!s.is_new(), "worker {w} lost its session");
                         let n = s.get::<u64>("n")?.unwrap_or(0);
                         s.insert("n", &(n + 1))?;
-                        store.commit(&mut s)
+                        store.save(&mut s)
                     });
                     let at = started.elapsed();
                     let mut log = log.lock().unwrap();
                     match result {
-                        Ok(CookieAction::None) => {
+                        Ok(CookieAction::Keep) => {
                             log.acked += 1;
                             log.successes.push(at);
                         }
@@ -211,9 +211,9 @@ fn pool_exhausted(h: &Harness) {
     for what in ["load", "commit"] {
         let started = Instant::now();
         let result = if what == "load" {
-            store.load(Some(&cookie)).map(|_| CookieAction::None)
+            store.load(Some(&cookie)).map(|_| CookieAction::Keep)
         } else {
-            store.commit(&mut dirty)
+            store.save(&mut dirty)
         };
         let waited = started.elapsed();
         match result {
@@ -238,7 +238,7 @@ fn pool_exhausted(h: &Harness) {
         t.join().unwrap();
     }
     // Back to normal, and the failed commit can be retried.
-    assert_eq!(store.commit(&mut dirty).unwrap(), CookieAction::None);
+    assert_eq!(store.save(&mut dirty).unwrap(), CookieAction::Keep);
     let s = store.load(Some(&cookie)).unwrap();
     assert_eq!(s.get::<u64>("n").unwrap(), Some(2));
     eprintln!(

@@ -34,7 +34,7 @@ fn load_run(h: &Harness, sessions: usize, workers: usize, duration: Duration) {
         .map(|i| {
             let mut s = store.load(None).unwrap();
             s.insert("i", &i).unwrap();
-            cookie_of(store.commit(&mut s).unwrap())
+            cookie_of(store.save(&mut s).unwrap())
         })
         .collect();
     let setup = setup.elapsed();
@@ -65,14 +65,14 @@ fn load_run(h: &Harness, sessions: usize, workers: usize, duration: Duration) {
                             if write {
                                 s.insert(key.clone(), &(seen + 1))?;
                             }
-                            store.commit(&mut s)
+                            store.save(&mut s)
                         });
                         match result {
-                            Ok(CookieAction::None) if write => {
+                            Ok(CookieAction::Keep) if write => {
                                 out.writes += 1;
                                 *out.counts.entry(i).or_insert(0) += 1;
                             }
-                            Ok(CookieAction::None) => out.reads += 1,
+                            Ok(CookieAction::Keep) => out.reads += 1,
                             Ok(other) => panic!("worker {w}: unexpected {other:?}"),
                             Err(e) => out.errors.push(e.to_string()),
                         }

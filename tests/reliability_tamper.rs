@@ -155,7 +155,7 @@ fn tamper_through_the_store(h: &Harness, n: usize) {
             let mut s = store.load(None).unwrap();
             s.insert("user", &format!("user-{i}")).unwrap();
             s.insert("roles", &vec!["admin"; i + 1]).unwrap();
-            cookie_of(store.commit(&mut s).unwrap())
+            cookie_of(store.save(&mut s).unwrap())
         })
         .collect();
     let sids: Vec<_> = cookies.iter().map(|c| sid_of(c)).collect();
@@ -248,7 +248,7 @@ fn tamper_through_the_store(h: &Harness, n: usize) {
         }
         // The fresh session writes nothing and clears the bad cookie.
         assert_eq!(
-            store.commit(&mut session).unwrap(),
+            store.save(&mut session).unwrap(),
             stored_session::CookieAction::Remove
         );
         // Put the real row back.

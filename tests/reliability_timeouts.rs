@@ -120,7 +120,7 @@ fn bump(store: &SessionStore, cookie: &str) -> Result<u64, Error> {
     assert!(!s.is_new(), "the session is gone");
     let n = s.get::<u64>("n")?.unwrap_or(0) + 1;
     s.insert("n", &n)?;
-    let _ = store.commit(&mut s)?;
+    let _ = store.save(&mut s)?;
     Ok(n)
 }
 
@@ -192,7 +192,7 @@ fn calls_on_frozen(store: &SessionStore, cookies: &[String]) -> Vec<(&'static st
     vec![
         (
             "commit (held mid-request)",
-            Box::new(move || s1.commit(&mut held).map(|_| ())),
+            Box::new(move || s1.save(&mut held).map(|_| ())),
         ),
         ("load", Box::new(move || s2.load(Some(&c1)).map(|_| ()))),
         ("load+commit", Box::new(move || bump(&s3, &c2).map(|_| ()))),
@@ -201,7 +201,7 @@ fn calls_on_frozen(store: &SessionStore, cookies: &[String]) -> Vec<(&'static st
             Box::new(move || {
                 let mut s = s4.load(None)?;
                 s.insert("k", &1u8)?;
-                s4.commit(&mut s).map(|_| ())
+                s4.save(&mut s).map(|_| ())
             }),
         ),
         (
@@ -287,7 +287,7 @@ fn frozen(h: &Harness) {
     }
     let mut s = store.load(None).unwrap();
     s.insert("after", &true).unwrap();
-    let cookie = cookie_of(store.commit(&mut s).unwrap());
+    let cookie = cookie_of(store.save(&mut s).unwrap());
     assert_eq!(
         store
             .load(Some(&cookie))
@@ -389,7 +389,7 @@ fn lock_wait(h: &Harness) {
     let s1 = store.clone();
     let calls: Vec<(&'static str, Call)> = vec![(
         "commit (row locked elsewhere)",
-        Box::new(move || s1.commit(&mut held).map(|_| ())),
+        Box::new(move || s1.save(&mut held).map(|_| ())),
     )];
     let results = concurrently(calls, &mut release);
     let (name, result, elapsed) = &results[0];
@@ -626,8 +626,5 @@ fn sqlite_writers_blocked_elsewhere() {
     }
     let mut s = store.load(None).unwrap();
     s.insert("k", &1u8).unwrap();
-    assert!(matches!(
-        store.commit(&mut s).unwrap(),
-        CookieAction::Set(_)
-    ));
+    assert!(matches!(store.save(&mut s).unwrap(), CookieAction::Set(_)));
 }

@@ -16,7 +16,7 @@ fn sign_in(store: &SessionStore, user: &str) -> String {
     s.set_user(user);
     s.set_meta("device", Some("laptop"));
     s.renew();
-    match store.commit(&mut s).unwrap() {
+    match store.save(&mut s).unwrap() {
         CookieAction::Set(id) => id.as_cookie_value().to_owned(),
         other => panic!("{other:?}"),
     }
@@ -34,7 +34,7 @@ fn assert_wiped(s: &stored_session::Session) {
 /// metadata, none of the old values.
 fn assert_next_is_anonymous(store: &SessionStore, s: &mut stored_session::Session, old: &str) {
     s.insert("flash", "signed out").unwrap();
-    let CookieAction::Set(id) = store.commit(s).unwrap() else {
+    let CookieAction::Set(id) = store.save(s).unwrap() else {
         panic!("a new session needs a cookie");
     };
     assert_ne!(id.as_cookie_value(), old);
@@ -61,7 +61,7 @@ fn destroy_forgets_everything_at_once(h: &Harness) {
     assert_eq!(s.user_id(), None);
     assert_eq!(s.meta("device"), None);
     assert!(s.is_empty());
-    assert_eq!(store.commit(&mut s).unwrap(), CookieAction::Remove);
+    assert_eq!(store.save(&mut s).unwrap(), CookieAction::Remove);
     assert_wiped(&s);
     assert_next_is_anonymous(&store, &mut s, &cookie);
     assert!(store.load(Some(&cookie)).unwrap().is_new());
@@ -73,7 +73,7 @@ fn insert_after_destroy_starts_an_anonymous_session(h: &Harness) {
     let mut s = store.load(Some(&cookie)).unwrap();
     s.destroy();
     s.insert("flash", "signed out").unwrap();
-    let CookieAction::Set(id) = store.commit(&mut s).unwrap() else {
+    let CookieAction::Set(id) = store.save(&mut s).unwrap() else {
         panic!("the flash needs a new session");
     };
     assert_ne!(id.as_cookie_value(), cookie);
@@ -95,7 +95,7 @@ fn found_gone_at_commit_forgets_everything(h: &Harness) {
         ("destroyed elsewhere", |_, store, cookie| {
             let mut other = store.load(Some(cookie)).unwrap();
             other.destroy();
-            let _ = store.commit(&mut other).unwrap();
+            let _ = store.save(&mut other).unwrap();
         }),
         ("expired and trimmed", |h, store, _| {
             h.advance(40 * 24 * 3600);
@@ -111,7 +111,7 @@ fn found_gone_at_commit_forgets_everything(h: &Harness) {
         end(h, &store, &cookie);
         s.insert("late", &1).unwrap();
         assert_eq!(
-            store.commit(&mut s).unwrap(),
+            store.save(&mut s).unwrap(),
             CookieAction::Remove,
             "{what}: a gone row must not come back"
         );
@@ -136,7 +136,7 @@ fn renew_keeps_the_absolute_deadline(h: &Harness) {
         let mut s = store.load(Some(&cookie)).unwrap();
         assert!(!s.is_new(), "renewed sessions live until the deadline");
         s.renew();
-        let CookieAction::Set(id) = store.commit(&mut s).unwrap() else {
+        let CookieAction::Set(id) = store.save(&mut s).unwrap() else {
             panic!("renew sets a cookie");
         };
         assert_eq!(s.created_at(), created, "renew moved the creation time");
@@ -150,7 +150,7 @@ fn renew_keeps_the_absolute_deadline(h: &Harness) {
     let mut s = store.load(Some(&cookie)).unwrap();
     assert!(s.is_new(), "renewing extended the absolute lifetime");
     s.renew();
-    let _ = store.commit(&mut s).unwrap();
+    let _ = store.save(&mut s).unwrap();
 }
 
 /// The locked (conflict) path renews too: it must keep the deadline as well.
@@ -162,9 +162,9 @@ fn renew_after_a_conflict_keeps_the_absolute_deadline(h: &Harness) {
     let mut a = store.load(Some(&cookie)).unwrap();
     let mut b = store.load(Some(&cookie)).unwrap();
     b.insert("b", &1).unwrap();
-    assert_eq!(store.commit(&mut b).unwrap(), CookieAction::None);
+    assert_eq!(store.save(&mut b).unwrap(), CookieAction::Keep);
     a.renew();
-    let CookieAction::Set(id) = store.commit(&mut a).unwrap() else {
+    let CookieAction::Set(id) = store.save(&mut a).unwrap() else {
         panic!("renew sets a cookie");
     };
     let renewed = store.load(Some(id.as_cookie_value())).unwrap();
@@ -186,7 +186,7 @@ fn spawn_renew(
         s.insert("race", &race).unwrap();
         s.renew();
         barrier.wait();
-        match store.commit(&mut s).unwrap() {
+        match store.save(&mut s).unwrap() {
             CookieAction::Set(id) => Some(id.as_cookie_value().to_owned()),
             _ => None,
         }
@@ -267,7 +267,30 @@ fn revoke_others_wins_every_race_with_renew(h: &Harness) {
     );
 }
 
+/// `SessionStore::destroy(cookie)` ends a session by its id ("sign this
+/// device out"): it stops loading, a request still holding it cannot bring
+/// it back, and a second call or a malformed id ends nothing.
+fn destroy_by_id_ends_a_session_without_loading_it(h: &Harness) {
+    let store = h.store();
+    let cookie = sign_in(&store, "alice");
+    let other = sign_in(&store, "alice");
+    let mut held = store.load(Some(&cookie)).unwrap();
+    assert!(store.destroy(&cookie).unwrap());
+    assert!(store.load(Some(&cookie)).unwrap().is_new());
+    held.insert("late", &1).unwrap();
+    assert_eq!(store.save(&mut held).unwrap(), CookieAction::Remove);
+    assert_wiped(&held);
+    assert!(!store.destroy(&cookie).unwrap());
+    assert!(!store.destroy("not an id").unwrap());
+    assert!(
+        !store.load(Some(&other)).unwrap().is_new(),
+        "only that session ends"
+    );
+    assert_eq!(count(store.database()), 1);
+}
+
 backend_suite!(
+    destroy_by_id_ends_a_session_without_loading_it,
     destroy_forgets_everything_at_once,
     insert_after_destroy_starts_an_anonymous_session,
     found_gone_at_commit_forgets_everything,

@@ -28,7 +28,7 @@ fn create(store: &SessionStore, values: &[(&str, &str)]) -> String {
     for (k, v) in values {
         s.insert(*k, v).unwrap();
     }
-    cookie_of(store.commit(&mut s).unwrap())
+    cookie_of(store.save(&mut s).unwrap())
 }
 
 fn cookie_of(action: CookieAction) -> String {
@@ -68,7 +68,7 @@ fn round_trip_of_serde_types(h: &Harness) {
     s.insert("map", &map).unwrap();
     s.insert("none", &Option::<u8>::None).unwrap();
     s.insert("unit", &()).unwrap();
-    let cookie = cookie_of(store.commit(&mut s).unwrap());
+    let cookie = cookie_of(store.save(&mut s).unwrap());
 
     let s = store.load(Some(&cookie)).unwrap();
     assert!(!s.is_new());
@@ -101,11 +101,11 @@ fn unknown_well_formed_id_gets_a_fresh_id_and_nothing_is_written(h: &Harness) {
         Some(RejectReason::NotFound)
     );
     // Nothing stored: no row, and the stale cookie is removed.
-    assert_eq!(store.commit(&mut s).unwrap(), CookieAction::Remove);
+    assert_eq!(store.save(&mut s).unwrap(), CookieAction::Remove);
     assert_eq!(count(store.database()), 0);
     // Once it holds data it is written, under a new id, never the presented one.
     s.insert("k", &1).unwrap();
-    let cookie = cookie_of(store.commit(&mut s).unwrap());
+    let cookie = cookie_of(store.save(&mut s).unwrap());
     assert_ne!(cookie, unknown.as_cookie_value());
     let all = rows(store.database());
     assert_eq!(all.len(), 1);
@@ -164,7 +164,7 @@ fn reading_never_creates_a_row(h: &Harness) {
     ] {
         let mut s = store.load(cookie).unwrap();
         let _ = s.get::<u64>("user_id").unwrap();
-        let _ = store.commit(&mut s).unwrap();
+        let _ = store.save(&mut s).unwrap();
     }
     assert_eq!(count(store.database()), 0);
     let cookie = create(&store, &[("a", "1")]);
@@ -172,7 +172,7 @@ fn reading_never_creates_a_row(h: &Harness) {
     for _ in 0..3 {
         let mut s = store.load(Some(&cookie)).unwrap();
         assert_eq!(s.get::<String>("a").unwrap().as_deref(), Some("1"));
-        assert_eq!(store.commit(&mut s).unwrap(), CookieAction::None);
+        assert_eq!(store.save(&mut s).unwrap(), CookieAction::Keep);
     }
     assert_eq!(rows(store.database()), before);
 }
@@ -184,11 +184,11 @@ fn raw_id_and_plaintext_never_appear_in_the_table(h: &Harness) {
     s.insert("csrf", secret).unwrap();
     s.insert("SECRET-KEY-NAME-77", &1u8).unwrap();
     s.set_user("user-7f3e-alice@example.com");
-    let cookie = cookie_of(store.commit(&mut s).unwrap());
+    let cookie = cookie_of(store.save(&mut s).unwrap());
     // Rewrite once more so both the insert and the update path are covered.
     let mut s = store.load(Some(&cookie)).unwrap();
     s.insert("flash", secret).unwrap();
-    assert_eq!(store.commit(&mut s).unwrap(), CookieAction::None);
+    assert_eq!(store.save(&mut s).unwrap(), CookieAction::Keep);
 
     let needles: [&[u8]; 5] = [
         cookie.as_bytes(),
@@ -266,7 +266,7 @@ fn tampered_truncated_and_swapped_envelopes_give_a_fresh_session(h: &Harness) {
     // A fresh session issued for a tampered cookie never reuses its id.
     let mut s = store.load(Some(&b)).unwrap();
     s.insert("x", &1).unwrap();
-    assert_ne!(cookie_of(store.commit(&mut s).unwrap()), b);
+    assert_ne!(cookie_of(store.save(&mut s).unwrap()), b);
 }
 
 fn key_rotation(h: &Harness) {
@@ -296,7 +296,7 @@ fn key_rotation(h: &Harness) {
     let mut s = rotated.load(Some(&cookie)).unwrap();
     assert_eq!(s.get::<String>("k").unwrap().as_deref(), Some("v"));
     // Unchanged, but sealed with an old key: re-encrypted on this write.
-    assert_eq!(rotated.commit(&mut s).unwrap(), CookieAction::None);
+    assert_eq!(rotated.save(&mut s).unwrap(), CookieAction::Keep);
     let raw = row(rotated.database(), &sid).unwrap();
     assert_eq!(key_id(&raw.data), new.id());
     assert_eq!(raw.version, 2);
@@ -336,7 +336,7 @@ fn idle_expiry_and_touch_never_revives(h: &Harness) {
         h.advance(3000);
         let mut s = store.load(Some(&cookie)).unwrap();
         assert!(!s.is_new(), "expired while active");
-        assert_eq!(store.commit(&mut s).unwrap(), CookieAction::None);
+        assert_eq!(store.save(&mut s).unwrap(), CookieAction::Keep);
     }
     // A request that loaded it just before expiry commits just after: the
     // touch must not revive it.
@@ -344,14 +344,14 @@ fn idle_expiry_and_touch_never_revives(h: &Harness) {
     let mut late = store.load(Some(&cookie)).unwrap();
     assert!(!late.is_new());
     h.advance(3600);
-    assert_eq!(store.commit(&mut late).unwrap(), CookieAction::Remove);
+    assert_eq!(store.save(&mut late).unwrap(), CookieAction::Remove);
     assert!(store.load(Some(&cookie)).unwrap().is_new());
     // Nor does a data write from such a request.
     let cookie = create(&store, &[("k", "v")]);
     let mut late = store.load(Some(&cookie)).unwrap();
     h.advance(3601);
     late.insert("k", "changed").unwrap();
-    assert_eq!(store.commit(&mut late).unwrap(), CookieAction::Remove);
+    assert_eq!(store.save(&mut late).unwrap(), CookieAction::Remove);
     assert!(store.load(Some(&cookie)).unwrap().is_new());
 }
 
@@ -373,7 +373,7 @@ fn absolute_expiry(h: &Harness) {
         }
         alive_for += DAY / 2;
         s.insert("tick", &alive_for).unwrap();
-        let _ = store.commit(&mut s).unwrap();
+        let _ = store.save(&mut s).unwrap();
         assert!(alive_for < 4 * DAY, "absolute lifetime not enforced");
     }
     assert_eq!(alive_for, 3 * DAY - DAY / 2);
@@ -382,17 +382,15 @@ fn absolute_expiry(h: &Harness) {
     let cookie = create(&store, &[("k", "v")]);
     let hours = |n: u64| n * 3600;
     h.advance(hours(20));
-    let _ = store
-        .commit(&mut store.load(Some(&cookie)).unwrap())
-        .unwrap();
+    let _ = store.save(&mut store.load(Some(&cookie)).unwrap()).unwrap();
     h.advance(hours(20));
     let mut s = store.load(Some(&cookie)).unwrap();
     s.renew();
-    let renewed = cookie_of(store.commit(&mut s).unwrap());
+    let renewed = cookie_of(store.save(&mut s).unwrap());
     h.advance(hours(20));
     let mut s = store.load(Some(&renewed)).unwrap();
     assert!(!s.is_new(), "60 hours after creation: alive");
-    let _ = store.commit(&mut s).unwrap();
+    let _ = store.save(&mut s).unwrap();
     // 80 hours after the first creation (past the 72-hour lifetime), 40
     // after the renew: expired.
     h.advance(hours(20));
@@ -412,7 +410,7 @@ fn unchanged_session_is_not_written(h: &Harness) {
     let _ = s.get::<String>("k").unwrap();
     s.insert("k", "v").unwrap(); // the same value: not a change
     assert!(!s.is_modified());
-    assert_eq!(store.commit(&mut s).unwrap(), CookieAction::None);
+    assert_eq!(store.save(&mut s).unwrap(), CookieAction::Keep);
     let after = row(store.database(), &sid).unwrap();
     assert_eq!(after, before, "an unchanged session was written");
 }
@@ -425,7 +423,7 @@ fn touch_updates_only_the_clock(h: &Harness) {
     h.advance(301);
     let mut s = store.load(Some(&cookie)).unwrap();
     let events = record_events(&store);
-    assert_eq!(store.commit(&mut s).unwrap(), CookieAction::None);
+    assert_eq!(store.save(&mut s).unwrap(), CookieAction::Keep);
     let after = row(store.database(), &sid).unwrap();
     assert_eq!(after.updated_at, before.updated_at + 301);
     assert_eq!(after.data, before.data, "a touch rewrote the data");
@@ -455,7 +453,7 @@ fn data_write_moves_the_idle_clock_only_when_a_touch_is_due(h: &Harness) {
     h.advance(10);
     let mut s = store.load(Some(&cookie)).unwrap();
     s.insert("k", "v2").unwrap();
-    assert_eq!(store.commit(&mut s).unwrap(), CookieAction::None);
+    assert_eq!(store.save(&mut s).unwrap(), CookieAction::Keep);
     let early = row(store.database(), &sid).unwrap();
     assert_ne!(early.data, created.data);
     assert_eq!(early.version, created.version + 1);
@@ -465,13 +463,13 @@ fn data_write_moves_the_idle_clock_only_when_a_touch_is_due(h: &Harness) {
     h.advance(300);
     let mut s = store.load(Some(&cookie)).unwrap();
     s.insert("k", "v3").unwrap();
-    assert_eq!(store.commit(&mut s).unwrap(), CookieAction::None);
+    assert_eq!(store.save(&mut s).unwrap(), CookieAction::Keep);
     let late = row(store.database(), &sid).unwrap();
     assert_eq!(late.version, created.version + 2);
     assert_eq!(late.updated_at, created.updated_at + 310);
     // The same session object can go on writing: its record follows.
     s.insert("k", "v4").unwrap();
-    assert_eq!(store.commit(&mut s).unwrap(), CookieAction::None);
+    assert_eq!(store.save(&mut s).unwrap(), CookieAction::Keep);
     assert_eq!(
         row(store.database(), &sid).unwrap().updated_at,
         created.updated_at + 310
@@ -491,7 +489,7 @@ fn renew_kills_the_old_id_and_keeps_the_data(h: &Harness) {
     let mut s = store.load(Some(&cookie)).unwrap();
     s.renew();
     s.insert("user", "alice").unwrap();
-    let renewed = cookie_of(store.commit(&mut s).unwrap());
+    let renewed = cookie_of(store.save(&mut s).unwrap());
     assert_ne!(renewed, cookie);
     assert!(
         store.load(Some(&cookie)).unwrap().is_new(),
@@ -508,7 +506,7 @@ fn renew_kills_the_old_id_and_keeps_the_data(h: &Harness) {
     let mut s = store.load(None).unwrap();
     s.insert("k", &1).unwrap();
     s.renew();
-    let _ = cookie_of(store.commit(&mut s).unwrap());
+    let _ = cookie_of(store.save(&mut s).unwrap());
     assert_eq!(count(store.database()), 2);
 }
 
@@ -518,7 +516,7 @@ fn destroy_removes_the_row_and_the_cookie(h: &Harness) {
     let keep = create(&store, &[("k", "other")]);
     let mut s = store.load(Some(&cookie)).unwrap();
     s.destroy();
-    assert_eq!(store.commit(&mut s).unwrap(), CookieAction::Remove);
+    assert_eq!(store.save(&mut s).unwrap(), CookieAction::Remove);
     assert!(row(store.database(), &sid_of(&cookie)).is_none());
     assert!(store.load(Some(&cookie)).unwrap().is_new());
     assert_eq!(count(store.database()), 1);
@@ -526,7 +524,7 @@ fn destroy_removes_the_row_and_the_cookie(h: &Harness) {
     // Emptying a session deletes it too.
     let mut s = store.load(Some(&keep)).unwrap();
     s.clear();
-    assert_eq!(store.commit(&mut s).unwrap(), CookieAction::Remove);
+    assert_eq!(store.save(&mut s).unwrap(), CookieAction::Remove);
     assert_eq!(count(store.database()), 0);
 }
 
@@ -539,8 +537,8 @@ fn concurrent_writers_of_different_keys_both_survive(h: &Harness) {
     a.insert("from_a", "A").unwrap();
     b.insert("from_b", "B").unwrap();
     b.remove("base");
-    let _ = store.commit(&mut a).unwrap();
-    let _ = store.commit(&mut b).unwrap();
+    let _ = store.save(&mut a).unwrap();
+    let _ = store.save(&mut b).unwrap();
     let s = store.load(Some(&cookie)).unwrap();
     assert_eq!(s.get::<String>("from_a").unwrap().as_deref(), Some("A"));
     assert_eq!(s.get::<String>("from_b").unwrap().as_deref(), Some("B"));
@@ -557,7 +555,7 @@ fn concurrent_writers_of_different_keys_both_survive(h: &Harness) {
                 for i in 0..per_thread {
                     let mut s: Session = store.load(Some(&cookie)).unwrap();
                     s.insert(format!("t{t}-{i}"), &i).unwrap();
-                    assert_eq!(store.commit(&mut s).unwrap(), CookieAction::None);
+                    assert_eq!(store.save(&mut s).unwrap(), CookieAction::Keep);
                 }
             });
         }
@@ -580,9 +578,9 @@ fn save_after_concurrent_destroy_does_not_recreate(h: &Harness) {
     let mut slow = store.load(Some(&cookie)).unwrap();
     let mut logout = store.load(Some(&cookie)).unwrap();
     logout.destroy();
-    assert_eq!(store.commit(&mut logout).unwrap(), CookieAction::Remove);
+    assert_eq!(store.save(&mut logout).unwrap(), CookieAction::Remove);
     slow.insert("late", "write").unwrap();
-    assert_eq!(store.commit(&mut slow).unwrap(), CookieAction::Remove);
+    assert_eq!(store.save(&mut slow).unwrap(), CookieAction::Remove);
     assert_eq!(
         count(store.database()),
         0,
@@ -593,9 +591,9 @@ fn save_after_concurrent_destroy_does_not_recreate(h: &Harness) {
     let mut login = store.load(Some(&cookie)).unwrap();
     let mut logout = store.load(Some(&cookie)).unwrap();
     logout.destroy();
-    let _ = store.commit(&mut logout).unwrap();
+    let _ = store.save(&mut logout).unwrap();
     login.renew();
-    assert_eq!(store.commit(&mut login).unwrap(), CookieAction::Remove);
+    assert_eq!(store.save(&mut login).unwrap(), CookieAction::Remove);
     assert_eq!(count(store.database()), 0);
 }
 
@@ -603,7 +601,7 @@ fn payload_over_the_cap_is_a_typed_error_and_nothing_is_written(h: &Harness) {
     let store = h.store_with(h.builder().max_payload(1024));
     let mut s = store.load(None).unwrap();
     s.insert("big", &"x".repeat(2000)).unwrap();
-    match store.commit(&mut s) {
+    match store.save(&mut s) {
         Err(Error::PayloadTooLarge { size, max }) => {
             assert_eq!(max, 1024);
             assert!(size > 2000);
@@ -617,7 +615,7 @@ fn payload_over_the_cap_is_a_typed_error_and_nothing_is_written(h: &Harness) {
     let mut s = store.load(Some(&cookie)).unwrap();
     s.insert("big", &"x".repeat(2000)).unwrap();
     assert!(matches!(
-        store.commit(&mut s),
+        store.save(&mut s),
         Err(Error::PayloadTooLarge { .. })
     ));
     assert_eq!(row(store.database(), &sid_of(&cookie)).unwrap(), before);
@@ -631,7 +629,7 @@ fn large_payloads_round_trip_exactly(h: &Harness) {
         let mut s = store.load(None).unwrap();
         s.insert("blob", &serde_bytes::ByteBuf::from(value.clone()))
             .unwrap();
-        let cookie = cookie_of(store.commit(&mut s).unwrap());
+        let cookie = cookie_of(store.save(&mut s).unwrap());
         let s = store.load(Some(&cookie)).unwrap();
         let back: serde_bytes::ByteBuf = s.get("blob").unwrap().unwrap();
         assert_eq!(back.len(), size);
@@ -658,21 +656,21 @@ fn events_for_every_operation(h: &Harness) {
     assert_eq!(kinds(&events), vec![(EventKind::Write, 1)]);
     let mut s = store.load(Some(&cookie)).unwrap();
     s.insert("k", "w").unwrap();
-    let _ = store.commit(&mut s).unwrap();
+    let _ = store.save(&mut s).unwrap();
     assert_eq!(
         kinds(&events),
         vec![(EventKind::Read, 1), (EventKind::Write, 1)]
     );
     h.advance(61);
     let mut s = store.load(Some(&cookie)).unwrap();
-    let _ = store.commit(&mut s).unwrap();
+    let _ = store.save(&mut s).unwrap();
     assert_eq!(
         kinds(&events),
         vec![(EventKind::Read, 1), (EventKind::Touch, 1)]
     );
     let mut s = store.load(Some(&cookie)).unwrap();
     s.renew();
-    let renewed = cookie_of(store.commit(&mut s).unwrap());
+    let renewed = cookie_of(store.save(&mut s).unwrap());
     let all: Vec<Event> = events.lock().unwrap().clone();
     assert_eq!(all[1].kind, EventKind::Renew);
     assert_eq!(all[1].previous_sid, Some(sid));
@@ -680,7 +678,7 @@ fn events_for_every_operation(h: &Harness) {
     let _ = kinds(&events);
     let mut s = store.load(Some(&renewed)).unwrap();
     s.destroy();
-    let _ = store.commit(&mut s).unwrap();
+    let _ = store.save(&mut s).unwrap();
     assert_eq!(
         kinds(&events),
         vec![(EventKind::Read, 1), (EventKind::Delete, 1)]
@@ -705,8 +703,8 @@ fn conflicting_removes_and_clears_merge_per_key(h: &Harness) {
     first.insert("b", "20").unwrap();
     second.insert("c", "30").unwrap();
     second.insert("d", "40").unwrap();
-    let _ = store.commit(&mut first).unwrap();
-    let _ = store.commit(&mut second).unwrap();
+    let _ = store.save(&mut first).unwrap();
+    let _ = store.save(&mut second).unwrap();
     let s = store.load(Some(&cookie)).unwrap();
     let got: Vec<(String, String)> = s
         .keys()
@@ -791,7 +789,7 @@ fn envelope_restored_from_an_older_backup_is_refused(h: &Harness) {
     // The app demotes the user: a newer version of the same row.
     let mut s = store.load(Some(&cookie)).unwrap();
     s.insert("role", "reader").unwrap();
-    assert_eq!(store.commit(&mut s).unwrap(), CookieAction::None);
+    assert_eq!(store.save(&mut s).unwrap(), CookieAction::Keep);
     assert_eq!(row(db, &sid).unwrap().version, backup.version + 1);
 
     // Only the data column restored: refused, as a tampered envelope.

@@ -18,7 +18,7 @@ fn sign_in(store: &SessionStore, user: &str) -> String {
     s.insert("visits", &1u32).unwrap();
     s.set_user(user);
     s.renew();
-    match store.commit(&mut s).unwrap() {
+    match store.save(&mut s).unwrap() {
         CookieAction::Set(id) => id.as_cookie_value().to_owned(),
         other => panic!("{other:?}"),
     }
@@ -31,7 +31,7 @@ fn revoking_a_user_removes_exactly_their_sessions(h: &Harness) {
     let anonymous = {
         let mut s = store.load(None).unwrap();
         s.insert("cart", "1 pear").unwrap();
-        match store.commit(&mut s).unwrap() {
+        match store.save(&mut s).unwrap() {
             CookieAction::Set(id) => id.as_cookie_value().to_owned(),
             other => panic!("{other:?}"),
         }
@@ -61,7 +61,7 @@ fn revoking_a_user_removes_exactly_their_sessions(h: &Harness) {
     let mut slow = store.load(Some(&bob[0])).unwrap();
     assert_eq!(store.revoke_user("bob").unwrap(), 2);
     slow.insert("late", &1).unwrap();
-    assert_eq!(store.commit(&mut slow).unwrap(), CookieAction::Remove);
+    assert_eq!(store.save(&mut slow).unwrap(), CookieAction::Remove);
     assert_eq!(count(store.database()), 1);
     assert_eq!(store.revoke_all().unwrap(), 1);
     assert_eq!(count(store.database()), 0);
@@ -126,7 +126,7 @@ fn binding_survives_renew_and_can_be_cleared(h: &Harness) {
     let mut s = store.load(Some(&cookie)).unwrap();
     assert_eq!(s.user_id(), Some("erin"));
     s.renew();
-    let renewed = match store.commit(&mut s).unwrap() {
+    let renewed = match store.save(&mut s).unwrap() {
         CookieAction::Set(id) => id.as_cookie_value().to_owned(),
         other => panic!("{other:?}"),
     };
@@ -137,7 +137,7 @@ fn binding_survives_renew_and_can_be_cleared(h: &Harness) {
     assert_eq!(list.len(), 1);
     let mut s = store.load(Some(&renewed)).unwrap();
     s.clear_user();
-    assert_eq!(store.commit(&mut s).unwrap(), CookieAction::None);
+    assert_eq!(store.save(&mut s).unwrap(), CookieAction::Keep);
     assert!(store
         .sessions_of("erin", None, Default::default())
         .unwrap()
@@ -149,8 +149,8 @@ fn binding_survives_renew_and_can_be_cleared(h: &Harness) {
     let mut b = store.load(Some(&renewed)).unwrap();
     a.set_user("erin");
     b.insert("theme", "dark").unwrap();
-    let _ = store.commit(&mut a).unwrap();
-    let _ = store.commit(&mut b).unwrap();
+    let _ = store.save(&mut a).unwrap();
+    let _ = store.save(&mut b).unwrap();
     assert_eq!(
         store
             .sessions_of("erin", None, Default::default())
@@ -180,12 +180,12 @@ fn user_ids_and_metadata_never_appear_in_the_table(h: &Harness) {
     s.set_client(Some(ip), Some(agent));
     s.set_meta("location", Some("Lisbon, PT"));
     s.insert("k", &1).unwrap();
-    let _ = store.commit(&mut s).unwrap();
+    let _ = store.save(&mut s).unwrap();
     // The same client again: no change, no write.
     let version = rows(store.database())[0].version;
     s.set_client(Some("198.51.100.12".parse().unwrap()), Some(agent));
     assert!(!s.is_modified(), "same /24 and agent counted as a change");
-    assert_eq!(store.commit(&mut s).unwrap(), CookieAction::None);
+    assert_eq!(store.save(&mut s).unwrap(), CookieAction::Keep);
     assert_eq!(rows(store.database())[0].version, version);
 
     for raw in rows(store.database()) {
@@ -481,7 +481,7 @@ fn paging_is_complete_while_sessions_are_touched(h: &Harness) {
         s.set_user("pat");
         s.set_meta("n", Some(&n.to_string()));
         s.renew();
-        match store.commit(&mut s).unwrap() {
+        match store.save(&mut s).unwrap() {
             CookieAction::Set(id) => cookies.push(id.as_cookie_value().to_owned()),
             other => panic!("{other:?}"),
         }
@@ -519,7 +519,7 @@ fn paging_is_complete_while_sessions_are_touched(h: &Harness) {
             if i % 7 == pages % 7 {
                 s.insert("written", &pages).unwrap();
             }
-            let _ = store.commit(&mut s).unwrap();
+            let _ = store.save(&mut s).unwrap();
         }
         match page.next {
             Some(next) => after = Some(next),
@@ -688,7 +688,7 @@ fn session_cap_revokes_the_oldest_at_login(h: &Harness) {
     let anonymous = {
         let mut s = store.load(None).unwrap();
         s.insert("cart", "1 pear").unwrap();
-        match store.commit(&mut s).unwrap() {
+        match store.save(&mut s).unwrap() {
             CookieAction::Set(id) => id.as_cookie_value().to_owned(),
             other => panic!("{other:?}"),
         }
@@ -717,13 +717,13 @@ fn session_cap_revokes_the_oldest_at_login(h: &Harness) {
     // A commit that does not bind a user (a visit) revokes nothing.
     let mut s = store.load(Some(&rosa[5])).unwrap();
     s.insert("visit", &1).unwrap();
-    let _ = store.commit(&mut s).unwrap();
+    let _ = store.save(&mut s).unwrap();
     assert_eq!(count(store.database()), 5);
     // Binding an older session (no renew) never removes newer ones: the
     // newest are kept, the login itself too.
     let mut old = store.load(Some(&anonymous)).unwrap();
     old.set_user("rosa");
-    let _ = store.commit(&mut old).unwrap();
+    let _ = store.save(&mut old).unwrap();
     for c in &rosa[3..] {
         assert!(!store.load(Some(c)).unwrap().is_new());
     }
@@ -954,7 +954,7 @@ fn stats_include_users_and_hourly_activity(h: &Harness) {
     sign_in(&store, "judy");
     let mut anon = store.load(None).unwrap();
     anon.insert("k", &1).unwrap();
-    let _ = store.commit(&mut anon).unwrap();
+    let _ = store.save(&mut anon).unwrap();
     let stats = store.stats().unwrap();
     assert_eq!(stats.live, 6);
     assert_eq!(stats.users, 2);

@@ -3,7 +3,7 @@
 //! ```text
 //! Cookie header(s) ──► LazySession ──(first use: one SELECT)──► &mut Session
 //!                                                                  │ handler
-//! Set-Cookie ◄── CookiePolicy ◄── CookieAction ◄── SessionStore::commit
+//! Set-Cookie ◄── CookiePolicy ◄── CookieAction ◄── SessionStore::save
 //! ```
 //!
 //! Every adapter runs the same cycle through [`Sessions`] (a store plus a
@@ -215,10 +215,10 @@ impl Sessions {
     /// `Set-Cookie` the response needs.
     pub(crate) fn commit(&self, session: &mut Session) -> Result<Option<SetCookie>> {
         let idle_clock_before = session.record.as_ref().map(|r| r.updated_at);
-        Ok(match self.store.commit(session)? {
+        Ok(match self.store.save(session)? {
             CookieAction::Set(id) => Some(self.policy.session_cookie(&id)),
             CookieAction::Remove => Some(self.policy.removal_cookie()),
-            CookieAction::None => {
+            CookieAction::Keep => {
                 // A persistent cookie follows the idle clock: send it again
                 // whenever the store moved that clock (write or touch).
                 let idle_clock_after = session.record.as_ref().map(|r| r.updated_at);
@@ -406,7 +406,7 @@ impl LazySession {
     ///
     /// # Errors
     ///
-    /// As [`SessionStore::commit`]: nothing the handler did was saved, so
+    /// As [`SessionStore::save`]: nothing the handler did was saved, so
     /// answer with an error status rather than the handler's response.
     pub fn finish(mut self) -> Result<Option<SetCookie>> {
         match self.session.as_mut() {

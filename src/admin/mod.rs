@@ -83,7 +83,7 @@
 //! let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
 //! let mut session = store.load(None)?;
 //! session.set_user("alice");
-//! let _ = store.commit(&mut session)?;
+//! let _ = store.save(&mut session)?;
 //!
 //! let admin = Admin::new(store.clone()).mount_path("/admin");
 //!

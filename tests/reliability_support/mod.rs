@@ -85,7 +85,7 @@ pub fn create<V: serde::Serialize>(store: &SessionStore, values: &[(&str, V)]) -
     for (k, v) in values {
         s.insert(*k, v).unwrap();
     }
-    cookie_of(store.commit(&mut s).unwrap())
+    cookie_of(store.save(&mut s).unwrap())
 }
 
 /// The database name in a harness URL (its path).

@@ -64,7 +64,7 @@ fn fill(session: &mut Session, token: &str, note: &str) {
 fn create(store: &SessionStore, token: &str, note: &str) -> (Session, String) {
     let mut session = store.load(None).expect("load");
     fill(&mut session, token, note);
-    match store.commit(&mut session).expect("commit") {
+    match store.save(&mut session).expect("commit") {
         CookieAction::Set(id) => (session, id.as_cookie_value().to_owned()),
         other => panic!("a new session should set a cookie, got {other:?}"),
     }
@@ -109,8 +109,8 @@ impl Contender for StoredSession {
                     *token ^= 1;
                     session.insert("csrf", &tokens[*token]).expect("encode");
                     assert_eq!(
-                        store.commit(session).expect("commit"),
-                        CookieAction::None,
+                        store.save(session).expect("commit"),
+                        CookieAction::Keep,
                         "an update must write in place"
                     );
                     true
@@ -136,7 +136,7 @@ impl Contender for StoredSession {
                     };
                     session.destroy();
                     assert_eq!(
-                        store.commit(&mut session).expect("commit"),
+                        store.save(&mut session).expect("commit"),
                         CookieAction::Remove
                     );
                     true
