@@ -218,11 +218,11 @@ mod users;
 pub use backend::Connections;
 #[cfg(feature = "postgres")]
 pub use backend::PgPool;
-#[cfg(feature = "sqlite")]
-pub use backend::SqlitePool;
 pub use backend::{Backend, Database, PoolOptions};
 #[cfg(feature = "mysql")]
 pub use backend::{MysqlPool, STRICT_SQL_MODE};
+#[cfg(feature = "sqlite")]
+pub use backend::{SqliteConnections, SqlitePool};
 pub use clock::{Clock, ManualClock};
 pub use config::Config;
 pub use crypto::{Key, Keyring, ENVELOPE_OVERHEAD};

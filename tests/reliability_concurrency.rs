@@ -548,6 +548,87 @@ fn sqlite_writers_do_not_wait_on_the_busy_handler() {
     assert_eq!(store.load(Some(&cookie)).unwrap().len(), 16 * 40 + 1);
 }
 
+/// The writer queue belongs to the database file, not the process: two
+/// stores of one process on two files write in parallel (a writer stuck on
+/// one file's lock, held by another process, does not hold up the other
+/// file), and two stores on one file share one queue (16 writers split over
+/// them never meet SQLite's busy handler).
+#[cfg(feature = "sqlite")]
+#[test]
+fn sqlite_writer_queue_is_per_database_file() {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+
+    let (one, two) = (Harness::sqlite().unwrap(), Harness::sqlite().unwrap());
+    let slow = {
+        let mut options = stored_session::PoolOptions::default();
+        options.sqlite_busy_timeout = Duration::from_secs(3);
+        one.store_with(one.builder().pool_options(options))
+    };
+    let fast = two.store();
+    let stuck_cookie = create(&slow, &[("k", "v")]);
+    let free_cookie = create(&fast, &[("k", "v")]);
+    // Another process's writer holds the first file's write lock.
+    let mut other =
+        diesel::SqliteConnection::establish(one.url.strip_prefix("sqlite://").unwrap()).unwrap();
+    other.batch_execute("BEGIN IMMEDIATE").unwrap();
+    std::thread::scope(|scope| {
+        let stuck = scope.spawn(|| {
+            let mut s = slow.load(Some(&stuck_cookie)).unwrap();
+            s.insert("k", "stuck").unwrap();
+            slow.save(&mut s)
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let started = Instant::now();
+        let mut s = fast.load(Some(&free_cookie)).unwrap();
+        s.insert("k", "free").unwrap();
+        fast.save(&mut s).unwrap();
+        let took = started.elapsed();
+        eprintln!("write to the other file took {took:?} while the first was stuck");
+        assert!(
+            took < Duration::from_secs(1),
+            "a write to another file waited {took:?} behind a stuck writer"
+        );
+        other.batch_execute("ROLLBACK").unwrap();
+        stuck.join().unwrap().unwrap();
+    });
+
+    // Two stores (two pools) on one file share its queue.
+    let mut options = stored_session::PoolOptions::default();
+    options.max_size = 8;
+    options.sqlite_busy_timeout = Duration::from_millis(20);
+    let stores = [
+        two.store_with(two.builder().pool_options(options.clone())),
+        two.store_with(two.builder().pool_options(options)),
+    ];
+    let cookie = create(&stores[0], &[("owner", "test")]);
+    let errors = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for t in 0..16 {
+            let (store, cookie, errors) = (&stores[t % 2], &cookie, &errors);
+            scope.spawn(move || {
+                for i in 0..40 {
+                    let result = store.load(Some(cookie)).and_then(|mut s| {
+                        s.insert(format!("t{t}-{i}"), &"x".repeat(200))?;
+                        store.save(&mut s)
+                    });
+                    if let Err(e) = result {
+                        errors.lock().unwrap().push(e.to_string());
+                    }
+                }
+            });
+        }
+    });
+    let errors = errors.into_inner().unwrap();
+    assert!(
+        errors.is_empty(),
+        "{} errors: {:?}",
+        errors.len(),
+        errors.first()
+    );
+    assert_eq!(stores[1].load(Some(&cookie)).unwrap().len(), 16 * 40 + 1);
+}
+
 backend_suite!(
     distinct_keys_ci,
     per_writer_counter_ci,

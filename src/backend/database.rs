@@ -11,6 +11,8 @@ use diesel::r2d2::{ConnectionManager, Pool, R2D2Connection};
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 use super::deadline::Connections;
 use super::dialect::{migrations_for, Dialect, Migrations};
+#[cfg(feature = "sqlite")]
+use super::gate::SqliteConnections;
 #[cfg(feature = "mysql")]
 use super::mysql::{self, MysqlPool};
 use super::pool::PoolOptions;
@@ -34,7 +36,7 @@ use crate::redact::url as redact_url;
 pub enum Database {
     /// SQLite (feature `sqlite`).
     #[cfg(feature = "sqlite")]
-    Sqlite(SqlitePool),
+    Sqlite(SqliteConnections),
     /// PostgreSQL (feature `postgres`).
     #[cfg(feature = "postgres")]
     Postgres(Connections<diesel::PgConnection>),
@@ -86,8 +88,8 @@ macro_rules! with_connection {
     ($db:expr, $plan:expr, |$conn:ident, $ask:ident| $body:expr) => {
         match $db {
             #[cfg(feature = "sqlite")]
-            $crate::backend::database::Database::Sqlite(pool) => $crate::backend::runner::run(
-                pool,
+            $crate::backend::database::Database::Sqlite(conns) => $crate::backend::runner::run(
+                conns.pool(),
                 $plan,
                 move |$conn: &mut diesel::SqliteConnection,
                       $ask: &mut dyn FnMut(
@@ -180,7 +182,7 @@ impl Database {
             )));
         }
         #[cfg(feature = "sqlite")]
-        return sqlite::open(url, options).map(Database::Sqlite);
+        return sqlite::open(url, options).map(Database::from);
         #[cfg(not(feature = "sqlite"))]
         return Err(Error::Config(
             "a SQLite path needs the `sqlite` feature".into(),
@@ -221,7 +223,7 @@ impl Database {
         }
         match self {
             #[cfg(feature = "sqlite")]
-            Database::Sqlite(pool) => migrate(pool, &[]),
+            Database::Sqlite(conns) => migrate(conns.pool(), &[]),
             #[cfg(feature = "postgres")]
             Database::Postgres(conns) => migrate(
                 conns.pool(),
@@ -246,9 +248,11 @@ impl Database {
 }
 
 #[cfg(feature = "sqlite")]
+/// Joins the writer queue of the pool's database file (one per file in
+/// this process, shared with every other store on it).
 impl From<SqlitePool> for Database {
     fn from(pool: SqlitePool) -> Self {
-        Database::Sqlite(pool)
+        Database::Sqlite(SqliteConnections::new(pool))
     }
 }
 

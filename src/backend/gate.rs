@@ -2,49 +2,50 @@
 //! in-process queue instead of polling for SQLite's write lock.
 
 #[cfg(feature = "sqlite")]
+use std::sync::{Arc, Weak};
+#[cfg(feature = "sqlite")]
 use std::time::Duration;
+
+#[cfg(feature = "sqlite")]
+use super::sqlite::SqlitePool;
 
 use super::database::Database;
 #[cfg(feature = "sqlite")]
 use crate::error::Error;
 use crate::error::Result;
 
-/// The queue of this process's SQLite writers. SQLite lets one connection
-/// write at a time, and its busy handler polls for the lock, sleeping up to
-/// 100 ms between tries: with many writers in one process a writer can lose
-/// every poll until `busy_timeout` runs out and fail with "database is
-/// locked" (seen with 16 threads writing one session). The store's SQLite
-/// writes wait here instead (woken as soon as the previous one is done), so
-/// the busy handler only ever waits for writers outside this process.
+/// The queue of one SQLite database's writers in this process. SQLite lets
+/// one connection write at a time, and its busy handler polls for the lock,
+/// sleeping up to 100 ms between tries: with many writers in one process a
+/// writer can lose every poll until `busy_timeout` runs out and fail with
+/// "database is locked" (seen with 16 threads writing one session). The
+/// store's SQLite writes wait here instead (woken as soon as the previous
+/// one is done), so the busy handler only ever waits for writers outside
+/// this process.
 ///
-/// A writer waits here at most the pool's acquire timeout
+/// There is one queue per database file, shared by every store (every
+/// pool) of this process on that file, and stores on different files write
+/// in parallel. A writer waits here at most the pool's acquire timeout
 /// ([`Error::PoolTimeout`] after that): when another process holds the
 /// lock, each queued writer fails within acquire + busy timeout instead of
 /// one busy timeout after the other.
 #[cfg(feature = "sqlite")]
-static SQLITE_WRITERS: WriterQueue = WriterQueue {
-    state: std::sync::Mutex::new(QueueState {
-        busy: false,
-        waiting: 0,
-    }),
-    free: std::sync::Condvar::new(),
-};
-
-#[cfg(feature = "sqlite")]
+#[derive(Default)]
 struct WriterQueue {
     state: std::sync::Mutex<QueueState>,
     free: std::sync::Condvar,
 }
 
 #[cfg(feature = "sqlite")]
+#[derive(Default)]
 struct QueueState {
     busy: bool,
     waiting: usize,
 }
 
-/// A writer's turn in [`SQLITE_WRITERS`]; the next one's starts on drop.
+/// A writer's turn in its database's queue; the next one's starts on drop.
 #[cfg(feature = "sqlite")]
-pub(crate) struct WriterTurn(());
+pub(crate) struct WriterTurn(Arc<WriterQueue>);
 
 #[cfg(feature = "sqlite")]
 impl WriterQueue {
@@ -54,7 +55,7 @@ impl WriterQueue {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn enter(&'static self, limit: Duration) -> Result<WriterTurn> {
+    fn enter(self: &Arc<Self>, limit: Duration) -> Result<WriterTurn> {
         let mut state = self.state();
         if state.busy {
             let end = std::time::Instant::now() + limit;
@@ -77,21 +78,111 @@ impl WriterQueue {
             state.waiting -= 1;
         }
         state.busy = true;
-        Ok(WriterTurn(()))
+        Ok(WriterTurn(self.clone()))
     }
 }
 
 #[cfg(feature = "sqlite")]
 impl Drop for WriterTurn {
     fn drop(&mut self) {
-        let mut state = SQLITE_WRITERS.state();
+        let mut state = self.0.state();
         state.busy = false;
         let waiting = state.waiting > 0;
         drop(state);
         // Only when someone waits: a notify is a system call.
         if waiting {
-            SQLITE_WRITERS.free.notify_one();
+            self.0.free.notify_one();
         }
+    }
+}
+
+/// The writer queues of the SQLite files this process has open, by
+/// canonical path (a queue lives as long as a pool on its file does).
+#[cfg(feature = "sqlite")]
+static QUEUES: std::sync::Mutex<Vec<(std::path::PathBuf, Weak<WriterQueue>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// The queue of the database file `pool` opens: shared with every other
+/// pool of this process on the same file; a private one for an in-memory
+/// database or when the file cannot be named.
+#[cfg(feature = "sqlite")]
+fn queue_of(pool: &SqlitePool) -> Arc<WriterQueue> {
+    #[derive(diesel::QueryableByName)]
+    struct Attached {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        file: String,
+    }
+    let file = pool.get().ok().and_then(|mut conn| {
+        use diesel::RunQueryDsl;
+        diesel::sql_query("PRAGMA database_list")
+            .load::<Attached>(&mut *conn)
+            .ok()?
+            .into_iter()
+            .find(|db| db.name == "main" && !db.file.is_empty())
+            .and_then(|db| std::fs::canonicalize(db.file).ok())
+    });
+    let Some(file) = file else {
+        return Arc::default();
+    };
+    let mut queues = QUEUES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    queues.retain(|(_, queue)| queue.strong_count() > 0);
+    if let Some(queue) = queues
+        .iter()
+        .find(|(path, _)| *path == file)
+        .and_then(|(_, queue)| queue.upgrade())
+    {
+        return queue;
+    }
+    let queue = Arc::new(WriterQueue::default());
+    queues.push((file, Arc::downgrade(&queue)));
+    queue
+}
+
+/// An r2d2 pool of SQLite connections with its database's writer queue.
+///
+/// Dereferences to the pool, so everything a `Pool` offers (`get`,
+/// `state`, `max_size`, …) works on it directly. Made by
+/// [`Database::from`] and by [`StoreBuilder::open`](crate::StoreBuilder::open).
+#[cfg(feature = "sqlite")]
+#[derive(Clone)]
+pub struct SqliteConnections {
+    pool: SqlitePool,
+    writers: Arc<WriterQueue>,
+}
+
+#[cfg(feature = "sqlite")]
+impl SqliteConnections {
+    /// Wraps `pool`, joining the writer queue of its database file.
+    pub(crate) fn new(pool: SqlitePool) -> Self {
+        let writers = queue_of(&pool);
+        SqliteConnections { pool, writers }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl std::ops::Deref for SqliteConnections {
+    type Target = SqlitePool;
+
+    fn deref(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl std::fmt::Debug for SqliteConnections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteConnections")
+            .field("pool", &self.pool.state())
+            .finish_non_exhaustive()
     }
 }
 
@@ -104,12 +195,12 @@ type WriteTurn = ();
 
 impl Database {
     /// Held around each of the store's writes: on SQLite, a turn in the
-    /// in-process writer queue (see `SQLITE_WRITERS`; waiting at most the
+    /// database file's writer queue (see `WriterQueue`; waiting at most the
     /// pool's acquire timeout); elsewhere nothing.
     pub(super) fn write_gate(&self) -> Result<Option<WriteTurn>> {
         match self {
             #[cfg(feature = "sqlite")]
-            Database::Sqlite(pool) => SQLITE_WRITERS.enter(pool.connection_timeout()).map(Some),
+            Database::Sqlite(conns) => conns.writers.enter(conns.connection_timeout()).map(Some),
             #[allow(unreachable_patterns)]
             _ => Ok(None),
         }

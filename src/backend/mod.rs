@@ -42,6 +42,8 @@ mod user_lock;
 pub use self::database::{Backend, Database};
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub use self::deadline::Connections;
+#[cfg(feature = "sqlite")]
+pub use self::gate::SqliteConnections;
 #[cfg(feature = "mysql")]
 pub use self::mysql::{MysqlPool, STRICT_SQL_MODE};
 pub use self::pool::PoolOptions;
