@@ -582,7 +582,7 @@ fn sqlite_writer_queue_is_per_database_file() {
         let started = Instant::now();
         let mut s = fast.load(Some(&free_cookie)).unwrap();
         s.insert("k", "free").unwrap();
-        fast.save(&mut s).unwrap();
+        assert_eq!(fast.save(&mut s).unwrap(), CookieAction::Keep);
         let took = started.elapsed();
         eprintln!("write to the other file took {took:?} while the first was stuck");
         assert!(
@@ -590,7 +590,7 @@ fn sqlite_writer_queue_is_per_database_file() {
             "a write to another file waited {took:?} behind a stuck writer"
         );
         other.batch_execute("ROLLBACK").unwrap();
-        stuck.join().unwrap().unwrap();
+        let _ = stuck.join().unwrap().unwrap();
     });
 
     // Two stores (two pools) on one file share its queue.
