@@ -129,7 +129,6 @@ use base64::Engine as _;
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 use sha2::{Digest, Sha256};
-use zeroize::Zeroizing;
 
 use crate::error::Error;
 use crate::store::SessionStore;
@@ -169,7 +168,6 @@ pub const MAX_BODY: usize = 16 * 1024;
 pub(crate) const MAX_USER_ID: usize = 1024;
 
 /// Context of the CSRF key derivation.
-const CSRF_INFO: &[u8] = b"stored-session v1 admin csrf";
 
 /// Context of the token MAC (issue time, login hash, nonce).
 const CSRF_TOKEN_V2: &[u8] = b"stored-session admin csrf token v2\0";
@@ -204,7 +202,7 @@ impl Admin {
     /// ([`login_cookie`](Admin::login_cookie)). The CSRF key is derived from
     /// the store's current key.
     pub fn new(store: SessionStore) -> Self {
-        let csrf_key = csrf_key(&store);
+        let csrf_key = store.macs().admin_csrf().clone();
         let style_hash = STANDARD.encode(Sha256::digest(html::STYLE.as_bytes()));
         let csp = format!(
             "default-src 'none'; style-src 'sha256-{style_hash}'; img-src 'self' data:; \
@@ -617,16 +615,6 @@ impl fmt::Debug for Admin {
             .field("login_cookie", &self.login_cookie)
             .finish_non_exhaustive()
     }
-}
-
-/// The CSRF key: derived from the store's current key (HMAC-SHA256 over a
-/// fixed context, as a PRF), so all processes sharing the keys agree.
-fn csrf_key(store: &SessionStore) -> hmac::Key {
-    let text = store.keyring().current().to_base64();
-    let material = Zeroizing::new(URL_SAFE_NO_PAD.decode(text.as_bytes()).unwrap_or_default());
-    let master = hmac::Key::new(hmac::HMAC_SHA256, &material);
-    let derived = hmac::sign(&master, CSRF_INFO);
-    hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
 }
 
 /// A fresh nonce: 32 random bytes as URL-safe base64 (43 characters), or

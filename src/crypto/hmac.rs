@@ -7,6 +7,7 @@ use crate::id::StoredId;
 
 const USER_KEY_INFO: &[u8] = b"stored-session v1 user binding";
 const HANDLE_INFO: &[u8] = b"stored-session v1 session handle";
+const ADMIN_CSRF_INFO: &[u8] = b"stored-session v1 admin csrf";
 
 /// The HMAC keys derived from a keyring for user bindings and references.
 pub(crate) struct Macs {
@@ -14,6 +15,8 @@ pub(crate) struct Macs {
     binding: Vec<ring::hmac::Key>,
     /// Key for opaque session handles (current key only).
     handles: ring::hmac::Key,
+    /// Key for the admin page's form tokens (current key only).
+    admin_csrf: ring::hmac::Key,
 }
 
 impl Macs {
@@ -25,7 +28,12 @@ impl Macs {
             .map(|k| k.hmac_key(USER_KEY_INFO))
             .collect();
         let handles = keyring.current().hmac_key(HANDLE_INFO);
-        Macs { binding, handles }
+        let admin_csrf = keyring.current().hmac_key(ADMIN_CSRF_INFO);
+        Macs {
+            binding,
+            handles,
+            admin_csrf,
+        }
     }
 
     /// The `user_key` column value for `user_id` under the current key.
@@ -63,6 +71,15 @@ impl Macs {
         let mut out = [0u8; 32];
         out.copy_from_slice(tag.as_ref());
         out
+    }
+}
+
+impl Macs {
+    /// The key of the admin page's form tokens, derived from the current
+    /// key like every other keyed hash (key material never leaves `keys`).
+    #[cfg(feature = "admin")]
+    pub fn admin_csrf(&self) -> &ring::hmac::Key {
+        &self.admin_csrf
     }
 }
 
