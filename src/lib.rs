@@ -249,15 +249,21 @@ pub mod __bench {
             Sealer(crate::crypto::Sealer::new(keyring, 16))
         }
 
-        /// Seals `plaintext` for `sid` at row version 1 (draws a salt when
-        /// `salt` is `None`).
-        pub fn seal(
+        /// Seals `plaintext` for a new row `sid` at row version 1 under a
+        /// fresh salt; the envelope and the salt.
+        pub fn seal_new(&self, sid: &crate::StoredId, plaintext: &[u8]) -> (Vec<u8>, [u8; 16]) {
+            self.0.seal_new(sid, 1, plaintext)
+        }
+
+        /// Seals `plaintext` for the row `sid` at row version 1, keeping
+        /// its `salt`.
+        pub fn seal_again(
             &self,
             sid: &crate::StoredId,
-            salt: &mut Option<[u8; 16]>,
+            salt: &[u8; 16],
             plaintext: &[u8],
         ) -> Vec<u8> {
-            self.0.seal(sid, 1, salt, plaintext)
+            self.0.seal_again(sid, 1, salt, plaintext)
         }
 
         /// Opens an envelope of row version 1 in place; the plaintext, if

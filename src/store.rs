@@ -4,10 +4,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::{Cutoffs, Database, NewRow, Plan, PoolOptions, RenewResult, Row, UserLock};
+use crate::backend::{
+    Applied, Binding, Cutoffs, Database, NewRow, Plan, PoolOptions, RenewResult, Row, UserLock,
+};
 use crate::codec::{LoadedPayload, PayloadRef};
 use crate::config::Config;
-use crate::crypto::{Macs, OpenError, Salt, Sealer};
+use crate::crypto::{Macs, OpenError, Salt, SaltChoice, Sealer};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventKind, Events, RejectReason, Stopwatch, SubscriptionId};
 use crate::id::{SessionId, StoredId};
@@ -581,15 +583,16 @@ impl SessionStore {
     }
 
     /// Seals a payload for `sid` at row version `version` (the version the
-    /// write stores), enforcing the size cap.
+    /// write stores) under the salt `salt` chooses, enforcing the size cap.
+    /// Returns the envelope and its salt.
     fn seal(
         &self,
         sid: &StoredId,
         version: i64,
-        salt: &mut Option<Salt>,
+        salt: SaltChoice,
         payload: &PayloadRef<'_>,
-    ) -> Result<Vec<u8>> {
-        let envelope =
+    ) -> Result<(Vec<u8>, Salt)> {
+        let (envelope, salt) =
             self.inner
                 .sealer
                 .seal_with(sid, version, salt, payload.encoded_len_hint(), |out| {
@@ -601,7 +604,7 @@ impl SessionStore {
                 max: self.inner.config.max_payload,
             });
         }
-        Ok(envelope)
+        Ok((envelope, salt))
     }
 
     fn insert_new(&self, session: &mut Session, now: i64) -> Result<CookieAction> {
@@ -611,8 +614,7 @@ impl SessionStore {
             let started = self.stopwatch();
             let id = SessionId::generate();
             let sid = id.stored_id();
-            let mut salt = None;
-            let envelope = self.seal(&sid, 1, &mut salt, &payload)?;
+            let (envelope, salt) = self.seal(&sid, 1, SaltChoice::Fresh, &payload)?;
             let row = NewRow {
                 sid: sid.as_bytes(),
                 data: &envelope,
@@ -631,7 +633,7 @@ impl SessionStore {
                 session.record = Some(Record {
                     sid,
                     version: 1,
-                    salt: salt.expect("seal drew a salt"),
+                    salt,
                     updated_at: now,
                     stale_key: false,
                 });
@@ -652,8 +654,7 @@ impl SessionStore {
                 let id = SessionId::generate();
                 let sid = id.stored_id();
                 let payload = session.payload();
-                let mut salt = None;
-                let envelope = self.seal(&sid, 1, &mut salt, &payload)?;
+                let (envelope, salt) = self.seal(&sid, 1, SaltChoice::Fresh, &payload)?;
                 let user_key = self.user_key_of(session);
                 let row = NewRow {
                     sid: sid.as_bytes(),
@@ -695,25 +696,28 @@ impl SessionStore {
                 return Ok(CookieAction::Remove);
             }
         } else {
-            let mut salt = Some(record.salt);
-            let envelope = self.seal(
+            let (envelope, _) = self.seal(
                 &record.sid,
                 record.version + 1,
-                &mut salt,
+                SaltChoice::Keep(record.salt),
                 &session.payload(),
             )?;
             // The binding column only moves when the binding changed or the
             // session is being re-sealed under a new key (which re-keys its
             // HMAC): no HMAC and no index rewrite on an ordinary write.
             let rebind = session.user_changed || record.stale_key;
-            let user_key = rebind.then(|| self.user_key_of(session));
+            let binding = if rebind {
+                Binding::Set(self.user_key_of(session))
+            } else {
+                Binding::Keep
+            };
             let touch = self.touch_due(record.updated_at, now).then_some(now);
             let rows = self.inner.db.update(
                 &record.sid,
                 record.version,
                 &envelope,
                 touch,
-                user_key.as_ref().map(|k| k.as_ref().map(|k| k.as_slice())),
+                binding,
                 self.cutoffs(now),
             )?;
             if rows == 1 {
@@ -746,58 +750,20 @@ impl SessionStore {
         renew: bool,
     ) -> Result<CookieAction> {
         let started = self.stopwatch();
-        let mut planned = Planned::Gone;
         // A renew holds the user's lock against a concurrent revocation.
         let lock = if renew {
             self.user_key_of(session).as_ref().map(UserLock::of)
         } else {
             None
         };
-        let rows = self
+        let applied = self
             .inner
             .db
             .locked(&sid, self.cutoffs(now), lock, &mut |row| {
-                planned = Planned::Gone;
-                let Some(row) = row else {
-                    return Ok(Plan::Nothing);
-                };
-                let Ok((base, meta)) = self.open_row(&sid, row, now) else {
-                    return Ok(Plan::Nothing);
-                };
-                self.rebase(session, base, &meta);
-                let user_key = self.user_key_of(session);
-                if !session.has_content() {
-                    planned = Planned::Deleted;
-                    return Ok(Plan::Delete);
-                }
-                let payload = session.payload();
-                if renew {
-                    let id = SessionId::generate();
-                    let new_sid = id.stored_id();
-                    let mut salt = None;
-                    let data = self.seal(&new_sid, 1, &mut salt, &payload)?;
-                    planned = Planned::Renewed(id, salt);
-                    Ok(Plan::Renew {
-                        sid: new_sid,
-                        data,
-                        user_key,
-                        created_at: payload.created_at,
-                        now,
-                    })
-                } else {
-                    let mut salt = Some(meta.salt);
-                    let data = self.seal(&sid, meta.version + 1, &mut salt, &payload)?;
-                    planned = Planned::Updated(meta.version + 1);
-                    Ok(Plan::Update {
-                        data,
-                        version: meta.version,
-                        now,
-                        user_key,
-                    })
-                }
+                self.plan_locked(session, &sid, row, now, renew)
             })?;
-        match planned {
-            Planned::Gone => {
+        match applied {
+            Applied::Nothing => {
                 if renew {
                     self.emit(Event::new(EventKind::Renew, None, started.elapsed(), 0));
                 } else {
@@ -810,7 +776,7 @@ impl SessionStore {
                 }
                 Ok(self.gone(session, now))
             }
-            Planned::Deleted => {
+            Applied::Deleted { rows } => {
                 self.emit(Event::new(
                     EventKind::Delete,
                     Some(sid),
@@ -820,7 +786,7 @@ impl SessionStore {
                 session.forget_record(now);
                 Ok(CookieAction::Remove)
             }
-            Planned::Updated(version) => {
+            Applied::Updated { version, rows } => {
                 self.emit(Event::new(
                     EventKind::Write,
                     Some(sid),
@@ -830,10 +796,56 @@ impl SessionStore {
                 self.written(session, version, now);
                 Ok(CookieAction::Keep)
             }
-            Planned::Renewed(id, salt) => {
+            Applied::Renewed { id, salt } => {
                 self.renewed(session, sid, id, salt, now, started);
                 Ok(CookieAction::Set(id_cookie(session)))
             }
+        }
+    }
+
+    /// The locked write's decision, made once on the row read under lock:
+    /// nothing (gone or unreadable), delete (emptied), renew, or update, with
+    /// this request's changes re-applied on top of that row.
+    fn plan_locked(
+        &self,
+        session: &mut Session,
+        sid: &StoredId,
+        row: Option<Row>,
+        now: i64,
+        renew: bool,
+    ) -> Result<Plan> {
+        let Some(row) = row else {
+            return Ok(Plan::Nothing);
+        };
+        let Ok((base, meta)) = self.open_row(sid, row, now) else {
+            return Ok(Plan::Nothing);
+        };
+        self.rebase(session, base, &meta);
+        let user_key = self.user_key_of(session);
+        if !session.has_content() {
+            return Ok(Plan::Delete);
+        }
+        let payload = session.payload();
+        if renew {
+            let id = SessionId::generate();
+            let (data, salt) = self.seal(&id.stored_id(), 1, SaltChoice::Fresh, &payload)?;
+            Ok(Plan::Renew {
+                id,
+                salt,
+                data,
+                user_key,
+                created_at: payload.created_at,
+                now,
+            })
+        } else {
+            let (data, _) =
+                self.seal(sid, meta.version + 1, SaltChoice::Keep(meta.salt), &payload)?;
+            Ok(Plan::Update {
+                data,
+                version: meta.version,
+                now,
+                user_key,
+            })
         }
     }
 
@@ -853,7 +865,7 @@ impl SessionStore {
         session: &mut Session,
         previous: StoredId,
         id: SessionId,
-        salt: Option<Salt>,
+        salt: Salt,
         now: i64,
         started: Stopwatch,
     ) {
@@ -865,7 +877,7 @@ impl SessionStore {
         session.record = Some(Record {
             sid,
             version: 1,
-            salt: salt.expect("seal drew a salt"),
+            salt,
             updated_at: now,
             stale_key: false,
         });
@@ -904,14 +916,6 @@ impl SessionStore {
         record.updated_at = meta.updated_at;
         record.stale_key = meta.stale_key;
     }
-}
-
-/// What the locked write decided, for book-keeping after the transaction.
-enum Planned {
-    Gone,
-    Deleted,
-    Updated(i64),
-    Renewed(SessionId, Option<Salt>),
 }
 
 /// The id a just-renewed or just-inserted session carries.
