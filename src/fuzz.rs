@@ -251,8 +251,19 @@ pub fn payload(data: &[u8]) {
     let again = Payload::decode(&owned).expect("a re-encoded payload decodes");
     assert_eq!(again, decoded, "payload round trip changed it");
 
-    let mut session = Session::fresh(loaded.created_at, true);
-    session.data = loaded.data;
+    let record = crate::session::Record {
+        sid: sid(),
+        version: VERSION,
+        salt: [0; 16],
+        updated_at: loaded.created_at,
+        stale_key: false,
+    };
+    let session = Session::loaded(
+        crate::SessionId::generate(),
+        record,
+        loaded,
+        Default::default(),
+    );
     let keys: Vec<String> = session.keys().map(str::to_owned).collect();
     for key in &keys {
         let _ = session.get::<IgnoredAny>(key);

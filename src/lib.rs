@@ -22,7 +22,7 @@
 //! session.insert("csrf", "k9fB2…")?;
 //! let id = match store.save(&mut session)? {
 //!     CookieAction::Set(id) => id,            // send Set-Cookie: id=<value>
-//!     CookieAction::Remove | CookieAction::Keep => unreachable!(),
+//!     CookieAction::Remove | CookieAction::Keep | CookieAction::Refresh(_) => unreachable!(),
 //! };
 //!
 //! let mut session = store.load(Some(id.as_cookie_value()))?;
@@ -282,7 +282,7 @@ pub mod __bench {
 
     /// An empty new session, without a store.
     pub fn new_session() -> crate::Session {
-        crate::Session::fresh(0, false)
+        crate::Session::fresh(0, false, Default::default())
     }
 
     /// The MessagePack payload of `session`, encoded as `save` does.

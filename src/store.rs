@@ -70,6 +70,36 @@ pub enum CookieAction {
     /// Remove the session cookie (destroyed, emptied, or it named a session
     /// that no longer exists).
     Remove,
+    /// The id is unchanged but the store moved the session's idle clock (a
+    /// data write or a touch, see [`Config::touch_after`]): a persistent
+    /// cookie (one with `Max-Age`) should be sent again with this id so its
+    /// expiry follows the idle timeout. A session cookie (no `Max-Age`) may
+    /// be left alone, as for [`Keep`](CookieAction::Keep).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stored_session::{CookieAction, Keyring, ManualClock, SessionStore};
+    ///
+    /// let clock = ManualClock::starting_now();
+    /// let store = SessionStore::builder(Keyring::generate())
+    ///     .touch_after(Duration::from_secs(60))
+    ///     .clock(clock.clock())
+    ///     .open_migrated("sqlite::memory:")?;
+    /// let mut session = store.load(None)?;
+    /// session.insert("k", &1)?;
+    /// let CookieAction::Set(id) = store.save(&mut session)? else { unreachable!() };
+    ///
+    /// // Within `touch_after`: the idle clock stays, nothing to resend.
+    /// let mut session = store.load(Some(id.as_cookie_value()))?;
+    /// assert_eq!(store.save(&mut session)?, CookieAction::Keep);
+    ///
+    /// // Later, a read alone touches the row: resend the same id.
+    /// clock.advance(Duration::from_secs(61));
+    /// let mut session = store.load(Some(id.as_cookie_value()))?;
+    /// assert_eq!(store.save(&mut session)?, CookieAction::Refresh(id));
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    Refresh(SessionId),
 }
 
 /// Builds a [`SessionStore`]: keys, policy and the database.
@@ -357,11 +387,12 @@ impl SessionStore {
             return Ok(self.fresh(now, true));
         };
         match self.open_row(&sid, row, now) {
-            Ok((payload, record)) => {
-                let mut session = Session::loaded(id, sid, record, payload);
-                session.metadata_policy = self.inner.config.metadata;
-                Ok(session)
-            }
+            Ok((payload, meta)) => Ok(Session::loaded(
+                id,
+                meta.record(sid),
+                payload,
+                self.inner.config.metadata,
+            )),
             Err(reason) => {
                 log::warn!(target: "stored_session", "rejected stored session {sid}: {reason:?}; issuing a fresh session");
                 self.reject(Some(sid), reason, started);
@@ -371,9 +402,7 @@ impl SessionStore {
     }
 
     fn fresh(&self, now: i64, had_cookie: bool) -> Session {
-        let mut session = Session::fresh(now, had_cookie);
-        session.metadata_policy = self.inner.config.metadata;
-        session
+        Session::fresh(now, had_cookie, self.inner.config.metadata)
     }
 
     fn reject(&self, sid: Option<StoredId>, reason: RejectReason, started: Stopwatch) {
@@ -450,13 +479,21 @@ impl SessionStore {
     /// never an error: it is resolved under the row's lock.
     #[doc(alias = "commit")]
     pub fn save(&self, session: &mut Session) -> Result<CookieAction> {
-        let binds_user = session.user_changed && session.user.is_some();
+        let binds_user = session.binds_user();
+        let idle_clock_before = session.record().map(|r| r.updated_at);
         let action = self.save_inner(session)?;
         if binds_user {
             self.enforce_session_cap(session); // Config::max_sessions_per_user (users.rs)
         }
         session.mark_clean();
-        Ok(action)
+        // The one place that says whether the idle clock moved: a write or
+        // a touch of the same row left it elsewhere than this request read it.
+        Ok(match (action, session.id(), session.record()) {
+            (CookieAction::Keep, Some(id), Some(r)) if Some(r.updated_at) != idle_clock_before => {
+                CookieAction::Refresh(id.clone())
+            }
+            (action, _, _) => action,
+        })
     }
 
     /// Ends the session named by a cookie value without loading it: for
@@ -498,11 +535,10 @@ impl SessionStore {
 
     fn save_inner(&self, session: &mut Session) -> Result<CookieAction> {
         let now = self.now();
-        let Some(record) = session.record.clone() else {
+        let Some(record) = session.record().cloned() else {
             // A session without a row.
-            if session.destroyed || !session.has_content() {
-                session.destroyed = false;
-                return Ok(if std::mem::take(&mut session.had_cookie) {
+            if session.is_destroyed() || !session.has_content() {
+                return Ok(if session.settled_without_row() {
                     CookieAction::Remove
                 } else {
                     CookieAction::Keep
@@ -511,7 +547,7 @@ impl SessionStore {
             return self.insert_new(session, now);
         };
 
-        if session.destroyed {
+        if session.is_destroyed() {
             let started = self.stopwatch();
             let rows = self.inner.db.delete(&record.sid, None)?;
             self.emit(Event::new(
@@ -522,26 +558,17 @@ impl SessionStore {
             ));
             // `destroy` wiped the session; what was put in after it starts
             // a new, anonymous session under a new id.
-            session.record = None;
-            session.current_id = None;
-            session.destroyed = false;
-            session.created_at = now;
+            session.row_deleted(now);
             if session.has_content() {
                 return self.insert_new(session, now);
             }
-            session.had_cookie = false;
+            let _ = session.settled_without_row();
             return Ok(CookieAction::Remove);
         }
-        if session.renew {
+        if session.renew_requested() {
             return self.renew(session, record, now);
         }
-        let dirty = !session.changed.is_empty()
-            || !session.removed.is_empty()
-            || session.cleared
-            || session.user_changed
-            || !session.meta_changed.is_empty()
-            || record.stale_key;
-        if dirty {
+        if session.needs_write() {
             return self.write(session, record, now);
         }
         if self.touch_due(record.updated_at, now) {
@@ -556,9 +583,7 @@ impl SessionStore {
             if rows == 0 {
                 return Ok(self.gone(session, now));
             }
-            if let Some(r) = session.record.as_mut() {
-                r.updated_at = now;
-            }
+            session.touched(now);
         }
         Ok(CookieAction::Keep)
     }
@@ -575,10 +600,10 @@ impl SessionStore {
 
     /// The row vanished under us: never recreate it.
     fn gone(&self, session: &mut Session, now: i64) -> CookieAction {
-        if let Some(r) = &session.record {
+        if let Some(r) = session.record() {
             log::debug!(target: "stored_session", "session {} is gone; not recreating it", r.sid);
         }
-        session.forget_record(now);
+        session.ended(now);
         CookieAction::Remove
     }
 
@@ -630,15 +655,7 @@ impl SessionStore {
                     started.elapsed(),
                     1,
                 ));
-                session.record = Some(Record {
-                    sid,
-                    version: 1,
-                    salt,
-                    updated_at: now,
-                    stale_key: false,
-                });
-                session.had_cookie = true;
-                session.current_id = Some(id.clone());
+                session.stored_as(id.clone(), salt, now);
                 return Ok(CookieAction::Set(id));
             }
         }
@@ -692,7 +709,7 @@ impl SessionStore {
                     started.elapsed(),
                     1,
                 ));
-                session.forget_record(now);
+                session.ended(now);
                 return Ok(CookieAction::Remove);
             }
         } else {
@@ -705,7 +722,7 @@ impl SessionStore {
             // The binding column only moves when the binding changed or the
             // session is being re-sealed under a new key (which re-keys its
             // HMAC): no HMAC and no index rewrite on an ordinary write.
-            let rebind = session.user_changed || record.stale_key;
+            let rebind = session.user_changed() || record.stale_key;
             let binding = if rebind {
                 Binding::Set(self.user_key_of(session))
             } else {
@@ -727,11 +744,7 @@ impl SessionStore {
                     started.elapsed(),
                     1,
                 ));
-                self.written(
-                    session,
-                    record.version + 1,
-                    touch.unwrap_or(record.updated_at),
-                );
+                session.written(record.version + 1, touch.unwrap_or(record.updated_at));
                 return Ok(CookieAction::Keep);
             }
         }
@@ -783,7 +796,7 @@ impl SessionStore {
                     started.elapsed(),
                     rows as u64,
                 ));
-                session.forget_record(now);
+                session.ended(now);
                 Ok(CookieAction::Remove)
             }
             Applied::Updated { version, rows } => {
@@ -793,7 +806,7 @@ impl SessionStore {
                     started.elapsed(),
                     rows as u64,
                 ));
-                self.written(session, version, now);
+                session.written(version, now);
                 Ok(CookieAction::Keep)
             }
             Applied::Renewed { id, salt } => {
@@ -820,7 +833,7 @@ impl SessionStore {
         let Ok((base, meta)) = self.open_row(sid, row, now) else {
             return Ok(Plan::Nothing);
         };
-        self.rebase(session, base, &meta);
+        session.rebase(base, meta.record(*sid));
         let user_key = self.user_key_of(session);
         if !session.has_content() {
             return Ok(Plan::Delete);
@@ -849,16 +862,6 @@ impl SessionStore {
         }
     }
 
-    /// Book-keeping after a successful data write that left the idle clock
-    /// at `updated_at`.
-    fn written(&self, session: &mut Session, version: i64, updated_at: i64) {
-        if let Some(r) = session.record.as_mut() {
-            r.version = version;
-            r.updated_at = updated_at;
-            r.stale_key = false;
-        }
-    }
-
     /// Book-keeping after a successful renew.
     fn renewed(
         &self,
@@ -873,21 +876,14 @@ impl SessionStore {
         let mut e = Event::new(EventKind::Renew, Some(sid), started.elapsed(), 1);
         e.previous_sid = Some(previous);
         self.emit(e);
-        session.current_id = Some(id);
-        session.record = Some(Record {
-            sid,
-            version: 1,
-            salt,
-            updated_at: now,
-            stale_key: false,
-        });
+        session.stored_as(id, salt, now);
     }
 
     /// The `user_key` column value for the session's user binding, under
     /// the current key (so a rewrite after a rotation moves the binding to
     /// the new key).
     fn user_key_of(&self, session: &Session) -> Option<[u8; 32]> {
-        session.user.as_deref().map(|u| self.inner.macs.user_key(u))
+        session.user_id().map(|u| self.inner.macs.user_key(u))
     }
 
     pub(crate) fn sealer(&self) -> &Sealer {
@@ -897,33 +893,11 @@ impl SessionStore {
     pub(crate) fn macs(&self) -> &Macs {
         &self.inner.macs
     }
-
-    /// Re-applies this request's own changes on top of a newer version.
-    fn rebase(&self, session: &mut Session, base: LoadedPayload, meta: &RowMeta) {
-        let mut data = base.data;
-        session.merge_into(&mut data);
-        session.data = data;
-        let (mut meta_fields, mut user) = (base.meta, base.user);
-        session.merge_meta_into(&mut meta_fields, &mut user);
-        session.meta = meta_fields;
-        session.user = user;
-        let record = session
-            .record
-            .as_mut()
-            .expect("rebase needs a stored session");
-        record.version = meta.version;
-        record.salt = meta.salt;
-        record.updated_at = meta.updated_at;
-        record.stale_key = meta.stale_key;
-    }
 }
 
 /// The id a just-renewed or just-inserted session carries.
 fn id_cookie(session: &Session) -> SessionId {
-    session
-        .current_id
-        .clone()
-        .expect("a renewed session has an id")
+    session.id().cloned().expect("a renewed session has an id")
 }
 
 /// What `open_row` learned about a row besides its payload.
@@ -934,44 +908,16 @@ pub(crate) struct RowMeta {
     stale_key: bool,
 }
 
-impl Session {
-    /// A session read from its row; `sid` is `id`'s stored id (already
-    /// hashed for the query).
-    fn loaded(id: SessionId, sid: StoredId, meta: RowMeta, payload: LoadedPayload) -> Session {
-        let mut session = Session::fresh(payload.created_at, true);
-        session.current_id = Some(id);
-        session.data = payload.data;
-        session.record = Some(Record {
+impl RowMeta {
+    /// The session's record of the row `sid`.
+    fn record(&self, sid: StoredId) -> Record {
+        Record {
             sid,
-            version: meta.version,
-            salt: meta.salt,
-            updated_at: meta.updated_at,
-            stale_key: meta.stale_key,
-        });
-        session.meta = payload.meta;
-        session.user = payload.user;
-        session
-    }
-
-    /// What gets encrypted, borrowing the session's values (no copy).
-    pub(crate) fn payload(&self) -> PayloadRef<'_> {
-        PayloadRef {
-            created_at: self.created_at,
-            data: &self.data,
-            meta: &self.meta,
-            user: self.user.as_deref(),
+            version: self.version,
+            salt: self.salt,
+            updated_at: self.updated_at,
+            stale_key: self.stale_key,
         }
-    }
-
-    /// The session's row is gone (deleted by this request, or found gone):
-    /// nothing of it survives, and a later insert starts an anonymous one.
-    fn forget_record(&mut self, now: i64) {
-        self.created_at = now;
-        self.record = None;
-        self.current_id = None;
-        self.had_cookie = false;
-        self.destroyed = false;
-        self.wipe();
     }
 }
 
