@@ -59,7 +59,8 @@ struct Inner {
     events: Events,
 }
 
-/// What the response must do with the session cookie after a commit.
+/// What the response must do with the session cookie after a
+/// [`save`](SessionStore::save).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use = "the cookie must be set or removed on the response"]
 pub enum CookieAction {
@@ -467,8 +468,14 @@ impl SessionStore {
     /// [`CookieAction::Remove`], and the `Session` is emptied of its values,
     /// user binding and metadata (a later insert starts an anonymous one).
     ///
-    /// After a successful commit the session is clean and may be used and
-    /// committed again.
+    /// The result says everything the response must do with the cookie:
+    /// [`Set`](CookieAction::Set) a new id, [`Remove`](CookieAction::Remove)
+    /// it, [`Refresh`](CookieAction::Refresh) it (same id, the idle clock
+    /// moved: resend a persistent cookie so its `Max-Age` restarts), or
+    /// [`Keep`](CookieAction::Keep) it.
+    ///
+    /// After a successful save the session is clean and may be used and
+    /// saved again.
     ///
     /// # Errors
     ///
@@ -684,8 +691,7 @@ impl SessionStore {
                 let lock = user_key.as_ref().map(UserLock::of);
                 match self.inner.db.renew(&record.sid, record.version, &row, lock) {
                     Ok(RenewResult::Done) => {
-                        self.renewed(session, record.sid, id, salt, now, started);
-                        return Ok(CookieAction::Set(id_cookie(session)));
+                        return Ok(self.renewed(session, record.sid, id, salt, now, started));
                     }
                     Ok(RenewResult::Conflict) => break,
                     Err(e) if crate::backend::is_unique_violation(&e) => continue,
@@ -809,10 +815,7 @@ impl SessionStore {
                 session.written(version, now);
                 Ok(CookieAction::Keep)
             }
-            Applied::Renewed { id, salt } => {
-                self.renewed(session, sid, id, salt, now, started);
-                Ok(CookieAction::Set(id_cookie(session)))
-            }
+            Applied::Renewed { id, salt } => Ok(self.renewed(session, sid, id, salt, now, started)),
         }
     }
 
@@ -862,7 +865,7 @@ impl SessionStore {
         }
     }
 
-    /// Book-keeping after a successful renew.
+    /// Book-keeping after a successful renew; the cookie to set.
     fn renewed(
         &self,
         session: &mut Session,
@@ -871,12 +874,13 @@ impl SessionStore {
         salt: Salt,
         now: i64,
         started: Stopwatch,
-    ) {
+    ) -> CookieAction {
         let sid = id.stored_id();
         let mut e = Event::new(EventKind::Renew, Some(sid), started.elapsed(), 1);
         e.previous_sid = Some(previous);
         self.emit(e);
-        session.stored_as(id, salt, now);
+        session.stored_as(id.clone(), salt, now);
+        CookieAction::Set(id)
     }
 
     /// The `user_key` column value for the session's user binding, under
@@ -893,11 +897,6 @@ impl SessionStore {
     pub(crate) fn macs(&self) -> &Macs {
         &self.inner.macs
     }
-}
-
-/// The id a just-renewed or just-inserted session carries.
-fn id_cookie(session: &Session) -> SessionId {
-    session.id().cloned().expect("a renewed session has an id")
 }
 
 /// What `open_row` learned about a row besides its payload.
