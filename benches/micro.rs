@@ -43,14 +43,13 @@ fn envelope(c: &mut Criterion) {
     let sealer = Sealer::new(Keyring::generate());
     let sid = SessionId::generate().stored_id();
     let plaintext = encode_payload(&session_1k()).unwrap();
-    let mut salt = None;
-    let envelope = sealer.seal(&sid, &mut salt, &plaintext);
+    let (envelope, salt) = sealer.seal_new(&sid, &plaintext);
 
     c.bench_function("envelope/seal_1k", |b| {
-        b.iter(|| sealer.seal(&sid, &mut salt, black_box(&plaintext)))
+        b.iter(|| sealer.seal_again(&sid, &salt, black_box(&plaintext)))
     });
     c.bench_function("envelope/seal_1k_new_salt", |b| {
-        b.iter(|| sealer.seal(&sid, &mut None, black_box(&plaintext)))
+        b.iter(|| sealer.seal_new(&sid, black_box(&plaintext)))
     });
     c.bench_function("envelope/open_1k", |b| {
         b.iter_batched_ref(

@@ -134,7 +134,7 @@ pub fn envelope(data: &[u8]) {
     }
     let (op, args, plaintext) = (rest[0], [rest[1], rest[2], rest[3]], &rest[4..]);
     let sid = sid();
-    let sealed = sealer().seal(&sid, VERSION, &mut None, plaintext);
+    let sealed = sealer().seal_new(&sid, VERSION, plaintext).0;
     // Unmutated: opens to exactly the plaintext.
     let mut copy = sealed.clone();
     let (opened, _) = sealer()
@@ -176,7 +176,7 @@ fn mutate(
         3 => out.extend(std::iter::repeat_n(args[2], usize::from(args[0]) + 1)),
         // Header from another envelope (another salt and nonce).
         4 => {
-            let other = sealer().seal(&sid, VERSION, &mut None, plaintext);
+            let other = sealer().seal_new(&sid, VERSION, plaintext).0;
             let end = HEADER_LEN.min(1 + usize::from(args[2]) % HEADER_LEN);
             out[..end].copy_from_slice(&other[..end]);
         }
@@ -251,8 +251,19 @@ pub fn payload(data: &[u8]) {
     let again = Payload::decode(&owned).expect("a re-encoded payload decodes");
     assert_eq!(again, decoded, "payload round trip changed it");
 
-    let mut session = Session::fresh(loaded.created_at, true);
-    session.data = loaded.data;
+    let record = crate::session::Record {
+        sid: sid(),
+        version: VERSION,
+        salt: [0; 16],
+        updated_at: loaded.created_at,
+        stale_key: false,
+    };
+    let session = Session::loaded(
+        crate::SessionId::generate(),
+        record,
+        loaded,
+        Default::default(),
+    );
     let keys: Vec<String> = session.keys().map(str::to_owned).collect();
     for key in &keys {
         let _ = session.get::<IgnoredAny>(key);
@@ -341,7 +352,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     ));
 
     let sid = sid();
-    let sealed = sealer().seal(&sid, VERSION, &mut None, &full_bytes);
+    let sealed = sealer().seal_new(&sid, VERSION, &full_bytes).0;
     out.push((
         "envelope",
         "sealed-full".into(),

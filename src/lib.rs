@@ -22,7 +22,7 @@
 //! session.insert("csrf", "k9fB2…")?;
 //! let id = match store.save(&mut session)? {
 //!     CookieAction::Set(id) => id,            // send Set-Cookie: id=<value>
-//!     CookieAction::Remove | CookieAction::Keep => unreachable!(),
+//!     CookieAction::Remove | CookieAction::Keep | CookieAction::Refresh(_) => unreachable!(),
 //! };
 //!
 //! let mut session = store.load(Some(id.as_cookie_value()))?;
@@ -249,15 +249,21 @@ pub mod __bench {
             Sealer(crate::crypto::Sealer::new(keyring, 16))
         }
 
-        /// Seals `plaintext` for `sid` at row version 1 (draws a salt when
-        /// `salt` is `None`).
-        pub fn seal(
+        /// Seals `plaintext` for a new row `sid` at row version 1 under a
+        /// fresh salt; the envelope and the salt.
+        pub fn seal_new(&self, sid: &crate::StoredId, plaintext: &[u8]) -> (Vec<u8>, [u8; 16]) {
+            self.0.seal_new(sid, 1, plaintext)
+        }
+
+        /// Seals `plaintext` for the row `sid` at row version 1, keeping
+        /// its `salt`.
+        pub fn seal_again(
             &self,
             sid: &crate::StoredId,
-            salt: &mut Option<[u8; 16]>,
+            salt: &[u8; 16],
             plaintext: &[u8],
         ) -> Vec<u8> {
-            self.0.seal(sid, 1, salt, plaintext)
+            self.0.seal_again(sid, 1, salt, plaintext)
         }
 
         /// Opens an envelope of row version 1 in place; the plaintext, if
@@ -276,7 +282,7 @@ pub mod __bench {
 
     /// An empty new session, without a store.
     pub fn new_session() -> crate::Session {
-        crate::Session::fresh(0, false)
+        crate::Session::fresh(0, false, Default::default())
     }
 
     /// The MessagePack payload of `session`, encoded as `save` does.

@@ -221,7 +221,7 @@ fn reseal(sealer: &Sealer, macs: &Macs, sid: &StoredId, version: i64, envelope: 
                 .and_then(|p| p.user)
                 .map(|user| macs.user_key(&user));
             Reseal::Sealed(
-                sealer.seal(sid, version + 1, &mut Some(opened.salt), plaintext),
+                sealer.seal_again(sid, version + 1, &opened.salt, plaintext),
                 user_key,
             )
         }

@@ -6,10 +6,11 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::codec;
+use crate::codec::{self, LoadedPayload, PayloadRef};
 use crate::crypto::Salt;
 use crate::error::Result;
-use crate::id::StoredId;
+use crate::id::{SessionId, StoredId};
+use crate::metadata::MetadataPolicy;
 
 /// What the store knows about the row a session was loaded from.
 #[derive(Debug, Clone)]
@@ -43,49 +44,197 @@ pub(crate) struct Record {
 /// # Ok::<(), stored_session::Error>(())
 /// ```
 pub struct Session {
-    pub(crate) record: Option<Record>,
-    pub(crate) data: BTreeMap<String, Vec<u8>>,
-    pub(crate) changed: BTreeSet<String>,
-    pub(crate) removed: BTreeSet<String>,
-    pub(crate) cleared: bool,
-    pub(crate) renew: bool,
-    pub(crate) destroyed: bool,
-    /// The request presented a session cookie (valid or not).
-    pub(crate) had_cookie: bool,
-    pub(crate) created_at: i64,
+    /// The row it was read from or last written to (the original), `None`
+    /// when there is none.
+    record: Option<Record>,
     /// The public id, once this process knows it (loaded, inserted or renewed).
-    pub(crate) current_id: Option<crate::id::SessionId>,
+    id: Option<SessionId>,
+    /// The request presented a session cookie (valid or not).
+    had_cookie: bool,
+    created_at: i64,
+    /// The current values.
+    data: BTreeMap<String, Vec<u8>>,
     /// The application user the session is bound to.
-    pub(crate) user: Option<String>,
-    /// This request changed the user binding.
-    pub(crate) user_changed: bool,
+    user: Option<String>,
     /// Client metadata and application fields (encrypted with the data).
-    pub(crate) meta: BTreeMap<String, String>,
-    /// Metadata fields this request set or removed.
-    pub(crate) meta_changed: BTreeSet<String>,
+    meta: BTreeMap<String, String>,
+    /// What this request did to it (the delta against the original).
+    changes: Changes,
     /// What `set_client` records (from the store's config).
-    pub(crate) metadata_policy: crate::metadata::MetadataPolicy,
+    metadata_policy: MetadataPolicy,
+}
+
+/// What a request did to its session since it was loaded or last saved.
+#[derive(Debug, Default)]
+struct Changes {
+    /// Keys set, and keys removed.
+    changed: BTreeSet<String>,
+    removed: BTreeSet<String>,
+    /// Every value was removed.
+    cleared: bool,
+    /// The user binding changed.
+    user: bool,
+    /// Metadata fields set or removed.
+    meta: BTreeSet<String>,
+    renew: bool,
+    destroyed: bool,
+}
+
+impl Changes {
+    /// Whether the stored payload differs from the original: the one
+    /// definition of "dirty" (values, user binding, metadata).
+    fn edits_payload(&self) -> bool {
+        self.cleared
+            || self.user
+            || !self.changed.is_empty()
+            || !self.removed.is_empty()
+            || !self.meta.is_empty()
+    }
 }
 
 impl Session {
-    pub(crate) fn fresh(now: i64, had_cookie: bool) -> Self {
+    /// A session without a row.
+    pub(crate) fn fresh(now: i64, had_cookie: bool, metadata_policy: MetadataPolicy) -> Self {
         Session {
             record: None,
-            data: BTreeMap::new(),
-            changed: BTreeSet::new(),
-            removed: BTreeSet::new(),
-            cleared: false,
-            renew: false,
-            destroyed: false,
+            id: None,
             had_cookie,
             created_at: now,
-            current_id: None,
+            data: BTreeMap::new(),
             user: None,
-            user_changed: false,
             meta: BTreeMap::new(),
-            meta_changed: BTreeSet::new(),
-            metadata_policy: Default::default(),
+            changes: Changes::default(),
+            metadata_policy,
         }
+    }
+
+    /// A session read from its row; `record.sid` is `id`'s stored id.
+    pub(crate) fn loaded(
+        id: SessionId,
+        record: Record,
+        payload: LoadedPayload,
+        metadata_policy: MetadataPolicy,
+    ) -> Session {
+        let mut session = Session::fresh(payload.created_at, true, metadata_policy);
+        session.id = Some(id);
+        session.record = Some(record);
+        session.data = payload.data;
+        session.meta = payload.meta;
+        session.user = payload.user;
+        session
+    }
+
+    // ---- The store's view of the delta, and its book-keeping. ----
+
+    /// The row the session was read from or last written to.
+    pub(crate) fn record(&self) -> Option<&Record> {
+        self.record.as_ref()
+    }
+
+    /// The public id, when known (loaded, inserted or renewed).
+    pub(crate) fn id(&self) -> Option<&SessionId> {
+        self.id.as_ref()
+    }
+
+    /// Whether [`renew`](Session::renew) was called.
+    pub(crate) fn renew_requested(&self) -> bool {
+        self.changes.renew
+    }
+
+    /// Whether this request changed the user binding.
+    pub(crate) fn user_changed(&self) -> bool {
+        self.changes.user
+    }
+
+    /// Whether this request bound the session to a user.
+    pub(crate) fn binds_user(&self) -> bool {
+        self.changes.user && self.user.is_some()
+    }
+
+    /// Whether the stored row must be rewritten: the payload changed, or
+    /// it is sealed under an old key.
+    pub(crate) fn needs_write(&self) -> bool {
+        self.changes.edits_payload() || self.record.as_ref().is_some_and(|r| r.stale_key)
+    }
+
+    /// What gets encrypted, borrowing the session's values (no copy).
+    pub(crate) fn payload(&self) -> PayloadRef<'_> {
+        PayloadRef {
+            created_at: self.created_at,
+            data: &self.data,
+            meta: &self.meta,
+            user: self.user.as_deref(),
+        }
+    }
+
+    /// A session without a row is settled: nothing to write. Returns
+    /// whether the request presented a cookie (which must then go).
+    pub(crate) fn settled_without_row(&mut self) -> bool {
+        self.changes.destroyed = false;
+        std::mem::take(&mut self.had_cookie)
+    }
+
+    /// The destroyed session's row was deleted: what was put in after
+    /// `destroy` starts a new, anonymous session under a new id.
+    pub(crate) fn row_deleted(&mut self, now: i64) {
+        self.record = None;
+        self.id = None;
+        self.changes.destroyed = false;
+        self.created_at = now;
+    }
+
+    /// Written as a new row under `id` (inserted or renewed).
+    pub(crate) fn stored_as(&mut self, id: SessionId, salt: Salt, now: i64) {
+        self.record = Some(Record {
+            sid: id.stored_id(),
+            version: 1,
+            salt,
+            updated_at: now,
+            stale_key: false,
+        });
+        self.id = Some(id);
+        self.had_cookie = true;
+    }
+
+    /// The payload was written at `version`, leaving the idle clock at
+    /// `updated_at`.
+    pub(crate) fn written(&mut self, version: i64, updated_at: i64) {
+        if let Some(r) = self.record.as_mut() {
+            r.version = version;
+            r.updated_at = updated_at;
+            r.stale_key = false;
+        }
+    }
+
+    /// The idle clock alone moved to `now`.
+    pub(crate) fn touched(&mut self, now: i64) {
+        if let Some(r) = self.record.as_mut() {
+            r.updated_at = now;
+        }
+    }
+
+    /// The session's row is gone (deleted by this request, or found gone):
+    /// nothing of it survives, and a later insert starts an anonymous one.
+    pub(crate) fn ended(&mut self, now: i64) {
+        self.created_at = now;
+        self.record = None;
+        self.id = None;
+        self.had_cookie = false;
+        self.changes.destroyed = false;
+        self.wipe();
+    }
+
+    /// Re-applies this request's own changes on top of a newer version
+    /// (`base`, stored as `record`) after a write conflict.
+    pub(crate) fn rebase(&mut self, base: LoadedPayload, record: Record) {
+        let mut data = base.data;
+        self.merge_into(&mut data);
+        self.data = data;
+        let (mut meta, mut user) = (base.meta, base.user);
+        self.merge_meta_into(&mut meta, &mut user);
+        self.meta = meta;
+        self.user = user;
+        self.record = Some(record);
     }
 
     /// Reads the value under `key`, decoded as `T`.
@@ -116,8 +265,8 @@ impl Session {
         if self.data.get(&key) == Some(&bytes) {
             return Ok(());
         }
-        self.removed.remove(&key);
-        self.changed.insert(key.clone());
+        self.changes.removed.remove(&key);
+        self.changes.changed.insert(key.clone());
         self.data.insert(key, bytes);
         Ok(())
     }
@@ -125,8 +274,8 @@ impl Session {
     /// Removes `key`; returns whether it was there.
     pub fn remove(&mut self, key: &str) -> bool {
         if self.data.remove(key).is_some() {
-            self.changed.remove(key);
-            self.removed.insert(key.to_owned());
+            self.changes.changed.remove(key);
+            self.changes.removed.insert(key.to_owned());
             true
         } else {
             false
@@ -169,11 +318,11 @@ impl Session {
     /// session ends up empty at commit, in which case it is deleted.
     pub fn clear(&mut self) {
         if !self.data.is_empty() || self.record.is_some() {
-            self.cleared = true;
+            self.changes.cleared = true;
         }
         self.data.clear();
-        self.changed.clear();
-        self.removed.clear();
+        self.changes.changed.clear();
+        self.changes.removed.clear();
     }
 
     /// Moves the session to a new id at commit, keeping its data: call it on
@@ -182,7 +331,7 @@ impl Session {
     /// the session keeps its creation time, so renewing never extends the
     /// absolute lifetime ([`Config::max_lifetime`](crate::Config)).
     pub fn renew(&mut self) {
-        self.renew = true;
+        self.changes.renew = true;
     }
 
     /// Ends the session (logout): at commit its row is deleted and the
@@ -205,22 +354,21 @@ impl Session {
     /// # Ok::<(), stored_session::Error>(())
     /// ```
     pub fn destroy(&mut self) {
-        self.destroyed = true;
+        self.changes.destroyed = true;
         self.wipe();
     }
 
     /// Forgets every value, the user binding and the metadata, and what the
     /// request had changed: nothing of an ended session survives in memory.
-    pub(crate) fn wipe(&mut self) {
+    fn wipe(&mut self) {
         self.data.clear();
-        self.changed.clear();
-        self.removed.clear();
-        self.cleared = false;
-        self.renew = false;
         self.user = None;
-        self.user_changed = false;
         self.meta.clear();
-        self.meta_changed.clear();
+        let destroyed = self.changes.destroyed;
+        self.changes = Changes {
+            destroyed,
+            ..Changes::default()
+        };
     }
 
     /// Binds the session to an application user id, for per-user listing and
@@ -242,7 +390,7 @@ impl Session {
         let user_id = user_id.into();
         if self.user.as_deref() != Some(user_id.as_str()) {
             self.user = Some(user_id);
-            self.user_changed = true;
+            self.changes.user = true;
         }
     }
 
@@ -250,7 +398,7 @@ impl Session {
     pub fn clear_user(&mut self) {
         if self.user.is_some() {
             self.user = None;
-            self.user_changed = true;
+            self.changes.user = true;
         }
     }
 
@@ -296,7 +444,7 @@ impl Session {
             Some(v) => self.meta.insert(name.to_owned(), v),
             None => self.meta.remove(name),
         };
-        self.meta_changed.insert(name.to_owned());
+        self.changes.meta.insert(name.to_owned());
     }
 
     /// Whether there is anything worth storing: values or a user binding.
@@ -312,18 +460,12 @@ impl Session {
 
     /// Whether this request changed the session (values, renew or destroy).
     pub fn is_modified(&self) -> bool {
-        self.cleared
-            || self.renew
-            || self.destroyed
-            || !self.changed.is_empty()
-            || !self.removed.is_empty()
-            || self.user_changed
-            || !self.meta_changed.is_empty()
+        self.changes.edits_payload() || self.changes.renew || self.changes.destroyed
     }
 
     /// Whether [`destroy`](Session::destroy) was called.
     pub fn is_destroyed(&self) -> bool {
-        self.destroyed
+        self.changes.destroyed
     }
 
     /// The hashed id of the stored row, safe to log. `None` for a new session.
@@ -340,32 +482,28 @@ impl Session {
 
     /// Re-applies this request's metadata and user changes on top of a newer
     /// version's after a write conflict.
-    pub(crate) fn merge_meta_into(
-        &self,
-        meta: &mut BTreeMap<String, String>,
-        user: &mut Option<String>,
-    ) {
-        for name in &self.meta_changed {
+    fn merge_meta_into(&self, meta: &mut BTreeMap<String, String>, user: &mut Option<String>) {
+        for name in &self.changes.meta {
             match self.meta.get(name) {
                 Some(v) => meta.insert(name.clone(), v.clone()),
                 None => meta.remove(name),
             };
         }
-        if self.user_changed {
+        if self.changes.user {
             user.clone_from(&self.user);
         }
     }
 
     /// The request's own changes, for re-applying them on top of a newer
     /// version after a write conflict.
-    pub(crate) fn merge_into(&self, base: &mut BTreeMap<String, Vec<u8>>) {
-        if self.cleared {
+    fn merge_into(&self, base: &mut BTreeMap<String, Vec<u8>>) {
+        if self.changes.cleared {
             base.clear();
         }
-        for key in &self.removed {
+        for key in &self.changes.removed {
             base.remove(key);
         }
-        for key in &self.changed {
+        for key in &self.changes.changed {
             if let Some(v) = self.data.get(key) {
                 base.insert(key.clone(), v.clone());
             }
@@ -374,12 +512,11 @@ impl Session {
 
     /// Forget the request's changes after they were written.
     pub(crate) fn mark_clean(&mut self) {
-        self.changed.clear();
-        self.removed.clear();
-        self.cleared = false;
-        self.renew = false;
-        self.user_changed = false;
-        self.meta_changed.clear();
+        let destroyed = self.changes.destroyed;
+        self.changes = Changes {
+            destroyed,
+            ..Changes::default()
+        };
     }
 }
 
@@ -406,8 +543,8 @@ impl fmt::Debug for Session {
             .field("sid", &self.stored_id())
             .field("keys", &self.data.keys().collect::<Vec<_>>())
             .field("modified", &self.is_modified())
-            .field("renew", &self.renew)
-            .field("destroyed", &self.destroyed)
+            .field("renew", &self.changes.renew)
+            .field("destroyed", &self.changes.destroyed)
             .finish_non_exhaustive()
     }
 }

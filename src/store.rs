@@ -4,10 +4,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::{Cutoffs, Database, NewRow, Plan, PoolOptions, RenewResult, Row, UserLock};
+use crate::backend::{
+    Applied, Binding, Cutoffs, Database, NewRow, Plan, PoolOptions, RenewResult, Row, UserLock,
+};
 use crate::codec::{LoadedPayload, PayloadRef};
 use crate::config::Config;
-use crate::crypto::{Macs, OpenError, Salt, Sealer};
+use crate::crypto::{Macs, OpenError, Salt, SaltChoice, Sealer};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventKind, Events, RejectReason, Stopwatch, SubscriptionId};
 use crate::id::{SessionId, StoredId};
@@ -57,7 +59,8 @@ struct Inner {
     events: Events,
 }
 
-/// What the response must do with the session cookie after a commit.
+/// What the response must do with the session cookie after a
+/// [`save`](SessionStore::save).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use = "the cookie must be set or removed on the response"]
 pub enum CookieAction {
@@ -68,6 +71,36 @@ pub enum CookieAction {
     /// Remove the session cookie (destroyed, emptied, or it named a session
     /// that no longer exists).
     Remove,
+    /// The id is unchanged but the store moved the session's idle clock (a
+    /// data write or a touch, see [`Config::touch_after`]): a persistent
+    /// cookie (one with `Max-Age`) should be sent again with this id so its
+    /// expiry follows the idle timeout. A session cookie (no `Max-Age`) may
+    /// be left alone, as for [`Keep`](CookieAction::Keep).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stored_session::{CookieAction, Keyring, ManualClock, SessionStore};
+    ///
+    /// let clock = ManualClock::starting_now();
+    /// let store = SessionStore::builder(Keyring::generate())
+    ///     .touch_after(Duration::from_secs(60))
+    ///     .clock(clock.clock())
+    ///     .open_migrated("sqlite::memory:")?;
+    /// let mut session = store.load(None)?;
+    /// session.insert("k", &1)?;
+    /// let CookieAction::Set(id) = store.save(&mut session)? else { unreachable!() };
+    ///
+    /// // Within `touch_after`: the idle clock stays, nothing to resend.
+    /// let mut session = store.load(Some(id.as_cookie_value()))?;
+    /// assert_eq!(store.save(&mut session)?, CookieAction::Keep);
+    ///
+    /// // Later, a read alone touches the row: resend the same id.
+    /// clock.advance(Duration::from_secs(61));
+    /// let mut session = store.load(Some(id.as_cookie_value()))?;
+    /// assert_eq!(store.save(&mut session)?, CookieAction::Refresh(id));
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    Refresh(SessionId),
 }
 
 /// Builds a [`SessionStore`]: keys, policy and the database.
@@ -355,11 +388,12 @@ impl SessionStore {
             return Ok(self.fresh(now, true));
         };
         match self.open_row(&sid, row, now) {
-            Ok((payload, record)) => {
-                let mut session = Session::loaded(id, sid, record, payload);
-                session.metadata_policy = self.inner.config.metadata;
-                Ok(session)
-            }
+            Ok((payload, meta)) => Ok(Session::loaded(
+                id,
+                meta.record(sid),
+                payload,
+                self.inner.config.metadata,
+            )),
             Err(reason) => {
                 log::warn!(target: "stored_session", "rejected stored session {sid}: {reason:?}; issuing a fresh session");
                 self.reject(Some(sid), reason, started);
@@ -369,9 +403,7 @@ impl SessionStore {
     }
 
     fn fresh(&self, now: i64, had_cookie: bool) -> Session {
-        let mut session = Session::fresh(now, had_cookie);
-        session.metadata_policy = self.inner.config.metadata;
-        session
+        Session::fresh(now, had_cookie, self.inner.config.metadata)
     }
 
     fn reject(&self, sid: Option<StoredId>, reason: RejectReason, started: Stopwatch) {
@@ -436,8 +468,14 @@ impl SessionStore {
     /// [`CookieAction::Remove`], and the `Session` is emptied of its values,
     /// user binding and metadata (a later insert starts an anonymous one).
     ///
-    /// After a successful commit the session is clean and may be used and
-    /// committed again.
+    /// The result says everything the response must do with the cookie:
+    /// [`Set`](CookieAction::Set) a new id, [`Remove`](CookieAction::Remove)
+    /// it, [`Refresh`](CookieAction::Refresh) it (same id, the idle clock
+    /// moved: resend a persistent cookie so its `Max-Age` restarts), or
+    /// [`Keep`](CookieAction::Keep) it.
+    ///
+    /// After a successful save the session is clean and may be used and
+    /// saved again.
     ///
     /// # Errors
     ///
@@ -448,13 +486,21 @@ impl SessionStore {
     /// never an error: it is resolved under the row's lock.
     #[doc(alias = "commit")]
     pub fn save(&self, session: &mut Session) -> Result<CookieAction> {
-        let binds_user = session.user_changed && session.user.is_some();
+        let binds_user = session.binds_user();
+        let idle_clock_before = session.record().map(|r| r.updated_at);
         let action = self.save_inner(session)?;
         if binds_user {
             self.enforce_session_cap(session); // Config::max_sessions_per_user (users.rs)
         }
         session.mark_clean();
-        Ok(action)
+        // The one place that says whether the idle clock moved: a write or
+        // a touch of the same row left it elsewhere than this request read it.
+        Ok(match (action, session.id(), session.record()) {
+            (CookieAction::Keep, Some(id), Some(r)) if Some(r.updated_at) != idle_clock_before => {
+                CookieAction::Refresh(id.clone())
+            }
+            (action, _, _) => action,
+        })
     }
 
     /// Ends the session named by a cookie value without loading it: for
@@ -496,11 +542,10 @@ impl SessionStore {
 
     fn save_inner(&self, session: &mut Session) -> Result<CookieAction> {
         let now = self.now();
-        let Some(record) = session.record.clone() else {
+        let Some(record) = session.record().cloned() else {
             // A session without a row.
-            if session.destroyed || !session.has_content() {
-                session.destroyed = false;
-                return Ok(if std::mem::take(&mut session.had_cookie) {
+            if session.is_destroyed() || !session.has_content() {
+                return Ok(if session.settled_without_row() {
                     CookieAction::Remove
                 } else {
                     CookieAction::Keep
@@ -509,7 +554,7 @@ impl SessionStore {
             return self.insert_new(session, now);
         };
 
-        if session.destroyed {
+        if session.is_destroyed() {
             let started = self.stopwatch();
             let rows = self.inner.db.delete(&record.sid, None)?;
             self.emit(Event::new(
@@ -520,26 +565,17 @@ impl SessionStore {
             ));
             // `destroy` wiped the session; what was put in after it starts
             // a new, anonymous session under a new id.
-            session.record = None;
-            session.current_id = None;
-            session.destroyed = false;
-            session.created_at = now;
+            session.row_deleted(now);
             if session.has_content() {
                 return self.insert_new(session, now);
             }
-            session.had_cookie = false;
+            let _ = session.settled_without_row();
             return Ok(CookieAction::Remove);
         }
-        if session.renew {
+        if session.renew_requested() {
             return self.renew(session, record, now);
         }
-        let dirty = !session.changed.is_empty()
-            || !session.removed.is_empty()
-            || session.cleared
-            || session.user_changed
-            || !session.meta_changed.is_empty()
-            || record.stale_key;
-        if dirty {
+        if session.needs_write() {
             return self.write(session, record, now);
         }
         if self.touch_due(record.updated_at, now) {
@@ -554,9 +590,7 @@ impl SessionStore {
             if rows == 0 {
                 return Ok(self.gone(session, now));
             }
-            if let Some(r) = session.record.as_mut() {
-                r.updated_at = now;
-            }
+            session.touched(now);
         }
         Ok(CookieAction::Keep)
     }
@@ -573,23 +607,24 @@ impl SessionStore {
 
     /// The row vanished under us: never recreate it.
     fn gone(&self, session: &mut Session, now: i64) -> CookieAction {
-        if let Some(r) = &session.record {
+        if let Some(r) = session.record() {
             log::debug!(target: "stored_session", "session {} is gone; not recreating it", r.sid);
         }
-        session.forget_record(now);
+        session.ended(now);
         CookieAction::Remove
     }
 
     /// Seals a payload for `sid` at row version `version` (the version the
-    /// write stores), enforcing the size cap.
+    /// write stores) under the salt `salt` chooses, enforcing the size cap.
+    /// Returns the envelope and its salt.
     fn seal(
         &self,
         sid: &StoredId,
         version: i64,
-        salt: &mut Option<Salt>,
+        salt: SaltChoice,
         payload: &PayloadRef<'_>,
-    ) -> Result<Vec<u8>> {
-        let envelope =
+    ) -> Result<(Vec<u8>, Salt)> {
+        let (envelope, salt) =
             self.inner
                 .sealer
                 .seal_with(sid, version, salt, payload.encoded_len_hint(), |out| {
@@ -601,7 +636,7 @@ impl SessionStore {
                 max: self.inner.config.max_payload,
             });
         }
-        Ok(envelope)
+        Ok((envelope, salt))
     }
 
     fn insert_new(&self, session: &mut Session, now: i64) -> Result<CookieAction> {
@@ -611,8 +646,7 @@ impl SessionStore {
             let started = self.stopwatch();
             let id = SessionId::generate();
             let sid = id.stored_id();
-            let mut salt = None;
-            let envelope = self.seal(&sid, 1, &mut salt, &payload)?;
+            let (envelope, salt) = self.seal(&sid, 1, SaltChoice::Fresh, &payload)?;
             let row = NewRow {
                 sid: sid.as_bytes(),
                 data: &envelope,
@@ -628,15 +662,7 @@ impl SessionStore {
                     started.elapsed(),
                     1,
                 ));
-                session.record = Some(Record {
-                    sid,
-                    version: 1,
-                    salt: salt.expect("seal drew a salt"),
-                    updated_at: now,
-                    stale_key: false,
-                });
-                session.had_cookie = true;
-                session.current_id = Some(id.clone());
+                session.stored_as(id.clone(), salt, now);
                 return Ok(CookieAction::Set(id));
             }
         }
@@ -652,8 +678,7 @@ impl SessionStore {
                 let id = SessionId::generate();
                 let sid = id.stored_id();
                 let payload = session.payload();
-                let mut salt = None;
-                let envelope = self.seal(&sid, 1, &mut salt, &payload)?;
+                let (envelope, salt) = self.seal(&sid, 1, SaltChoice::Fresh, &payload)?;
                 let user_key = self.user_key_of(session);
                 let row = NewRow {
                     sid: sid.as_bytes(),
@@ -666,8 +691,7 @@ impl SessionStore {
                 let lock = user_key.as_ref().map(UserLock::of);
                 match self.inner.db.renew(&record.sid, record.version, &row, lock) {
                     Ok(RenewResult::Done) => {
-                        self.renewed(session, record.sid, id, salt, now, started);
-                        return Ok(CookieAction::Set(id_cookie(session)));
+                        return Ok(self.renewed(session, record.sid, id, salt, now, started));
                     }
                     Ok(RenewResult::Conflict) => break,
                     Err(e) if crate::backend::is_unique_violation(&e) => continue,
@@ -691,29 +715,32 @@ impl SessionStore {
                     started.elapsed(),
                     1,
                 ));
-                session.forget_record(now);
+                session.ended(now);
                 return Ok(CookieAction::Remove);
             }
         } else {
-            let mut salt = Some(record.salt);
-            let envelope = self.seal(
+            let (envelope, _) = self.seal(
                 &record.sid,
                 record.version + 1,
-                &mut salt,
+                SaltChoice::Keep(record.salt),
                 &session.payload(),
             )?;
             // The binding column only moves when the binding changed or the
             // session is being re-sealed under a new key (which re-keys its
             // HMAC): no HMAC and no index rewrite on an ordinary write.
-            let rebind = session.user_changed || record.stale_key;
-            let user_key = rebind.then(|| self.user_key_of(session));
+            let rebind = session.user_changed() || record.stale_key;
+            let binding = if rebind {
+                Binding::Set(self.user_key_of(session))
+            } else {
+                Binding::Keep
+            };
             let touch = self.touch_due(record.updated_at, now).then_some(now);
             let rows = self.inner.db.update(
                 &record.sid,
                 record.version,
                 &envelope,
                 touch,
-                user_key.as_ref().map(|k| k.as_ref().map(|k| k.as_slice())),
+                binding,
                 self.cutoffs(now),
             )?;
             if rows == 1 {
@@ -723,11 +750,7 @@ impl SessionStore {
                     started.elapsed(),
                     1,
                 ));
-                self.written(
-                    session,
-                    record.version + 1,
-                    touch.unwrap_or(record.updated_at),
-                );
+                session.written(record.version + 1, touch.unwrap_or(record.updated_at));
                 return Ok(CookieAction::Keep);
             }
         }
@@ -746,58 +769,20 @@ impl SessionStore {
         renew: bool,
     ) -> Result<CookieAction> {
         let started = self.stopwatch();
-        let mut planned = Planned::Gone;
         // A renew holds the user's lock against a concurrent revocation.
         let lock = if renew {
             self.user_key_of(session).as_ref().map(UserLock::of)
         } else {
             None
         };
-        let rows = self
+        let applied = self
             .inner
             .db
             .locked(&sid, self.cutoffs(now), lock, &mut |row| {
-                planned = Planned::Gone;
-                let Some(row) = row else {
-                    return Ok(Plan::Nothing);
-                };
-                let Ok((base, meta)) = self.open_row(&sid, row, now) else {
-                    return Ok(Plan::Nothing);
-                };
-                self.rebase(session, base, &meta);
-                let user_key = self.user_key_of(session);
-                if !session.has_content() {
-                    planned = Planned::Deleted;
-                    return Ok(Plan::Delete);
-                }
-                let payload = session.payload();
-                if renew {
-                    let id = SessionId::generate();
-                    let new_sid = id.stored_id();
-                    let mut salt = None;
-                    let data = self.seal(&new_sid, 1, &mut salt, &payload)?;
-                    planned = Planned::Renewed(id, salt);
-                    Ok(Plan::Renew {
-                        sid: new_sid,
-                        data,
-                        user_key,
-                        created_at: payload.created_at,
-                        now,
-                    })
-                } else {
-                    let mut salt = Some(meta.salt);
-                    let data = self.seal(&sid, meta.version + 1, &mut salt, &payload)?;
-                    planned = Planned::Updated(meta.version + 1);
-                    Ok(Plan::Update {
-                        data,
-                        version: meta.version,
-                        now,
-                        user_key,
-                    })
-                }
+                self.plan_locked(session, &sid, row, now, renew)
             })?;
-        match planned {
-            Planned::Gone => {
+        match applied {
+            Applied::Nothing => {
                 if renew {
                     self.emit(Event::new(EventKind::Renew, None, started.elapsed(), 0));
                 } else {
@@ -810,72 +795,99 @@ impl SessionStore {
                 }
                 Ok(self.gone(session, now))
             }
-            Planned::Deleted => {
+            Applied::Deleted { rows } => {
                 self.emit(Event::new(
                     EventKind::Delete,
                     Some(sid),
                     started.elapsed(),
                     rows as u64,
                 ));
-                session.forget_record(now);
+                session.ended(now);
                 Ok(CookieAction::Remove)
             }
-            Planned::Updated(version) => {
+            Applied::Updated { version, rows } => {
                 self.emit(Event::new(
                     EventKind::Write,
                     Some(sid),
                     started.elapsed(),
                     rows as u64,
                 ));
-                self.written(session, version, now);
+                session.written(version, now);
                 Ok(CookieAction::Keep)
             }
-            Planned::Renewed(id, salt) => {
-                self.renewed(session, sid, id, salt, now, started);
-                Ok(CookieAction::Set(id_cookie(session)))
-            }
+            Applied::Renewed { id, salt } => Ok(self.renewed(session, sid, id, salt, now, started)),
         }
     }
 
-    /// Book-keeping after a successful data write that left the idle clock
-    /// at `updated_at`.
-    fn written(&self, session: &mut Session, version: i64, updated_at: i64) {
-        if let Some(r) = session.record.as_mut() {
-            r.version = version;
-            r.updated_at = updated_at;
-            r.stale_key = false;
+    /// The locked write's decision, made once on the row read under lock:
+    /// nothing (gone or unreadable), delete (emptied), renew, or update, with
+    /// this request's changes re-applied on top of that row.
+    fn plan_locked(
+        &self,
+        session: &mut Session,
+        sid: &StoredId,
+        row: Option<Row>,
+        now: i64,
+        renew: bool,
+    ) -> Result<Plan> {
+        let Some(row) = row else {
+            return Ok(Plan::Nothing);
+        };
+        let Ok((base, meta)) = self.open_row(sid, row, now) else {
+            return Ok(Plan::Nothing);
+        };
+        session.rebase(base, meta.record(*sid));
+        let user_key = self.user_key_of(session);
+        if !session.has_content() {
+            return Ok(Plan::Delete);
+        }
+        let payload = session.payload();
+        if renew {
+            let id = SessionId::generate();
+            let (data, salt) = self.seal(&id.stored_id(), 1, SaltChoice::Fresh, &payload)?;
+            Ok(Plan::Renew {
+                id,
+                salt,
+                data,
+                user_key,
+                created_at: payload.created_at,
+                now,
+            })
+        } else {
+            let (data, _) =
+                self.seal(sid, meta.version + 1, SaltChoice::Keep(meta.salt), &payload)?;
+            Ok(Plan::Update {
+                data,
+                version: meta.version,
+                now,
+                user_key,
+            })
         }
     }
 
-    /// Book-keeping after a successful renew.
+    /// Book-keeping after a successful renew; the cookie to set.
     fn renewed(
         &self,
         session: &mut Session,
         previous: StoredId,
         id: SessionId,
-        salt: Option<Salt>,
+        salt: Salt,
         now: i64,
         started: Stopwatch,
-    ) {
+    ) -> CookieAction {
         let sid = id.stored_id();
         let mut e = Event::new(EventKind::Renew, Some(sid), started.elapsed(), 1);
         e.previous_sid = Some(previous);
         self.emit(e);
-        session.current_id = Some(id);
-        session.record = Some(Record {
-            sid,
-            version: 1,
-            salt: salt.expect("seal drew a salt"),
-            updated_at: now,
-            stale_key: false,
-        });
+        session.stored_as(id.clone(), salt, now);
+        CookieAction::Set(id)
     }
 
     /// The `user_key` column value for the session's user binding, under
     /// the current key (so a rewrite after a rotation moves the binding to
     /// the new key).
     fn user_key_of(&self, session: &Session) -> Option<[u8; 32]> {
-        session.user.as_deref().map(|u| self.inner.macs.user_key(u))
+        session.user_id().map(|u| self.inner.macs.user_key(u))
     }
 
     pub(crate) fn sealer(&self) -> &Sealer {
@@ -885,41 +897,6 @@ impl SessionStore {
     pub(crate) fn macs(&self) -> &Macs {
         &self.inner.macs
     }
-
-    /// Re-applies this request's own changes on top of a newer version.
-    fn rebase(&self, session: &mut Session, base: LoadedPayload, meta: &RowMeta) {
-        let mut data = base.data;
-        session.merge_into(&mut data);
-        session.data = data;
-        let (mut meta_fields, mut user) = (base.meta, base.user);
-        session.merge_meta_into(&mut meta_fields, &mut user);
-        session.meta = meta_fields;
-        session.user = user;
-        let record = session
-            .record
-            .as_mut()
-            .expect("rebase needs a stored session");
-        record.version = meta.version;
-        record.salt = meta.salt;
-        record.updated_at = meta.updated_at;
-        record.stale_key = meta.stale_key;
-    }
-}
-
-/// What the locked write decided, for book-keeping after the transaction.
-enum Planned {
-    Gone,
-    Deleted,
-    Updated(i64),
-    Renewed(SessionId, Option<Salt>),
-}
-
-/// The id a just-renewed or just-inserted session carries.
-fn id_cookie(session: &Session) -> SessionId {
-    session
-        .current_id
-        .clone()
-        .expect("a renewed session has an id")
 }
 
 /// What `open_row` learned about a row besides its payload.
@@ -930,44 +907,16 @@ pub(crate) struct RowMeta {
     stale_key: bool,
 }
 
-impl Session {
-    /// A session read from its row; `sid` is `id`'s stored id (already
-    /// hashed for the query).
-    fn loaded(id: SessionId, sid: StoredId, meta: RowMeta, payload: LoadedPayload) -> Session {
-        let mut session = Session::fresh(payload.created_at, true);
-        session.current_id = Some(id);
-        session.data = payload.data;
-        session.record = Some(Record {
+impl RowMeta {
+    /// The session's record of the row `sid`.
+    fn record(&self, sid: StoredId) -> Record {
+        Record {
             sid,
-            version: meta.version,
-            salt: meta.salt,
-            updated_at: meta.updated_at,
-            stale_key: meta.stale_key,
-        });
-        session.meta = payload.meta;
-        session.user = payload.user;
-        session
-    }
-
-    /// What gets encrypted, borrowing the session's values (no copy).
-    pub(crate) fn payload(&self) -> PayloadRef<'_> {
-        PayloadRef {
-            created_at: self.created_at,
-            data: &self.data,
-            meta: &self.meta,
-            user: self.user.as_deref(),
+            version: self.version,
+            salt: self.salt,
+            updated_at: self.updated_at,
+            stale_key: self.stale_key,
         }
-    }
-
-    /// The session's row is gone (deleted by this request, or found gone):
-    /// nothing of it survives, and a later insert starts an anonymous one.
-    fn forget_record(&mut self, now: i64) {
-        self.created_at = now;
-        self.record = None;
-        self.current_id = None;
-        self.had_cookie = false;
-        self.destroyed = false;
-        self.wipe();
     }
 }
 

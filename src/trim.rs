@@ -63,6 +63,25 @@ pub fn trim_inactive(store: &SessionStore) -> Result<TrimReport> {
 /// A progress callback, called after every batch with the running totals.
 type Progress = Box<dyn FnMut(&TrimReport) + Send>;
 
+/// An expiry rule of a trim run: the store's, or an override.
+#[derive(Debug, Clone, Copy)]
+enum Rule {
+    /// The store's setting.
+    Store,
+    /// This run's setting (`None` disables the rule).
+    Override(Option<Duration>),
+}
+
+impl Rule {
+    /// The setting in force, given the store's.
+    fn or(self, store: Option<Duration>) -> Option<Duration> {
+        match self {
+            Rule::Store => store,
+            Rule::Override(setting) => setting,
+        }
+    }
+}
+
 /// A configurable trim run: batch size, expiry overrides, progress callback.
 ///
 /// ```
@@ -81,8 +100,8 @@ type Progress = Box<dyn FnMut(&TrimReport) + Send>;
 #[must_use]
 pub struct Trim {
     batch_size: usize,
-    idle_timeout: Option<Option<Duration>>,
-    max_lifetime: Option<Option<Duration>>,
+    idle_timeout: Rule,
+    max_lifetime: Rule,
     on_batch: Option<Progress>,
 }
 
@@ -107,8 +126,8 @@ impl Trim {
     pub fn new() -> Self {
         Trim {
             batch_size: DEFAULT_BATCH_SIZE,
-            idle_timeout: None,
-            max_lifetime: None,
+            idle_timeout: Rule::Store,
+            max_lifetime: Rule::Store,
             on_batch: None,
         }
     }
@@ -121,13 +140,13 @@ impl Trim {
 
     /// Overrides the store's idle timeout for this run (`None` disables the rule).
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.idle_timeout = Some(timeout);
+        self.idle_timeout = Rule::Override(timeout);
         self
     }
 
     /// Overrides the store's absolute lifetime for this run (`None` disables the rule).
     pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
-        self.max_lifetime = Some(lifetime);
+        self.max_lifetime = Rule::Override(lifetime);
         self
     }
 
@@ -140,12 +159,8 @@ impl Trim {
     fn cutoffs(&self, store: &SessionStore) -> Cutoffs {
         let now = store.now();
         let mut config = store.config().clone();
-        if let Some(idle) = self.idle_timeout {
-            config.idle_timeout = idle;
-        }
-        if let Some(lifetime) = self.max_lifetime {
-            config.max_lifetime = lifetime;
-        }
+        config.idle_timeout = self.idle_timeout.or(config.idle_timeout);
+        config.max_lifetime = self.max_lifetime.or(config.max_lifetime);
         Cutoffs {
             idle: config.idle_cutoff(now),
             lifetime: config.lifetime_cutoff(now),

@@ -233,6 +233,41 @@ fn policy_attributes_on_the_wire(h: &Harness) {
     );
 }
 
+/// The adapter follows `CookieAction::Refresh`: a cookie with `Max-Age` is
+/// sent again (same id) when the store touched the row, not otherwise; a
+/// session cookie (no `Max-Age`) is never resent for a touch.
+fn persistent_cookie_is_resent_exactly_when_the_idle_clock_moves(h: &Harness) {
+    let policy = CookiePolicy::new().max_age(Some(std::time::Duration::from_secs(3600)));
+    let server = serve(sessions(h, policy));
+    let mut jar = Jar::new("id");
+    jar.send(server.addr, "GET", "/", b"");
+    let id = jar.value.clone().unwrap();
+    // Within touch_after (300 s by default): a read resends nothing.
+    h.advance(100);
+    let r = jar.send(server.addr, "GET", "/peek", b"");
+    assert!(r.set_cookies().is_empty());
+    // Past it: the read touches the row, and the same id goes out again.
+    h.advance(300);
+    let r = jar.send(server.addr, "GET", "/peek", b"");
+    let set = r
+        .session_cookie("id")
+        .expect("the touch resends the cookie");
+    assert_eq!(cookie_value(&set), id);
+    assert!(set.ends_with("; Max-Age=3600"), "{set}");
+    // Touched just now: nothing again.
+    let r = jar.send(server.addr, "GET", "/peek", b"");
+    assert!(r.set_cookies().is_empty());
+
+    // Without Max-Age, a touch resends nothing.
+    let server = serve(sessions(h, CookiePolicy::new()));
+    let mut jar = Jar::new("id");
+    jar.send(server.addr, "GET", "/", b"");
+    h.advance(400);
+    let r = jar.send(server.addr, "GET", "/peek", b"");
+    assert_eq!(r.body, "visits: 1");
+    assert!(r.set_cookies().is_empty());
+}
+
 fn database_failures_are_500s_and_set_no_cookie(h: &Harness) {
     let server = serve(sessions(h, CookiePolicy::new()));
     let r = send(server.addr, "GET", "/break", &[], b"");
@@ -327,4 +362,5 @@ backend_suite!(
     hostile_cookie_headers_give_a_fresh_session,
     policy_attributes_on_the_wire,
     database_failures_are_500s_and_set_no_cookie,
+    persistent_cookie_is_resent_exactly_when_the_idle_clock_moves,
 );

@@ -336,7 +336,8 @@ fn idle_expiry_and_touch_never_revives(h: &Harness) {
         h.advance(3000);
         let mut s = store.load(Some(&cookie)).unwrap();
         assert!(!s.is_new(), "expired while active");
-        assert_eq!(store.save(&mut s).unwrap(), CookieAction::Keep);
+        let id = SessionId::parse(&cookie).unwrap();
+        assert_eq!(store.save(&mut s).unwrap(), CookieAction::Refresh(id));
     }
     // A request that loaded it just before expiry commits just after: the
     // touch must not revive it.
@@ -415,6 +416,66 @@ fn unchanged_session_is_not_written(h: &Harness) {
     assert_eq!(after, before, "an unchanged session was written");
 }
 
+/// `save` answers `Refresh(id)` with the session's own id exactly when the
+/// row's `updated_at` moved (a touch, a data write with a touch due, a
+/// write resolved under the lock), and `Keep` when it did not.
+fn save_says_refresh_exactly_when_the_idle_clock_moved(h: &Harness) {
+    let store = h.store_with(h.builder().touch_after(Duration::from_secs(300)));
+    let cookie = create(&store, &[("k", "v")]);
+    let id = SessionId::parse(&cookie).unwrap();
+    let sid = sid_of(&cookie);
+    let idle_clock = || row(store.database(), &sid).unwrap().updated_at;
+    let start = idle_clock();
+
+    // Read only, touch not due: Keep, clock unchanged.
+    let mut s = store.load(Some(&cookie)).unwrap();
+    assert_eq!(store.save(&mut s).unwrap(), CookieAction::Keep);
+    // Data write, touch not due: Keep, clock unchanged.
+    h.advance(100);
+    let mut s = store.load(Some(&cookie)).unwrap();
+    s.insert("k", "w").unwrap();
+    assert_eq!(store.save(&mut s).unwrap(), CookieAction::Keep);
+    assert_eq!(idle_clock(), start);
+
+    // Read only, touch due: Refresh(same id), clock moved.
+    h.advance(300);
+    let mut s = store.load(Some(&cookie)).unwrap();
+    assert_eq!(
+        store.save(&mut s).unwrap(),
+        CookieAction::Refresh(id.clone())
+    );
+    assert_eq!(idle_clock(), start + 400);
+    // The same Session saved again at once: nothing moved, Keep.
+    assert_eq!(store.save(&mut s).unwrap(), CookieAction::Keep);
+
+    // Data write, touch due: Refresh, clock moved.
+    h.advance(301);
+    let mut s = store.load(Some(&cookie)).unwrap();
+    s.insert("k", "x").unwrap();
+    assert_eq!(
+        store.save(&mut s).unwrap(),
+        CookieAction::Refresh(id.clone())
+    );
+    assert_eq!(idle_clock(), start + 701);
+
+    // A conflict resolved under the lock moves the clock to now: Refresh.
+    h.advance(10);
+    let mut a = store.load(Some(&cookie)).unwrap();
+    let mut b = store.load(Some(&cookie)).unwrap();
+    a.insert("a", "1").unwrap();
+    b.insert("b", "2").unwrap();
+    assert_eq!(store.save(&mut a).unwrap(), CookieAction::Keep);
+    assert_eq!(idle_clock(), start + 701);
+    assert_eq!(
+        store.save(&mut b).unwrap(),
+        CookieAction::Refresh(id.clone())
+    );
+    assert_eq!(idle_clock(), start + 711);
+    let s = store.load(Some(&cookie)).unwrap();
+    assert_eq!(s.get::<String>("a").unwrap().as_deref(), Some("1"));
+    assert_eq!(s.get::<String>("b").unwrap().as_deref(), Some("2"));
+}
+
 fn touch_updates_only_the_clock(h: &Harness) {
     let store = h.store_with(h.builder().touch_after(Duration::from_secs(300)));
     let cookie = create(&store, &[("k", "v")]);
@@ -423,7 +484,10 @@ fn touch_updates_only_the_clock(h: &Harness) {
     h.advance(301);
     let mut s = store.load(Some(&cookie)).unwrap();
     let events = record_events(&store);
-    assert_eq!(store.save(&mut s).unwrap(), CookieAction::Keep);
+    assert_eq!(
+        store.save(&mut s).unwrap(),
+        CookieAction::Refresh(SessionId::parse(&cookie).unwrap())
+    );
     let after = row(store.database(), &sid).unwrap();
     assert_eq!(after.updated_at, before.updated_at + 301);
     assert_eq!(after.data, before.data, "a touch rewrote the data");
@@ -463,7 +527,10 @@ fn data_write_moves_the_idle_clock_only_when_a_touch_is_due(h: &Harness) {
     h.advance(300);
     let mut s = store.load(Some(&cookie)).unwrap();
     s.insert("k", "v3").unwrap();
-    assert_eq!(store.save(&mut s).unwrap(), CookieAction::Keep);
+    assert_eq!(
+        store.save(&mut s).unwrap(),
+        CookieAction::Refresh(SessionId::parse(&cookie).unwrap())
+    );
     let late = row(store.database(), &sid).unwrap();
     assert_eq!(late.version, created.version + 2);
     assert_eq!(late.updated_at, created.updated_at + 310);
@@ -834,4 +901,5 @@ backend_suite!(
     large_payloads_round_trip_exactly,
     events_for_every_operation,
     conflicting_removes_and_clears_merge_per_key,
+    save_says_refresh_exactly_when_the_idle_clock_moved,
 );

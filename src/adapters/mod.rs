@@ -214,20 +214,15 @@ impl Sessions {
     /// Commits a loaded session and turns the store's verdict into the
     /// `Set-Cookie` the response needs.
     pub(crate) fn commit(&self, session: &mut Session) -> Result<Option<SetCookie>> {
-        let idle_clock_before = session.record.as_ref().map(|r| r.updated_at);
         Ok(match self.store.save(session)? {
             CookieAction::Set(id) => Some(self.policy.session_cookie(&id)),
             CookieAction::Remove => Some(self.policy.removal_cookie()),
-            CookieAction::Keep => {
-                // A persistent cookie follows the idle clock: send it again
-                // whenever the store moved that clock (write or touch).
-                let idle_clock_after = session.record.as_ref().map(|r| r.updated_at);
-                let refreshed = idle_clock_after.is_some() && idle_clock_after != idle_clock_before;
-                match (&session.current_id, self.policy.max_age_value()) {
-                    (Some(id), Some(_)) if refreshed => Some(self.policy.session_cookie(id)),
-                    _ => None,
-                }
+            // A persistent cookie follows the idle clock: send it again
+            // whenever the store moved that clock (write or touch).
+            CookieAction::Refresh(id) if self.policy.max_age_value().is_some() => {
+                Some(self.policy.session_cookie(&id))
             }
+            CookieAction::Refresh(_) | CookieAction::Keep => None,
         })
     }
 }

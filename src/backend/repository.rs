@@ -7,13 +7,22 @@ use diesel::prelude::*;
 
 use super::database::{with_connection, Database};
 use super::dialect::WriteTransaction;
-use super::rows::{live_row, Cutoffs, Plan, RenewResult, Row};
+use super::rows::{live_row, Applied, Cutoffs, Plan, RenewResult, Row};
 use super::runner::is_unique_violation;
 use super::statements::{CasUpdate, NewRow, Touch};
 use super::user_lock::{UserLock, UserLocking};
 use crate::error::{Error, Result};
 use crate::id::StoredId;
 use crate::schema::stored_sessions::dsl as t;
+
+/// What a compare-and-swap update does with the indexed user-binding column.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Binding {
+    /// Leave it alone (the common case: no HMAC, no index rewrite).
+    Keep,
+    /// Set it to this user key (`None`: unbound).
+    Set(Option<[u8; 32]>),
+}
 
 impl Database {
     /// One indexed SELECT by `sid` that already filters out expired rows.
@@ -25,7 +34,7 @@ impl Database {
     /// The slow path after a write conflict: in one write transaction, read
     /// the row under lock, let `plan` decide (it merges and seals), and apply
     /// the plan. Concurrent writers of the same session queue on the lock, so
-    /// this always makes progress. Returns the rows the plan affected.
+    /// this always makes progress. Returns what was applied.
     ///
     /// `lock` is the user lock to hold when the plan may renew (see
     /// [`user_lock`](super::user_lock)).
@@ -35,7 +44,7 @@ impl Database {
         cut: Cutoffs,
         lock: Option<UserLock>,
         plan: &mut dyn FnMut(Option<Row>) -> Result<Plan>,
-    ) -> Result<usize> {
+    ) -> Result<Applied> {
         let _gate = self.write_gate()?;
         let sid = *sid;
         // The plan runs on the caller's thread; a worker asks for it.
@@ -44,26 +53,32 @@ impl Database {
                 let row = conn.load_locked(&sid, cut)?;
                 let target = t::stored_sessions.filter(t::sid.eq(sid.as_bytes().as_slice()));
                 Ok(match ask(row)? {
-                    Plan::Nothing => 0,
+                    Plan::Nothing => Applied::Nothing,
                     Plan::Update {
                         data,
                         version,
                         now,
                         user_key,
-                    } => CasUpdate::<true, true> {
-                        sid: sid.as_bytes(),
-                        data: &data,
-                        version,
-                        next_version: version + 1,
-                        updated_at: now,
-                        user_key: user_key.as_ref().map(|k| k.as_slice()),
-                        idle: cut.idle,
-                        lifetime: cut.lifetime,
-                    }
-                    .execute(conn)?,
-                    Plan::Delete => diesel::delete(target).execute(conn)?,
+                    } => Applied::Updated {
+                        version: version + 1,
+                        rows: CasUpdate::<true, true> {
+                            sid: sid.as_bytes(),
+                            data: &data,
+                            version,
+                            next_version: version + 1,
+                            updated_at: now,
+                            user_key: user_key.as_ref().map(|k| k.as_slice()),
+                            idle: cut.idle,
+                            lifetime: cut.lifetime,
+                        }
+                        .execute(conn)?,
+                    },
+                    Plan::Delete => Applied::Deleted {
+                        rows: diesel::delete(target).execute(conn)?,
+                    },
                     Plan::Renew {
-                        sid: new_sid,
+                        id,
+                        salt,
                         data,
                         user_key,
                         created_at,
@@ -71,14 +86,15 @@ impl Database {
                     } => {
                         diesel::delete(target).execute(conn)?;
                         NewRow {
-                            sid: new_sid.as_bytes(),
+                            sid: id.stored_id().as_bytes(),
                             data: &data,
                             version: 1,
                             user_key: user_key.as_ref().map(|k| k.as_slice()),
                             created_at,
                             updated_at: now,
                         }
-                        .execute(conn)?
+                        .execute(conn)?;
+                        Applied::Renewed { id, salt }
                     }
                 })
             })
@@ -102,22 +118,23 @@ impl Database {
     /// Compare-and-swap UPDATE of the data; 0 rows when the version moved,
     /// the row is gone or it expired. `touch` is `Some(now)` to move the
     /// idle clock too, `None` to leave `updated_at` (and its index entry)
-    /// alone. `user_key` is `None` to leave the indexed binding column alone
-    /// (the common case), `Some(value)` to set it.
+    /// alone. `binding` says whether the indexed user-binding column moves.
     pub(crate) fn update(
         &self,
         sid: &StoredId,
         version: i64,
         data: &[u8],
         touch: Option<i64>,
-        user_key: Option<Option<&[u8]>>,
+        binding: Binding,
         cut: Cutoffs,
     ) -> Result<usize> {
         let _gate = self.write_gate()?;
         let sid = *sid;
         let data = data.to_vec();
-        let rebind = user_key.is_some();
-        let user_key = user_key.flatten().map(<[u8]>::to_vec);
+        let (rebind, user_key) = match binding {
+            Binding::Keep => (false, None),
+            Binding::Set(key) => (true, key),
+        };
         // One prepared statement per combination of optional columns.
         with_connection!(self, |conn| {
             let cas = CasUpdate::<false, false> {
@@ -126,7 +143,7 @@ impl Database {
                 version,
                 next_version: version + 1,
                 updated_at: touch.unwrap_or_default(),
-                user_key: user_key.as_deref(),
+                user_key: user_key.as_ref().map(|k| k.as_slice()),
                 idle: cut.idle,
                 lifetime: cut.lifetime,
             };

@@ -5,8 +5,9 @@
 use diesel::prelude::*;
 
 use super::statements::SelectLive;
+use crate::crypto::Salt;
 use crate::error::{Error, Result};
-use crate::id::StoredId;
+use crate::id::{SessionId, StoredId};
 
 /// A row as the store reads it.
 #[derive(Debug, Clone, Queryable)]
@@ -47,15 +48,32 @@ pub(crate) enum Plan {
     },
     /// Delete it.
     Delete,
-    /// Delete it and insert this row instead.
+    /// Delete it and insert this row instead (under `id`'s stored id, its
+    /// envelope sealed under `salt`; both come back in
+    /// [`Applied::Renewed`]).
     Renew {
-        sid: StoredId,
+        id: SessionId,
+        salt: Salt,
         data: Vec<u8>,
         user_key: Option<[u8; 32]>,
         /// The session's creation time, which renewing keeps.
         created_at: i64,
         now: i64,
     },
+}
+
+/// What [`Database::locked`](super::Database::locked) applied: the plan the
+/// caller made, with the rows it affected.
+#[derive(Debug)]
+pub(crate) enum Applied {
+    /// Nothing (the row was gone or unreadable).
+    Nothing,
+    /// The data was replaced; the row is now at `version`.
+    Updated { version: i64, rows: usize },
+    /// The row was deleted.
+    Deleted { rows: usize },
+    /// The row was replaced by one under `id`, sealed under `salt`.
+    Renewed { id: SessionId, salt: Salt },
 }
 
 /// The live row of `sid`, if any (see [`SelectLive`]); `LOCK` reads it

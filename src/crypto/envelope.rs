@@ -58,6 +58,15 @@ pub(crate) struct Opened {
     pub legacy: bool,
 }
 
+/// Which salt a seal uses.
+#[derive(Clone, Copy)]
+pub(crate) enum SaltChoice {
+    /// Draw a fresh one (a new or renewed row).
+    Fresh,
+    /// Keep the row's salt (a rewrite of the same row).
+    Keep(Salt),
+}
+
 /// Seals and opens envelopes with a keyring, caching derived record keys.
 pub(crate) struct Sealer {
     keyring: Keyring,
@@ -80,58 +89,71 @@ impl Sealer {
         &self.keyring
     }
 
-    /// Seals `plaintext` for the row `sid` at row version `version` (the
-    /// version the write stores). When `salt` is `None` (a new or renewed
-    /// session) a salt is drawn together with the nonce in one call and
-    /// stored back into `salt`.
-    pub fn seal(
+    /// Seals `plaintext` for a new row `sid` (a new or renewed session) at
+    /// row version `version` (the version the write stores), under a fresh
+    /// salt drawn together with the nonce in one call; returns the envelope
+    /// and that salt.
+    pub fn seal_new(&self, sid: &StoredId, version: i64, plaintext: &[u8]) -> (Vec<u8>, Salt) {
+        self.seal_plain(sid, version, SaltChoice::Fresh, plaintext)
+    }
+
+    /// Seals `plaintext` for the existing row `sid` at row version
+    /// `version`, keeping the row's `salt` (so its derived record key stays
+    /// cached).
+    pub fn seal_again(
         &self,
         sid: &StoredId,
         version: i64,
-        salt: &mut Option<Salt>,
+        salt: &Salt,
         plaintext: &[u8],
     ) -> Vec<u8> {
-        let sealed: Result<Vec<u8>, std::convert::Infallible> =
+        self.seal_plain(sid, version, SaltChoice::Keep(*salt), plaintext)
+            .0
+    }
+
+    fn seal_plain(
+        &self,
+        sid: &StoredId,
+        version: i64,
+        salt: SaltChoice,
+        plaintext: &[u8],
+    ) -> (Vec<u8>, Salt) {
+        let sealed: Result<_, std::convert::Infallible> =
             self.seal_with(sid, version, salt, plaintext.len(), |out| {
                 out.extend_from_slice(plaintext);
                 Ok(())
             });
         match sealed {
-            Ok(envelope) => envelope,
+            Ok(sealed) => sealed,
             Err(never) => match never {},
         }
     }
 
-    /// Like [`seal`](Self::seal), with `write` appending the plaintext to
-    /// the envelope's buffer itself (so an encoder writes straight into it:
-    /// no separate plaintext buffer, no copy). `capacity` is the expected
-    /// plaintext length, to size the buffer once.
+    /// Seals for the row `sid` at row version `version` with the salt
+    /// `salt` chooses, `write` appending the plaintext to the envelope's
+    /// buffer itself (so an encoder writes straight into it: no separate
+    /// plaintext buffer, no copy). `capacity` is the expected plaintext
+    /// length, to size the buffer once. Returns the envelope and the salt
+    /// it was sealed under.
     pub fn seal_with<E>(
         &self,
         sid: &StoredId,
         version: i64,
-        salt: &mut Option<Salt>,
+        salt: SaltChoice,
         capacity: usize,
         write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
-    ) -> Result<Vec<u8>, E> {
+    ) -> Result<(Vec<u8>, Salt), E> {
         let key = self.keyring.current();
         let mut random = [0u8; SALT_LEN + NONCE_LEN];
-        let fresh = match salt {
-            Some(s) => {
+        match salt {
+            SaltChoice::Keep(s) => {
                 self.fill(&mut random[SALT_LEN..]);
-                random[..SALT_LEN].copy_from_slice(s);
-                false
+                random[..SALT_LEN].copy_from_slice(&s);
             }
-            None => {
-                self.fill(&mut random);
-                true
-            }
-        };
+            SaltChoice::Fresh => self.fill(&mut random),
+        }
         let mut salt_bytes = [0u8; SALT_LEN];
         salt_bytes.copy_from_slice(&random[..SALT_LEN]);
-        if fresh {
-            *salt = Some(salt_bytes);
-        }
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&random[SALT_LEN..]);
 
@@ -154,7 +176,7 @@ impl Sealer {
             })
             .expect("AES-GCM seal only fails for inputs over 64 GiB");
         out.extend_from_slice(tag.as_ref());
-        Ok(out)
+        Ok((out, salt_bytes))
     }
 
     /// Opens in place an envelope read from row `sid` at row version
@@ -260,14 +282,15 @@ mod tests {
     fn round_trip_and_salt_kept() {
         let s = sealer();
         let sid = StoredId::of("a");
-        let mut salt = None;
-        let mut env = s.seal(&sid, 1, &mut salt, b"hello");
-        let first_salt = salt.unwrap();
+        let (mut env, first_salt) = s.seal_new(&sid, 1, b"hello");
         let (pt, opened) = s.open(&sid, 1, &mut env).unwrap();
         assert_eq!(pt, b"hello");
         assert_eq!(opened.salt, first_salt);
-        let mut env2 = s.seal(&sid, 1, &mut salt, b"hello");
-        assert_eq!(salt.unwrap(), first_salt);
+        let mut env2 = s.seal_again(&sid, 1, &first_salt, b"hello");
+        assert_eq!(
+            s.open(&sid, 1, &mut env2.clone()).unwrap().1.salt,
+            first_salt
+        );
         assert_ne!(
             env2[HEADER_LEN - NONCE_LEN..HEADER_LEN],
             env[HEADER_LEN - NONCE_LEN..HEADER_LEN]
@@ -279,7 +302,7 @@ mod tests {
     fn every_single_bit_flip_is_rejected() {
         let s = sealer();
         let sid = StoredId::of("a");
-        let env = s.seal(&sid, 1, &mut None, b"some session data");
+        let (env, _) = s.seal_new(&sid, 1, b"some session data");
         for bit in 0..env.len() * 8 {
             let mut bad = env.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
@@ -290,7 +313,7 @@ mod tests {
     #[test]
     fn bound_to_its_row_and_key() {
         let s = sealer();
-        let env = s.seal(&StoredId::of("a"), 1, &mut None, b"x");
+        let (env, _) = s.seal_new(&StoredId::of("a"), 1, b"x");
         assert_eq!(
             s.open(&StoredId::of("b"), 1, &mut env.clone()).unwrap_err(),
             OpenError::Authentication
@@ -313,7 +336,7 @@ mod tests {
     fn bound_to_its_row_version() {
         let s = sealer();
         let sid = StoredId::of("a");
-        let env = s.seal(&sid, 7, &mut None, b"x");
+        let (env, _) = s.seal_new(&sid, 7, b"x");
         assert!(s.open(&sid, 7, &mut env.clone()).is_ok());
         for other in [6, 8, 0, -7, i64::MAX] {
             assert_eq!(

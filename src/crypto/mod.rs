@@ -15,7 +15,7 @@ mod keys;
 pub use envelope::ENVELOPE_OVERHEAD;
 #[cfg(feature = "fuzzing")]
 pub(crate) use envelope::HEADER_LEN;
-pub(crate) use envelope::{OpenError, Sealer};
+pub(crate) use envelope::{OpenError, SaltChoice, Sealer};
 pub(crate) use hmac::Macs;
 pub(crate) use keys::Salt;
 pub use keys::{Key, Keyring};
