@@ -236,8 +236,10 @@ pub use session::Session;
 pub use stats::{Percentiles, Stats};
 pub use store::{CookieAction, SessionStore, StoreBuilder};
 
-/// NOT PUBLIC API: hooks for this crate's own benchmarks (`benches/micro.rs`)
-/// into crate-private pieces. Hidden, unstable, may change in any release.
+/// NOT PUBLIC API: hooks for this crate's own benchmarks (`benches/micro.rs`,
+/// `benches/peers`) into crate-private pieces, only with the internal
+/// `bench-internals` feature. Hidden, unstable, may change in any release.
+#[cfg(feature = "bench-internals")]
 #[doc(hidden)]
 pub mod __bench {
     /// The envelope sealer exactly as the store uses it.

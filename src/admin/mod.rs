@@ -167,8 +167,6 @@ pub const MAX_BODY: usize = 16 * 1024;
 /// Longest user id the lookup accepts, in bytes.
 pub(crate) const MAX_USER_ID: usize = 1024;
 
-/// Context of the CSRF key derivation.
-
 /// Context of the token MAC (issue time, login hash, nonce).
 const CSRF_TOKEN_V2: &[u8] = b"stored-session admin csrf token v2\0";
 

@@ -264,14 +264,14 @@ impl Aad {
     }
 }
 
-#[allow(dead_code)]
-fn _assert_algorithm_lengths() {
-    debug_assert_eq!(aead::AES_256_GCM.tag_len(), TAG_LEN);
-    debug_assert_eq!(aead::AES_256_GCM.nonce_len(), NONCE_LEN);
-}
-
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn layout_matches_the_algorithm() {
+        assert_eq!(aead::AES_256_GCM.tag_len(), TAG_LEN);
+        assert_eq!(aead::AES_256_GCM.nonce_len(), NONCE_LEN);
+    }
+
     use super::*;
 
     fn sealer() -> Sealer {
