@@ -114,6 +114,9 @@ pub(crate) struct PayloadRef<'a> {
 }
 
 impl PayloadRef<'_> {
+    /// The payload as its own buffer (the benchmarks and tests; the store
+    /// encodes straight into the envelope with `encode_into`).
+    #[cfg(any(test, feature = "fuzzing", feature = "bench-internals"))]
     pub fn encode(&self) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(self.encoded_len_hint());
         self.encode_into(&mut out)?;

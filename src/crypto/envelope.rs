@@ -93,6 +93,7 @@ impl Sealer {
     /// row version `version` (the version the write stores), under a fresh
     /// salt drawn together with the nonce in one call; returns the envelope
     /// and that salt.
+    #[cfg(any(test, feature = "fuzzing", feature = "bench-internals"))]
     pub fn seal_new(&self, sid: &StoredId, version: i64, plaintext: &[u8]) -> (Vec<u8>, Salt) {
         self.seal_plain(sid, version, SaltChoice::Fresh, plaintext)
     }

@@ -7,6 +7,7 @@ use crate::id::StoredId;
 
 const USER_KEY_INFO: &[u8] = b"stored-session v1 user binding";
 const HANDLE_INFO: &[u8] = b"stored-session v1 session handle";
+#[cfg(feature = "admin")]
 const ADMIN_CSRF_INFO: &[u8] = b"stored-session v1 admin csrf";
 
 /// The HMAC keys derived from a keyring for user bindings and references.
@@ -16,6 +17,7 @@ pub(crate) struct Macs {
     /// Key for opaque session handles (current key only).
     handles: ring::hmac::Key,
     /// Key for the admin page's form tokens (current key only).
+    #[cfg(feature = "admin")]
     admin_csrf: ring::hmac::Key,
 }
 
@@ -28,11 +30,11 @@ impl Macs {
             .map(|k| k.hmac_key(USER_KEY_INFO))
             .collect();
         let handles = keyring.current().hmac_key(HANDLE_INFO);
-        let admin_csrf = keyring.current().hmac_key(ADMIN_CSRF_INFO);
         Macs {
             binding,
             handles,
-            admin_csrf,
+            #[cfg(feature = "admin")]
+            admin_csrf: keyring.current().hmac_key(ADMIN_CSRF_INFO),
         }
     }
 
