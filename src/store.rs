@@ -528,7 +528,13 @@ impl SessionStore {
         let Some(id) = SessionId::parse(cookie_value) else {
             return Ok(false);
         };
-        let sid = id.stored_id();
+        self.delete_row(id.stored_id())
+    }
+
+    /// Deletes the row `sid` whatever its version (ending a session from
+    /// outside a request: by id, or by a user's handle), with its event;
+    /// whether there was one.
+    pub(crate) fn delete_row(&self, sid: StoredId) -> Result<bool> {
         let started = self.stopwatch();
         let rows = self.inner.db.delete(&sid, None)?;
         self.emit(Event::new(

@@ -409,15 +409,7 @@ impl SessionStore {
         if !bound || !same(&tag, &self.macs().handle(&sid)) {
             return Ok(false);
         }
-        let started = self.stopwatch();
-        let rows = self.database().delete(&sid, None)?;
-        self.emit(Event::new(
-            EventKind::Delete,
-            Some(sid),
-            started.elapsed(),
-            rows as u64,
-        ));
-        Ok(rows == 1)
+        self.delete_row(sid)
     }
 
     /// After a commit that bound `session` to a user: revokes the user's
