@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use stored_session::{CookieAction, Keyring, SessionId, SessionStore};
+use stored_session::{CookieAction, Keyring, PoolOptions, SessionId, SessionStore};
 
 const SESSIONS: usize = 200;
 const CELL: Duration = Duration::from_millis(150);
@@ -91,7 +91,7 @@ fn bench(name: &str, url: &str) {
         .open_migrated(url)
         .unwrap();
     let without = SessionStore::builder(keyring)
-        .operation_timeout(None)
+        .pool(PoolOptions::default().operation_timeout(None))
         .open_migrated(url)
         .unwrap();
     let cookies: Vec<String> = (0..SESSIONS).map(|_| create(&with)).collect();

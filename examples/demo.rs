@@ -2,8 +2,8 @@
 //! session lists and the admin page.
 //!
 //! ```sh
-//! cargo run --example demo --features rouille
-//! ADMIN_TOKEN=change-me cargo run --example demo --features rouille
+//! cargo run --example demo --features rouille,admin
+//! ADMIN_TOKEN=change-me cargo run --example demo --features rouille,admin
 //! ```
 //!
 //! * Listens on `127.0.0.1:$PORT` (default 8000).
@@ -101,7 +101,7 @@ fn run() -> Result<(), String> {
         .open_migrated(&url)
         .map_err(|e| format!("cannot open the session database: {e}"))?;
     // Plain HTTP: a Secure cookie would not come back from most browsers.
-    let policy = CookiePolicy::new().secure(false);
+    let policy = CookiePolicy::new().with_secure(false);
     let sessions =
         Sessions::with_policy(store, policy).map_err(|e| format!("cookie policy: {e}"))?;
     let admin_token = std::env::var("ADMIN_TOKEN").ok();

@@ -169,7 +169,7 @@ async fn run() -> Result<(), String> {
     .map_err(|e| format!("start-up task failed: {e}"))?
     .map_err(|e| format!("cannot open the session database: {e}"))?;
     // Plain HTTP: a Secure cookie would not come back from most browsers.
-    let sessions = Sessions::with_policy(store, CookiePolicy::new().secure(false))
+    let sessions = Sessions::with_policy(store, CookiePolicy::new().with_secure(false))
         .map_err(|e| format!("cookie policy: {e}"))?;
     println!(
         "note: plain HTTP, so the session cookie's Secure flag is OFF; keep it on in production"

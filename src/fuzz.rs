@@ -55,12 +55,6 @@ pub fn cookie(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         check_value(text);
     }
-    #[cfg(any(
-        feature = "rouille",
-        feature = "rocket",
-        feature = "http",
-        feature = "testing"
-    ))]
     cookie_headers(data);
 }
 
@@ -86,18 +80,12 @@ fn check_value(text: &str) {
 
 /// The bytes split at `\n` into `Cookie` header values, looked up under the
 /// default policy and under a `__Host-` policy.
-#[cfg(any(
-    feature = "rouille",
-    feature = "rocket",
-    feature = "http",
-    feature = "testing"
-))]
 fn cookie_headers(data: &[u8]) {
     use crate::adapters::{CookiePolicy, Presented};
     let headers: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
     for policy in [
         CookiePolicy::new(),
-        CookiePolicy::new().name("sid").host_prefix(true),
+        CookiePolicy::new().with_name("sid").with_host_prefix(true),
     ] {
         let found = policy.find(headers.iter().copied());
         match &found {

@@ -49,12 +49,13 @@
 //! | `postgres-bundled` | | the same with libpq built from source |
 //! | `mysql` | | MySQL/MariaDB through the system client library, `MysqlPool` |
 //! | `mysql-bundled` | | the same with the client library built from source |
-//! | `rouille` | | `adapters::rouille` (and `admin`, for its rouille glue) |
-//! | `rocket` | | `adapters::rocket` (Rocket 0.5 fairing and request guard) |
-//! | `http` | | `adapters::http` (`http::Request`/`Response`, for astra and others) |
-//! | `testing` | | `testing`: helpers for your application's tests |
+//! | `adapters` | | `adapters`: the framework-neutral request cycle (`Sessions`, `LazySession`, `CookiePolicy`), to glue any framework |
+//! | `rouille` | | `adapters::rouille` (turns on `adapters`) |
+//! | `rocket` | | `adapters::rocket` (Rocket 0.5 fairing and request guard; turns on `adapters`) |
+//! | `http` | | `adapters::http` (`http::Request`/`Response`, for astra and others; turns on `adapters`) |
+//! | `testing` | | `testing`: helpers for your application's tests (turns on `sqlite` and `adapters`) |
 //! | `cli` | | the `stored-session` binary (migrate, install, trim, stats, keygen, rotate-keys) |
-//! | `admin` | | `admin`: an HTML admin page (statistics, per-user lookup, revoking) with rouille and `http` glue |
+//! | `admin` | | `admin`: an HTML admin page (statistics, per-user lookup, revoking); its rouille and `http` glue come with those features |
 //!
 //! # Choosing the database
 //!
@@ -165,21 +166,8 @@
 #[cfg(not(any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
 compile_error!("stored-session needs at least one backend feature: sqlite, postgres or mysql");
 
-#[cfg(any(
-    feature = "rouille",
-    feature = "rocket",
-    feature = "http",
-    feature = "testing"
-))]
-#[cfg_attr(
-    docsrs,
-    doc(cfg(any(
-        feature = "rouille",
-        feature = "rocket",
-        feature = "http",
-        feature = "testing"
-    )))
-)]
+#[cfg(feature = "adapters")]
+#[cfg_attr(docsrs, doc(cfg(feature = "adapters")))]
 pub mod adapters;
 #[cfg(feature = "admin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]

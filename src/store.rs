@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::backend::{
     Applied, Binding, Cutoffs, Database, NewRow, Plan, PoolOptions, RenewResult, Row, UserLock,
@@ -79,12 +78,11 @@ pub enum CookieAction {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use stored_session::{CookieAction, Keyring, ManualClock, SessionStore};
+    /// use stored_session::{Config, CookieAction, Keyring, ManualClock, SessionStore};
     ///
     /// let clock = ManualClock::starting_now();
     /// let store = SessionStore::builder(Keyring::generate())
-    ///     .touch_after(Duration::from_secs(60))
-    ///     .clock(clock.clock())
+    ///     .config(Config::default().touch_after(Duration::from_secs(60)).clock(clock.clock()))
     ///     .open_migrated("sqlite::memory:")?;
     /// let mut session = store.load(None)?;
     /// session.insert("k", &1)?;
@@ -103,15 +101,21 @@ pub enum CookieAction {
     Refresh(SessionId),
 }
 
-/// Builds a [`SessionStore`]: keys, policy and the database.
+/// Builds a [`SessionStore`] from three parts: the keys (given to
+/// [`SessionStore::builder`]), the policy ([`Config`], through
+/// [`config`](StoreBuilder::config)) and the connection settings
+/// ([`PoolOptions`], through [`pool`](StoreBuilder::pool)), then the
+/// database ([`open`](StoreBuilder::open) a URL or
+/// [`build`](StoreBuilder::build) on a pool). Each setting has exactly one
+/// place: the policy's fields on `Config`, the pool's on `PoolOptions`.
 ///
 /// ```
 /// use std::time::Duration;
-/// use stored_session::{Keyring, SessionStore};
+/// use stored_session::{Config, Keyring, PoolOptions, SessionStore};
 ///
 /// let store = SessionStore::builder(Keyring::generate())
-///     .idle_timeout(Some(Duration::from_secs(3600)))
-///     .pool_size(4)
+///     .config(Config::default().idle_timeout(Some(Duration::from_secs(3600))))
+///     .pool(PoolOptions::default().max_size(4))
 ///     .open_migrated("sqlite::memory:")?;
 /// # let _ = store;
 /// # Ok::<(), stored_session::Error>(())
@@ -125,86 +129,41 @@ pub struct StoreBuilder {
 }
 
 impl StoreBuilder {
-    /// Replaces the whole policy.
+    /// Sets the store's policy (expiry, limits, clock, events, metadata):
+    /// see [`Config`]. Default: `Config::default()`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stored_session::{Config, Keyring, SessionStore};
+    ///
+    /// let store = SessionStore::builder(Keyring::generate())
+    ///     .config(Config::default().idle_timeout(Some(Duration::from_secs(3600))))
+    ///     .open_migrated("sqlite::memory:")?;
+    /// assert_eq!(store.config().idle_timeout, Some(Duration::from_secs(3600)));
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self
     }
 
-    /// See [`Config::idle_timeout`].
-    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.config.idle_timeout = timeout;
-        self
-    }
-
-    /// See [`Config::max_lifetime`].
-    pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
-        self.config.max_lifetime = lifetime;
-        self
-    }
-
-    /// See [`Config::touch_after`].
-    pub fn touch_after(mut self, after: Duration) -> Self {
-        self.config.touch_after = after;
-        self
-    }
-
-    /// See [`Config::max_payload`].
-    pub fn max_payload(mut self, bytes: usize) -> Self {
-        self.config.max_payload = bytes;
-        self
-    }
-
-    /// See [`Config::clock`].
-    pub fn clock(mut self, clock: crate::Clock) -> Self {
-        self.config.clock = clock;
-        self
-    }
-
-    /// Pool settings used by [`open`](StoreBuilder::open).
-    pub fn pool_options(mut self, options: PoolOptions) -> Self {
+    /// Sets the connection settings: the pool that
+    /// [`open`](StoreBuilder::open) creates, and the client-side deadline
+    /// ([`PoolOptions::operation_timeout`], which also applies to
+    /// [`build`](StoreBuilder::build)). Default: `PoolOptions::default()`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stored_session::{Keyring, PoolOptions, SessionStore};
+    ///
+    /// let store = SessionStore::builder(Keyring::generate())
+    ///     .pool(PoolOptions::default().max_size(4).acquire_timeout(Duration::from_secs(2)))
+    ///     .open_migrated("sqlite::memory:")?;
+    /// # let _ = store;
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    pub fn pool(mut self, options: PoolOptions) -> Self {
         self.pool = options;
-        self
-    }
-
-    /// Most pooled connections (for [`open`](StoreBuilder::open)).
-    pub fn pool_size(mut self, size: u32) -> Self {
-        self.pool.max_size = size;
-        self
-    }
-
-    /// Longest wait for a pooled connection (for [`open`](StoreBuilder::open)).
-    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
-        self.pool.acquire_timeout = timeout;
-        self
-    }
-
-    /// Server-side statement and lock timeouts (see
-    /// [`PoolOptions::statement_timeout`] and
-    /// [`PoolOptions::lock_timeout`], for [`open`](StoreBuilder::open));
-    /// with `Some(t)`, also moves an enabled client-side deadline to `t` +
-    /// 0.5 s ([`PoolOptions::operation_timeout`]), so that every call on a
-    /// database that stops answering ends within the acquire timeout + `t`
-    /// + 1 s.
-    pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.pool.statement_timeout = timeout;
-        self.pool.lock_timeout = timeout;
-        if let (Some(t), Some(_)) = (timeout, self.pool.operation_timeout) {
-            self.pool.operation_timeout = Some(t + crate::backend::OPERATION_GRACE);
-        }
-        self
-    }
-
-    /// The client-side deadline of each database operation (see
-    /// [`PoolOptions::operation_timeout`]; also applies to [`build`](StoreBuilder::build)).
-    pub fn operation_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.pool.operation_timeout = timeout;
-        self
-    }
-
-    /// Longest wait for a new connection (see [`PoolOptions::connect_timeout`]).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.pool.connect_timeout = timeout;
         self
     }
 

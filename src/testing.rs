@@ -114,7 +114,7 @@ use std::time::Duration;
 use ::cookie::Cookie;
 
 use crate::adapters::{CookiePolicy, Sessions};
-use crate::{Key, Keyring, ManualClock, Result, Session, SessionId, SessionStore, StoreBuilder};
+use crate::{Config, Key, Keyring, ManualClock, Result, Session, SessionId, SessionStore};
 
 /// The fixed test key's 32 bytes. Public on purpose: never use it outside tests.
 const TEST_KEY_BYTES: [u8; 32] = *b"stored-session test key, public!";
@@ -174,17 +174,17 @@ impl TestStore {
         Self::custom(policy, |builder| builder)
     }
 
-    /// A test store serving `policy`, its store configured by `configure`
-    /// (idle timeout, lifetime, …). The keys and the clock are set before
-    /// `configure` runs; a clock it sets replaces the manual one.
+    /// A test store serving `policy`, its store's policy made by
+    /// `configure` (idle timeout, lifetime, …) from a [`Config`] that
+    /// already holds the manual clock; a clock it sets replaces that one.
     ///
     /// ```
     /// use std::time::Duration;
     /// use stored_session::adapters::CookiePolicy;
     /// use stored_session::testing::TestStore;
     ///
-    /// let test = TestStore::custom(CookiePolicy::new().name("sid"), |b| {
-    ///     b.idle_timeout(Some(Duration::from_secs(60)))
+    /// let test = TestStore::custom(CookiePolicy::new().with_name("sid"), |c| {
+    ///     c.idle_timeout(Some(Duration::from_secs(60)))
     /// });
     /// let cookie = test.create_session(|s| s.insert("k", &1));
     /// assert_eq!(cookie.name(), "sid");
@@ -195,14 +195,12 @@ impl TestStore {
     /// # Panics
     ///
     /// If `policy` is invalid or the database cannot be created.
-    pub fn custom(
-        policy: CookiePolicy,
-        configure: impl FnOnce(StoreBuilder) -> StoreBuilder,
-    ) -> Self {
+    pub fn custom(policy: CookiePolicy, configure: impl FnOnce(Config) -> Config) -> Self {
         let clock =
             ManualClock::new(chrono::DateTime::from_timestamp(TEST_START, 0).unwrap_or_default());
-        let builder = SessionStore::builder(test_keyring()).clock(clock.clock());
-        let store = configure(builder)
+        let config = configure(Config::default().clock(clock.clock()));
+        let store = SessionStore::builder(test_keyring())
+            .config(config)
             .open_migrated("sqlite::memory:")
             .unwrap_or_else(|e| panic!("could not create the in-memory test store: {e}"));
         let sessions = Sessions::with_policy(store, policy)
@@ -263,7 +261,7 @@ impl TestStore {
 
     fn cookie_for(&self, id: &SessionId) -> TestCookie {
         TestCookie {
-            name: self.policy().cookie_name().into_owned(),
+            name: self.policy().name().into_owned(),
             value: id.as_cookie_value().to_owned(),
         }
     }
@@ -336,7 +334,7 @@ impl TestStore {
     }
 
     fn session_cookies(&self, response: &(impl ResponseCookies + ?Sized)) -> Vec<Cookie<'static>> {
-        let name = self.policy().cookie_name();
+        let name = self.policy().name();
         response
             .set_cookie_headers()
             .into_iter()
@@ -356,12 +354,12 @@ impl TestStore {
             1,
             "expected the response to {expected}: found {} Set-Cookie headers for {:?}",
             found.len(),
-            self.policy().cookie_name()
+            self.policy().name()
         );
         let cookie = found.remove(0);
         let policy = self.policy();
-        assert_eq!(cookie.path(), Some(policy.cookie_path()), "cookie path");
-        assert_eq!(cookie.domain(), policy.cookie_domain(), "cookie domain");
+        assert_eq!(cookie.path(), Some(policy.path()), "cookie path");
+        assert_eq!(cookie.domain(), policy.domain(), "cookie domain");
         assert_eq!(
             cookie.secure().unwrap_or(false),
             policy.is_secure(),
@@ -372,11 +370,7 @@ impl TestStore {
             policy.is_http_only(),
             "HttpOnly flag"
         );
-        assert_eq!(
-            cookie.same_site(),
-            Some(policy.same_site_value()),
-            "SameSite"
-        );
+        assert_eq!(cookie.same_site(), Some(policy.same_site()), "SameSite");
         cookie
     }
 }
@@ -520,7 +514,7 @@ mod tests {
             test.assert_cookie_set(&removal);
         }));
         let wrong_path = vec![CookiePolicy::new()
-            .path("/x")
+            .with_path("/x")
             .session_cookie(&id)
             .header_value()];
         assert!(caught(&|| {

@@ -160,7 +160,7 @@ fn check(h: &Harness, addr: SocketAddr) {
 }
 
 fn sessions(h: &Harness) -> Sessions {
-    Sessions::with_policy(h.store(), CookiePolicy::new().secure(false)).unwrap()
+    Sessions::with_policy(h.store(), CookiePolicy::new().with_secure(false)).unwrap()
 }
 
 #[cfg(feature = "rouille")]

@@ -29,8 +29,8 @@ use stored_session::{Session, SessionId};
 /// `__Host-` prefix.
 fn policies() -> [CookiePolicy; 2] {
     [
-        CookiePolicy::new().secure(false),
-        CookiePolicy::new().host_prefix(true),
+        CookiePolicy::new().with_secure(false),
+        CookiePolicy::new().with_host_prefix(true),
     ]
 }
 
@@ -74,7 +74,7 @@ fn cookie_value(reply: &Reply, name: &str) -> Option<String> {
 /// such a cookie.
 fn sweep(h: &Harness, sessions: &Sessions, addr: std::net::SocketAddr, trims_controls: bool) {
     let store = sessions.store();
-    let name = sessions.policy().cookie_name().into_owned();
+    let name = sessions.policy().name().into_owned();
     let first = get(addr, "/write", &[]).expect("answered");
     assert_eq!(first.body, "visits: 1, new: true");
     let live = cookie_value(&first, &name).expect("the live session's cookie");

@@ -90,7 +90,7 @@ fn start(h: &Harness, policy: CookiePolicy) -> (Server, Sessions) {
 }
 
 fn visit_login_logout_cycle(h: &Harness) {
-    let (server, sessions) = start(h, CookiePolicy::new().secure(false));
+    let (server, sessions) = start(h, CookiePolicy::new().with_secure(false));
     let mut jar = Jar::new("id");
 
     let r = jar.send(server.addr, "GET", "/", b"");

@@ -17,7 +17,7 @@ use rocket::local::blocking::{Client, LocalResponse};
 use rocket::{get, post, routes, Build, Rocket, State};
 use stored_session::adapters::rocket::{SessionFairing, SessionGuard};
 use stored_session::adapters::{CookiePolicy, Sessions};
-use stored_session::{EventKind, SessionId, SessionStore};
+use stored_session::{EventKind, PoolOptions, SessionId, SessionStore};
 
 #[get("/")]
 fn index(session: SessionGuard<'_>) -> Result<String, stored_session::Error> {
@@ -201,8 +201,11 @@ fn tracked_client_keeps_the_session(h: &Harness) {
 /// server always has both, so its decoding jar is never read.
 fn local_client_jar_is_read_for_the_exact_name_only(h: &Harness) {
     use rocket::http::Cookie;
-    for policy in [CookiePolicy::new(), CookiePolicy::new().host_prefix(true)] {
-        let name = policy.cookie_name().into_owned();
+    for policy in [
+        CookiePolicy::new(),
+        CookiePolicy::new().with_host_prefix(true),
+    ] {
+        let name = policy.name().into_owned();
         let client = Client::untracked(app(sessions(h, policy))).unwrap();
         let set = set_cookie(&client.get("/").dispatch(), &name).unwrap();
         let live = pair(&set)[name.len() + 1..].to_owned();
@@ -378,7 +381,7 @@ fn missing_fairing_aborts_launch_or_fails_with_500(h: &Harness) {
 fn blocking_work_is_bounded_by_the_pool_size(h: &Harness) {
     const POOL: u32 = 2;
     const REQUESTS: usize = 12;
-    let store = h.store_with(h.builder().pool_size(POOL));
+    let store = h.store_with(h.builder().pool(PoolOptions::default().max_size(POOL)));
     let sessions = Sessions::new(store.clone());
     let fairing = SessionFairing::new(sessions);
     assert_eq!(fairing.concurrency(), POOL as usize);
@@ -433,12 +436,18 @@ fn permit_wait_is_bounded(h: &Harness) {
     use std::time::Instant;
     const POOL: u32 = 2;
     let acquire = Duration::from_millis(1500);
-    let store = h.store_with(h.builder().pool_size(POOL).acquire_timeout(acquire));
+    let store = h.store_with(
+        h.builder().pool(
+            PoolOptions::default()
+                .max_size(POOL)
+                .acquire_timeout(acquire),
+        ),
+    );
     let default = SessionFairing::new(Sessions::new(store.clone()));
-    assert_eq!(default.permit_timeout_value(), acquire);
+    assert_eq!(default.permit_timeout(), acquire);
     let explicit = Duration::from_millis(700);
-    let set = SessionFairing::new(Sessions::new(store.clone())).permit_timeout(explicit);
-    assert_eq!(set.permit_timeout_value(), explicit);
+    let set = SessionFairing::new(Sessions::new(store.clone())).with_permit_timeout(explicit);
+    assert_eq!(set.permit_timeout(), explicit);
 
     // Reads block while the gate is closed (at most 20 s, so that a
     // regression fails instead of hanging the suite).

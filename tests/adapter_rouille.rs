@@ -86,7 +86,7 @@ fn cookie_value(set_cookie: &str) -> String {
 }
 
 fn visit_login_logout_cycle(h: &Harness) {
-    let sessions = sessions(h, CookiePolicy::new().secure(false));
+    let sessions = sessions(h, CookiePolicy::new().with_secure(false));
     let store = sessions.store().clone();
     let server = serve(sessions);
     let mut jar = Jar::new("id");
@@ -208,9 +208,9 @@ fn hostile_cookie_headers_give_a_fresh_session(h: &Harness) {
 
 fn policy_attributes_on_the_wire(h: &Harness) {
     let policy = CookiePolicy::new()
-        .name("sid")
-        .host_prefix(true)
-        .max_age(Some(std::time::Duration::from_secs(3600)));
+        .with_name("sid")
+        .with_host_prefix(true)
+        .with_max_age(Some(std::time::Duration::from_secs(3600)));
     let server = serve(sessions(h, policy));
     let mut jar = Jar::new("__Host-sid");
     let r = jar.send(server.addr, "GET", "/", b"");
@@ -237,7 +237,7 @@ fn policy_attributes_on_the_wire(h: &Harness) {
 /// sent again (same id) when the store touched the row, not otherwise; a
 /// session cookie (no `Max-Age`) is never resent for a touch.
 fn persistent_cookie_is_resent_exactly_when_the_idle_clock_moves(h: &Harness) {
-    let policy = CookiePolicy::new().max_age(Some(std::time::Duration::from_secs(3600)));
+    let policy = CookiePolicy::new().with_max_age(Some(std::time::Duration::from_secs(3600)));
     let server = serve(sessions(h, policy));
     let mut jar = Jar::new("id");
     jar.send(server.addr, "GET", "/", b"");

@@ -17,8 +17,11 @@ use stored_session::adapters::{CookiePolicy, Sessions};
 use stored_session::admin::CSRF_COOKIE;
 
 fn start(h: &Harness, admin_token: Option<&str>) -> (Server, Sessions) {
-    let sessions =
-        Sessions::with_policy(h.store_with_metadata(), CookiePolicy::new().secure(false)).unwrap();
+    let sessions = Sessions::with_policy(
+        h.store_with_metadata(),
+        CookiePolicy::new().with_secure(false),
+    )
+    .unwrap();
     let demo = demo::Demo::new(sessions.clone(), admin_token);
     (
         serve_rouille(move |request| demo::app(&demo, request)),

@@ -70,8 +70,7 @@ fn no_raw_id_or_key_in_any_log_line(h: &Harness) {
     let key = Key::generate();
     let key_text = key.to_base64().to_string();
     let store = SessionStore::builder(Keyring::new(key))
-        .clock(h.clock.clock())
-        .touch_after(Duration::from_secs(10))
+        .config(h.config().touch_after(Duration::from_secs(10)))
         .open_migrated(&h.url)
         .unwrap();
     let mut cookies = Vec::new();

@@ -18,10 +18,12 @@ const HOUR: u64 = 3600;
 
 fn store(h: &Harness) -> SessionStore {
     h.store_with(
-        h.builder()
-            .idle_timeout(Some(Duration::from_secs(2 * HOUR)))
-            .max_lifetime(Some(Duration::from_secs(24 * HOUR)))
-            .touch_after(Duration::from_secs(60)),
+        h.builder().config(
+            h.config()
+                .idle_timeout(Some(Duration::from_secs(2 * HOUR)))
+                .max_lifetime(Some(Duration::from_secs(24 * HOUR)))
+                .touch_after(Duration::from_secs(60)),
+        ),
     )
 }
 

@@ -260,7 +260,8 @@ mod rouille_adapter {
     }
 
     pub fn bad_input(h: &Harness) {
-        let sessions = Sessions::with_policy(h.store(), CookiePolicy::new().secure(false)).unwrap();
+        let sessions =
+            Sessions::with_policy(h.store(), CookiePolicy::new().with_secure(false)).unwrap();
         let served = sessions.clone();
         let server = rouille::Server::new("127.0.0.1:0", move |r| app(&served, r)).unwrap();
         let addr = server.server_addr();
@@ -307,7 +308,8 @@ mod rocket_adapter {
     }
 
     pub fn bad_input(h: &Harness) {
-        let sessions = Sessions::with_policy(h.store(), CookiePolicy::new().secure(false)).unwrap();
+        let sessions =
+            Sessions::with_policy(h.store(), CookiePolicy::new().with_secure(false)).unwrap();
         let rocket = rocket::custom(rocket::Config::figment().merge(("log_level", "off")))
             .mount("/", routes![index])
             .attach(SessionFairing::new(sessions.clone()));
@@ -346,7 +348,8 @@ mod http_adapter {
     use stored_session::adapters::http::handle;
 
     pub fn bad_input(h: &Harness) {
-        let sessions = Sessions::with_policy(h.store(), CookiePolicy::new().secure(false)).unwrap();
+        let sessions =
+            Sessions::with_policy(h.store(), CookiePolicy::new().with_secure(false)).unwrap();
         let mut refused = Vec::new();
         let not_delivered = sweep(h, &sessions, |headers| {
             let mut request = Request::get("/").body(Vec::<u8>::new()).unwrap();

@@ -23,13 +23,16 @@ use std::time::{Duration, Instant};
 
 use common::{count, row, Harness};
 use reliability_support::{create, sid_of};
-use stored_session::{CookieAction, SessionStore};
+use stored_session::{CookieAction, PoolOptions, SessionStore};
 
 /// `threads` threads each write `per_thread` distinct keys into one session,
 /// one request (load, insert, commit) per key. Every commit must succeed
 /// and every key be there at the end.
 fn distinct_keys(h: &Harness, threads: usize, per_thread: usize) {
-    let store = h.store_with(h.builder().pool_size(threads as u32));
+    let store = h.store_with(
+        h.builder()
+            .pool(PoolOptions::default().max_size(threads as u32)),
+    );
     let baseline = count(store.database());
     let cookie = create(&store, &[("owner", "test")]);
     let errors = Mutex::new(Vec::new());
@@ -102,7 +105,10 @@ fn distinct_keys_ci(h: &Harness) {
 /// keeps every increment. The total must equal the acknowledged increments,
 /// and each thread's key its own count exactly.
 fn per_writer_counter(h: &Harness, threads: usize, increments: usize) {
-    let store = h.store_with(h.builder().pool_size(threads as u32));
+    let store = h.store_with(
+        h.builder()
+            .pool(PoolOptions::default().max_size(threads as u32)),
+    );
     let cookie = create(&store, &[("owner", "test")]);
     let acked: Vec<AtomicUsize> = (0..threads).map(|_| AtomicUsize::new(0)).collect();
     let failed = AtomicUsize::new(0);
@@ -247,7 +253,11 @@ const SLOW_OPS: [SlowOp; 6] = [
 /// an error.
 fn logout_races(h: &Harness, races: usize) {
     // touch_after 0: an unchanged commit always touches the row.
-    let store = h.store_with(h.builder().touch_after(Duration::ZERO).pool_size(4));
+    let store = h.store_with(
+        h.builder()
+            .config(h.config().touch_after(Duration::ZERO))
+            .pool(PoolOptions::default().max_size(4)),
+    );
     let bystanders: Vec<String> = (0..3)
         .map(|i| create(&store, &[("bystander", i)]))
         .collect();
@@ -386,7 +396,7 @@ fn clear_after(store: &SessionStore, last_id: i64) {
 /// `INSERT`: so no other rows, and the logout's start is swept across the
 /// renew's round trips.)
 fn concurrent_renew_and_logout_never_fail(h: &Harness) {
-    let store = h.store_with(h.builder().pool_size(4));
+    let store = h.store_with(h.builder().pool(PoolOptions::default().max_size(4)));
     let races = 300;
     let mut failures = Vec::new();
     for i in 0..races {
@@ -435,7 +445,10 @@ fn logout_races_ci(h: &Harness) {
 /// the one database write lock. No error may reach a caller (SQLITE_BUSY
 /// included) and no update may be lost.
 fn many_writers(h: &Harness, threads: usize, updates: usize) {
-    let store = h.store_with(h.builder().pool_size(threads as u32));
+    let store = h.store_with(
+        h.builder()
+            .pool(PoolOptions::default().max_size(threads as u32)),
+    );
     let baseline = count(store.database());
     let errors = Mutex::new(Vec::new());
     let created: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
@@ -519,7 +532,7 @@ fn sqlite_writers_do_not_wait_on_the_busy_handler() {
     let mut options = stored_session::PoolOptions::default();
     options.max_size = 16;
     options.sqlite_busy_timeout = Duration::from_millis(20);
-    let store = h.store_with(h.builder().pool_options(options));
+    let store = h.store_with(h.builder().pool(options));
     let cookie = create(&store, &[("owner", "test")]);
     sixteen_writers(&[&store], &cookie);
 }
@@ -570,7 +583,7 @@ fn sqlite_writer_queue_is_per_database_file() {
     let slow = {
         let mut options = stored_session::PoolOptions::default();
         options.sqlite_busy_timeout = Duration::from_secs(3);
-        one.store_with(one.builder().pool_options(options))
+        one.store_with(one.builder().pool(options))
     };
     let fast = two.store();
     let stuck_cookie = create(&slow, &[("k", "v")]);
@@ -605,8 +618,8 @@ fn sqlite_writer_queue_is_per_database_file() {
     options.max_size = 8;
     options.sqlite_busy_timeout = Duration::from_millis(20);
     let stores = [
-        two.store_with(two.builder().pool_options(options.clone())),
-        two.store_with(two.builder().pool_options(options)),
+        two.store_with(two.builder().pool(options.clone())),
+        two.store_with(two.builder().pool(options)),
     ];
     let cookie = create(&stores[0], &[("owner", "test")]);
     sixteen_writers(&[&stores[0], &stores[1]], &cookie);

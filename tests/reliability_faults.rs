@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use common::Harness;
 use reliability_support::create;
-use stored_session::{CookieAction, Error, SessionStore};
+use stored_session::{CookieAction, Error, PoolOptions, SessionStore};
 
 /// What one worker saw.
 #[derive(Debug, Default)]
@@ -129,9 +129,11 @@ fn recovered_at(logs: &[WorkerLog], since: Duration) -> Option<Duration> {
 fn kill_every_connection_mid_load(h: &Harness) {
     let workers = 8;
     let store = h.store_with(
-        h.builder()
-            .pool_size(workers as u32)
-            .acquire_timeout(Duration::from_secs(5)),
+        h.builder().pool(
+            PoolOptions::default()
+                .max_size(workers as u32)
+                .acquire_timeout(Duration::from_secs(5)),
+        ),
     );
     let killed = Mutex::new((0usize, Duration::ZERO));
     let (logs, _, cookies) = under_load(&store, workers, |started| {
@@ -200,7 +202,10 @@ fn hold_connections(
 
 fn pool_exhausted(h: &Harness) {
     let timeout = Duration::from_millis(800);
-    let store = h.store_with(h.builder().pool_size(2).acquire_timeout(timeout));
+    let store = h.store_with(
+        h.builder()
+            .pool(PoolOptions::default().max_size(2).acquire_timeout(timeout)),
+    );
     let cookie = create(&store, &[("n", 1u64)]);
     let mut dirty = store.load(Some(&cookie)).unwrap();
     dirty.insert("n", &2u64).unwrap();
@@ -272,9 +277,11 @@ fn kill_every_connection_mid_load_mysql() {
 fn restart_under_load(h: &Harness, stop_start: impl FnOnce(Instant) -> (Duration, Duration)) {
     let workers = 8;
     let store = h.store_with(
-        h.builder()
-            .pool_size(workers as u32)
-            .acquire_timeout(Duration::from_secs(1)),
+        h.builder().pool(
+            PoolOptions::default()
+                .max_size(workers as u32)
+                .acquire_timeout(Duration::from_secs(1)),
+        ),
     );
     let window = Mutex::new((Duration::ZERO, Duration::ZERO));
     let (logs, _, cookies) = under_load(&store, workers, |started| {

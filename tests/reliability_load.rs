@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use common::{count, Harness};
 use reliability_support::{cookie_of, Rng};
 use stored_session::CookieAction;
+use stored_session::PoolOptions;
 
 struct Outcome {
     reads: u64,
@@ -28,7 +29,10 @@ struct Outcome {
 }
 
 fn load_run(h: &Harness, sessions: usize, workers: usize, duration: Duration) {
-    let store = h.store_with(h.builder().pool_size(workers as u32));
+    let store = h.store_with(
+        h.builder()
+            .pool(PoolOptions::default().max_size(workers as u32)),
+    );
     let setup = Instant::now();
     let cookies: Vec<String> = (0..sessions)
         .map(|i| {

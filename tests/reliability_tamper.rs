@@ -148,7 +148,7 @@ fn tamper_through_the_store(h: &Harness, n: usize) {
     let previous_id = previous.id();
     let store = h.store_with(
         SessionStore::builder(h.keyring.clone().with_previous(previous).unwrap())
-            .clock(h.clock.clock()),
+            .config(h.config()),
     );
     let cookies: Vec<String> = (0..BASE_SESSIONS)
         .map(|i| {

@@ -47,7 +47,7 @@ use reliability_support::cookie_of;
 use reliability_support::create;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 use stored_session::Database;
-use stored_session::{CookieAction, Error, SessionStore};
+use stored_session::{CookieAction, Error, PoolOptions, SessionStore};
 
 /// One store call, run on its own thread.
 type Call = Box<dyn FnOnce() -> Result<(), Error> + Send>;
@@ -168,9 +168,13 @@ fn worker_threads() -> Option<usize> {
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 fn store_via(h: &Harness, proxy: &Proxy) -> SessionStore {
     h.builder()
-        .pool_size(POOL as u32)
-        .acquire_timeout(ACQUIRE)
-        .statement_timeout(Some(STATEMENT))
+        .pool(
+            PoolOptions::default()
+                .max_size(POOL as u32)
+                .acquire_timeout(ACQUIRE)
+                .statement_timeout(Some(STATEMENT))
+                .lock_timeout(Some(STATEMENT)),
+        )
         .open_migrated(&proxy.url_for(&h.url))
         .expect("open the store through the proxy")
 }
@@ -356,9 +360,13 @@ fn lock_wait(h: &Harness) {
 
     let store = h
         .builder()
-        .pool_size(POOL as u32)
-        .acquire_timeout(ACQUIRE)
-        .statement_timeout(Some(STATEMENT))
+        .pool(
+            PoolOptions::default()
+                .max_size(POOL as u32)
+                .acquire_timeout(ACQUIRE)
+                .statement_timeout(Some(STATEMENT))
+                .lock_timeout(Some(STATEMENT)),
+        )
         .open_migrated(&h.url)
         .unwrap();
     let cookie = create(&store, &[("n", 1u64)]);
@@ -420,7 +428,11 @@ fn slow_statement(h: &Harness) {
 
     let store = h
         .builder()
-        .statement_timeout(Some(STATEMENT))
+        .pool(
+            PoolOptions::default()
+                .statement_timeout(Some(STATEMENT))
+                .lock_timeout(Some(STATEMENT)),
+        )
         .open_migrated(&h.url)
         .unwrap();
     let sleep = match h.backend {
@@ -445,7 +457,9 @@ fn own_pool(h: &Harness) {
     let proxy = Proxy::start(proxy_support::upstream_of(&h.url));
     let url = proxy.url_for(&h.url);
     let limit = Duration::from_millis(800);
-    let builder = h.builder().operation_timeout(Some(limit));
+    let builder = h
+        .builder()
+        .pool(PoolOptions::default().operation_timeout(Some(limit)));
     let store = match h.backend {
         #[cfg(feature = "postgres")]
         stored_session::Backend::Postgres => builder.build(
@@ -592,7 +606,7 @@ fn sqlite_writers_blocked_elsewhere() {
     let mut options = stored_session::PoolOptions::default();
     options.acquire_timeout = ACQUIRE;
     options.sqlite_busy_timeout = STATEMENT;
-    let store = h.store_with(h.builder().pool_options(options));
+    let store = h.store_with(h.builder().pool(options));
     let cookies: Vec<String> = (0..6).map(|i| create(&store, &[("n", i as u64)])).collect();
 
     // Another process's writer: holds SQLite's write lock.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use common::{count, Harness};
-use stored_session::{CookieAction, SessionStore};
+use stored_session::{CookieAction, PoolOptions, SessionStore};
 
 fn sign_in(store: &SessionStore, user: &str) -> String {
     let mut s = store.load(None).unwrap();
@@ -124,9 +124,11 @@ fn found_gone_at_commit_forgets_everything(h: &Harness) {
 
 fn renew_keeps_the_absolute_deadline(h: &Harness) {
     let store = h.store_with(
-        h.builder()
-            .max_lifetime(Some(Duration::from_secs(3600)))
-            .idle_timeout(Some(Duration::from_secs(600))),
+        h.builder().config(
+            h.config()
+                .max_lifetime(Some(Duration::from_secs(3600)))
+                .idle_timeout(Some(Duration::from_secs(600))),
+        ),
     );
     let mut cookie = sign_in(&store, "alice");
     let created = store.load(Some(&cookie)).unwrap().created_at();
@@ -205,7 +207,7 @@ fn revoke_user_wins_every_race_with_renew(h: &Harness) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let store = h.store_with(h.builder().pool_size(4));
+    let store = h.store_with(h.builder().pool(PoolOptions::default().max_size(4)));
     let mut survivors = Vec::new();
     for race in 0..races {
         let cookie = sign_in(&store, "alice");
@@ -246,7 +248,7 @@ fn revoke_others_wins_every_race_with_renew(h: &Harness) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000)
         / 2;
-    let store = h.store_with(h.builder().pool_size(4));
+    let store = h.store_with(h.builder().pool(PoolOptions::default().max_size(4)));
     let mut survivors = 0;
     for race in 0..races {
         let keeper = sign_in(&store, "alice");

@@ -276,7 +276,7 @@ fn key_rotation(h: &Harness) {
 
     let store_old = h.store_with(h.builder().config(Default::default()));
     let store_old = SessionStore::builder(Keyring::new(old.clone()))
-        .clock(h.clock.clock())
+        .config(h.config())
         .build(store_old.database().clone());
     let cookie = create(&store_old, &[("k", "v")]);
     let sid = sid_of(&cookie);
@@ -291,7 +291,7 @@ fn key_rotation(h: &Harness) {
             .with_previous(old.clone())
             .unwrap(),
     )
-    .clock(h.clock.clock())
+    .config(h.config())
     .build(store_old.database().clone());
     let mut s = rotated.load(Some(&cookie)).unwrap();
     assert_eq!(s.get::<String>("k").unwrap().as_deref(), Some("v"));
@@ -303,7 +303,7 @@ fn key_rotation(h: &Harness) {
 
     // The new key alone now reads it.
     let only_new = SessionStore::builder(Keyring::new(new.clone()))
-        .clock(h.clock.clock())
+        .config(h.config())
         .build(store_old.database().clone());
     assert_eq!(
         only_new
@@ -318,17 +318,19 @@ fn key_rotation(h: &Harness) {
     let cookie2 = create(&store_old, &[("k", "w")]);
     assert!(only_new.load(Some(&cookie2)).unwrap().is_new());
     let unrelated = SessionStore::builder(Keyring::generate())
-        .clock(h.clock.clock())
+        .config(h.config())
         .build(store_old.database().clone());
     assert!(unrelated.load(Some(&cookie)).unwrap().is_new());
 }
 
 fn idle_expiry_and_touch_never_revives(h: &Harness) {
     let store = h.store_with(
-        h.builder()
-            .idle_timeout(Some(Duration::from_secs(3600)))
-            .max_lifetime(None)
-            .touch_after(Duration::from_secs(60)),
+        h.builder().config(
+            h.config()
+                .idle_timeout(Some(Duration::from_secs(3600)))
+                .max_lifetime(None)
+                .touch_after(Duration::from_secs(60)),
+        ),
     );
     let cookie = create(&store, &[("k", "v")]);
     // Activity inside the idle window keeps it alive via touches.
@@ -358,10 +360,12 @@ fn idle_expiry_and_touch_never_revives(h: &Harness) {
 
 fn absolute_expiry(h: &Harness) {
     let store = h.store_with(
-        h.builder()
-            .idle_timeout(Some(Duration::from_secs(DAY)))
-            .max_lifetime(Some(Duration::from_secs(3 * DAY)))
-            .touch_after(Duration::from_secs(60)),
+        h.builder().config(
+            h.config()
+                .idle_timeout(Some(Duration::from_secs(DAY)))
+                .max_lifetime(Some(Duration::from_secs(3 * DAY)))
+                .touch_after(Duration::from_secs(60)),
+        ),
     );
     let cookie = create(&store, &[("k", "v")]);
     // Used every 12 hours: never idle, but it dies at 3 days all the same.
@@ -420,7 +424,10 @@ fn unchanged_session_is_not_written(h: &Harness) {
 /// row's `updated_at` moved (a touch, a data write with a touch due, a
 /// write resolved under the lock), and `Keep` when it did not.
 fn save_says_refresh_exactly_when_the_idle_clock_moved(h: &Harness) {
-    let store = h.store_with(h.builder().touch_after(Duration::from_secs(300)));
+    let store = h.store_with(
+        h.builder()
+            .config(h.config().touch_after(Duration::from_secs(300))),
+    );
     let cookie = create(&store, &[("k", "v")]);
     let id = SessionId::parse(&cookie).unwrap();
     let sid = sid_of(&cookie);
@@ -477,7 +484,10 @@ fn save_says_refresh_exactly_when_the_idle_clock_moved(h: &Harness) {
 }
 
 fn touch_updates_only_the_clock(h: &Harness) {
-    let store = h.store_with(h.builder().touch_after(Duration::from_secs(300)));
+    let store = h.store_with(
+        h.builder()
+            .config(h.config().touch_after(Duration::from_secs(300))),
+    );
     let cookie = create(&store, &[("k", "v")]);
     let sid = sid_of(&cookie);
     let before = row(store.database(), &sid).unwrap();
@@ -504,9 +514,11 @@ fn touch_updates_only_the_clock(h: &Harness) {
 
 fn data_write_moves_the_idle_clock_only_when_a_touch_is_due(h: &Harness) {
     let store = h.store_with(
-        h.builder()
-            .touch_after(Duration::from_secs(300))
-            .idle_timeout(Some(Duration::from_secs(1000))),
+        h.builder().config(
+            h.config()
+                .touch_after(Duration::from_secs(300))
+                .idle_timeout(Some(Duration::from_secs(1000))),
+        ),
     );
     let cookie = create(&store, &[("k", "v1")]);
     let sid = sid_of(&cookie);
@@ -665,7 +677,7 @@ fn save_after_concurrent_destroy_does_not_recreate(h: &Harness) {
 }
 
 fn payload_over_the_cap_is_a_typed_error_and_nothing_is_written(h: &Harness) {
-    let store = h.store_with(h.builder().max_payload(1024));
+    let store = h.store_with(h.builder().config(h.config().max_payload(1024)));
     let mut s = store.load(None).unwrap();
     s.insert("big", &"x".repeat(2000)).unwrap();
     match store.save(&mut s) {
@@ -689,7 +701,7 @@ fn payload_over_the_cap_is_a_typed_error_and_nothing_is_written(h: &Harness) {
 }
 
 fn large_payloads_round_trip_exactly(h: &Harness) {
-    let store = h.store_with(h.builder().max_payload(8 * 1024 * 1024));
+    let store = h.store_with(h.builder().config(h.config().max_payload(8 * 1024 * 1024)));
     // Past MySQL's 64 KiB BLOB and 16 MiB MEDIUMBLOB-adjacent sizes.
     for size in [70 * 1024, 3 * 1024 * 1024] {
         let value: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
@@ -708,7 +720,10 @@ fn large_payloads_round_trip_exactly(h: &Harness) {
 }
 
 fn events_for_every_operation(h: &Harness) {
-    let store = h.store_with(h.builder().touch_after(Duration::from_secs(60)));
+    let store = h.store_with(
+        h.builder()
+            .config(h.config().touch_after(Duration::from_secs(60))),
+    );
     let events = record_events(&store);
     let kinds = |events: &Arc<Mutex<Vec<Event>>>| -> Vec<(EventKind, u64)> {
         events

@@ -114,7 +114,8 @@ mod rouille_app {
 
     #[test]
     fn assertions_follow_a_custom_policy() {
-        let test = TestStore::with_policy(CookiePolicy::new().name("s").host_prefix(true));
+        let test =
+            TestStore::with_policy(CookiePolicy::new().with_name("s").with_host_prefix(true));
         let r = app(
             test.sessions(),
             &Request::fake_http("POST", "/login", vec![], vec![]),

@@ -226,7 +226,7 @@ fn key_rotation_does_not_orphan_bindings(h: &Harness) {
     let base = h.store();
     let with = |ring: Keyring| {
         SessionStore::builder(ring)
-            .clock(h.clock.clock())
+            .config(h.config())
             .build(base.database().clone())
     };
     let before = with(Keyring::new(old.clone()));
@@ -643,7 +643,7 @@ fn bad_cursors_are_refused(h: &Harness) {
     ));
     // Another store's keys: refused too (the cursor names no position there).
     let other = SessionStore::builder(Keyring::generate())
-        .clock(h.clock.clock())
+        .config(h.config())
         .build(store.database().clone());
     assert!(matches!(
         other.sessions_of(

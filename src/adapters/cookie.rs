@@ -21,14 +21,14 @@ pub const HOST_PREFIX: &str = "__Host-";
 ///
 /// | attribute | default | setter |
 /// |---|---|---|
-/// | name | `id` (says nothing about the framework or the store) | [`name`](CookiePolicy::name) |
-/// | `HttpOnly` | on | [`http_only`](CookiePolicy::http_only) |
-/// | `SameSite` | `Lax` | [`same_site`](CookiePolicy::same_site) |
-/// | `Secure` | on (turn off only for plain-HTTP development) | [`secure`](CookiePolicy::secure) |
-/// | `Path` | `/` | [`path`](CookiePolicy::path) |
-/// | `Domain` | none (host-only cookie) | [`domain`](CookiePolicy::domain) |
-/// | `__Host-` prefix | off | [`host_prefix`](CookiePolicy::host_prefix) |
-/// | lifetime | session cookie (gone when the browser closes) | [`max_age`](CookiePolicy::max_age) |
+/// | name | `id` (says nothing about the framework or the store) | [`with_name`](CookiePolicy::with_name) |
+/// | `HttpOnly` | on | [`with_http_only`](CookiePolicy::with_http_only) |
+/// | `SameSite` | `Lax` | [`with_same_site`](CookiePolicy::with_same_site) |
+/// | `Secure` | on (turn off only for plain-HTTP development) | [`with_secure`](CookiePolicy::with_secure) |
+/// | `Path` | `/` | [`with_path`](CookiePolicy::with_path) |
+/// | `Domain` | none (host-only cookie) | [`with_domain`](CookiePolicy::with_domain) |
+/// | `__Host-` prefix | off | [`with_host_prefix`](CookiePolicy::with_host_prefix) |
+/// | lifetime | session cookie (gone when the browser closes) | [`with_max_age`](CookiePolicy::with_max_age) |
 ///
 /// The `__Host-` prefix forces `Secure`, `Path=/` and no `Domain`, whatever
 /// the other settings say, because browsers reject the cookie otherwise.
@@ -48,12 +48,12 @@ pub const HOST_PREFIX: &str = "__Host-";
 /// use stored_session::adapters::{CookiePolicy, SameSite};
 ///
 /// let policy = CookiePolicy::new()
-///     .name("sid")
-///     .same_site(SameSite::Strict)
-///     .host_prefix(true)
-///     .max_age(Some(Duration::from_secs(14 * 24 * 60 * 60)));
+///     .with_name("sid")
+///     .with_same_site(SameSite::Strict)
+///     .with_host_prefix(true)
+///     .with_max_age(Some(Duration::from_secs(14 * 24 * 60 * 60)));
 /// policy.validate()?;
-/// assert_eq!(policy.cookie_name(), "__Host-sid");
+/// assert_eq!(policy.name(), "__Host-sid");
 /// assert!(policy.is_secure());
 ///
 /// let removal = policy.removal_cookie().header_value();
@@ -95,21 +95,21 @@ impl CookiePolicy {
     }
 
     /// Sets the cookie name (without any `__Host-` prefix; see
-    /// [`host_prefix`](CookiePolicy::host_prefix)). It must be an HTTP token:
+    /// [`with_host_prefix`](CookiePolicy::with_host_prefix)). It must be an HTTP token:
     /// checked by [`validate`](CookiePolicy::validate).
-    pub fn name(mut self, name: impl Into<String>) -> Self {
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
     }
 
     /// Whether scripts are kept from reading the cookie (`HttpOnly`). Default: on.
-    pub fn http_only(mut self, on: bool) -> Self {
+    pub fn with_http_only(mut self, on: bool) -> Self {
         self.http_only = on;
         self
     }
 
     /// The `SameSite` attribute. Default: `Lax`. `None` requires `Secure`.
-    pub fn same_site(mut self, same_site: SameSite) -> Self {
+    pub fn with_same_site(mut self, same_site: SameSite) -> Self {
         self.same_site = same_site;
         self
     }
@@ -117,20 +117,20 @@ impl CookiePolicy {
     /// Whether the cookie is sent over HTTPS only (`Secure`). Default: on.
     /// Turn it off only for development over plain HTTP: browsers other than
     /// on `localhost` would refuse to send a `Secure` cookie over HTTP.
-    pub fn secure(mut self, on: bool) -> Self {
+    pub fn with_secure(mut self, on: bool) -> Self {
         self.secure = on;
         self
     }
 
     /// The `Path` attribute. Default: `/`. Must start with `/`.
-    pub fn path(mut self, path: impl Into<String>) -> Self {
+    pub fn with_path(mut self, path: impl Into<String>) -> Self {
         self.path = path.into();
         self
     }
 
     /// The `Domain` attribute, which shares the cookie with subdomains.
     /// Default: none, a host-only cookie (safer).
-    pub fn domain(mut self, domain: impl Into<String>) -> Self {
+    pub fn with_domain(mut self, domain: impl Into<String>) -> Self {
         self.domain = Some(domain.into());
         self
     }
@@ -139,7 +139,7 @@ impl CookiePolicy {
     /// browsers refuse the cookie unless it is `Secure`, `Path=/` and has no
     /// `Domain`: a sibling subdomain cannot plant or overwrite it. Turning it
     /// on forces those three attributes. Default: off.
-    pub fn host_prefix(mut self, on: bool) -> Self {
+    pub fn with_host_prefix(mut self, on: bool) -> Self {
         self.host_prefix = on;
         self
     }
@@ -148,13 +148,13 @@ impl CookiePolicy {
     /// closes. `Some(age)`: a persistent cookie with `Max-Age`, refreshed
     /// whenever the store refreshes the session's idle clock. Pick an age no
     /// longer than the store's idle timeout.
-    pub fn max_age(mut self, age: Option<Duration>) -> Self {
+    pub fn with_max_age(mut self, age: Option<Duration>) -> Self {
         self.max_age = age;
         self
     }
 
     /// The full cookie name, prefix included.
-    pub fn cookie_name(&self) -> Cow<'_, str> {
+    pub fn name(&self) -> Cow<'_, str> {
         if self.host_prefix {
             Cow::Owned(format!("{HOST_PREFIX}{}", self.name))
         } else {
@@ -173,12 +173,12 @@ impl CookiePolicy {
     }
 
     /// The `SameSite` attribute written.
-    pub fn same_site_value(&self) -> SameSite {
+    pub fn same_site(&self) -> SameSite {
         self.same_site
     }
 
     /// The `Path` written (always `/` with `__Host-`).
-    pub fn cookie_path(&self) -> &str {
+    pub fn path(&self) -> &str {
         if self.host_prefix {
             "/"
         } else {
@@ -187,7 +187,7 @@ impl CookiePolicy {
     }
 
     /// The `Domain` written, if any (never with `__Host-`).
-    pub fn cookie_domain(&self) -> Option<&str> {
+    pub fn domain(&self) -> Option<&str> {
         if self.host_prefix {
             None
         } else {
@@ -196,7 +196,7 @@ impl CookiePolicy {
     }
 
     /// The configured `Max-Age`, if the cookie is persistent.
-    pub fn max_age_value(&self) -> Option<Duration> {
+    pub fn max_age(&self) -> Option<Duration> {
         self.max_age
     }
 
@@ -212,9 +212,9 @@ impl CookiePolicy {
     /// use stored_session::adapters::{CookiePolicy, SameSite};
     ///
     /// assert!(CookiePolicy::new().validate().is_ok());
-    /// assert!(CookiePolicy::new().name("a b").validate().is_err());
-    /// assert!(CookiePolicy::new().path("no-slash").validate().is_err());
-    /// assert!(CookiePolicy::new().secure(false).same_site(SameSite::None).validate().is_err());
+    /// assert!(CookiePolicy::new().with_name("a b").validate().is_err());
+    /// assert!(CookiePolicy::new().with_path("no-slash").validate().is_err());
+    /// assert!(CookiePolicy::new().with_secure(false).with_same_site(SameSite::None).validate().is_err());
     /// ```
     pub fn validate(&self) -> Result<()> {
         if self.name.is_empty() || !self.name.bytes().all(is_token_byte) {
@@ -270,12 +270,12 @@ impl CookiePolicy {
     }
 
     fn base(&self, value: String) -> Cookie<'static> {
-        let mut cookie = Cookie::new(self.cookie_name().into_owned(), value);
+        let mut cookie = Cookie::new(self.name().into_owned(), value);
         cookie.set_http_only(self.http_only);
         cookie.set_secure(self.is_secure());
         cookie.set_same_site(self.same_site);
-        cookie.set_path(self.cookie_path().to_owned());
-        if let Some(domain) = self.cookie_domain() {
+        cookie.set_path(self.path().to_owned());
+        if let Some(domain) = self.domain() {
             cookie.set_domain(domain.to_owned());
         }
         cookie
@@ -296,7 +296,7 @@ impl CookiePolicy {
         I: IntoIterator<Item = H>,
         H: AsRef<[u8]>,
     {
-        let name = self.cookie_name();
+        let name = self.name();
         let name = name.as_bytes();
         let mut found = Presented::Absent;
         for header in cookie_headers {
@@ -501,8 +501,11 @@ mod tests {
 
     #[test]
     fn names_are_matched_byte_for_byte() {
-        for policy in [CookiePolicy::new(), CookiePolicy::new().host_prefix(true)] {
-            let name = policy.cookie_name().into_owned();
+        for policy in [
+            CookiePolicy::new(),
+            CookiePolicy::new().with_host_prefix(true),
+        ] {
+            let name = policy.name().into_owned();
             let encoded: String = name.bytes().map(|b| format!("%{b:02X}")).collect();
             let mut near = vec![
                 encoded.clone(),
@@ -525,7 +528,7 @@ mod tests {
                 format!("{name}\0"),
                 format!("{name}%20"),
             ];
-            if policy.cookie_name() == "__Host-id" {
+            if policy.name() == "__Host-id" {
                 near.extend(
                     [
                         "%5F%5FHost-id",
@@ -566,10 +569,10 @@ mod tests {
     #[test]
     fn host_prefix_forces_secure_root_path_and_no_domain() {
         let policy = CookiePolicy::new()
-            .secure(false)
-            .path("/app")
-            .domain("example.com")
-            .host_prefix(true);
+            .with_secure(false)
+            .with_path("/app")
+            .with_domain("example.com")
+            .with_host_prefix(true);
         policy.validate().unwrap();
         let set = policy.session_cookie(&SessionId::generate()).header_value();
         assert!(set.starts_with("__Host-id="));
@@ -586,9 +589,9 @@ mod tests {
     #[test]
     fn removal_matches_name_path_and_domain() {
         let policy = CookiePolicy::new()
-            .name("sess")
-            .path("/app")
-            .domain("example.com");
+            .with_name("sess")
+            .with_path("/app")
+            .with_domain("example.com");
         let set = policy.session_cookie(&SessionId::generate());
         let del = policy.removal_cookie();
         assert!(del.is_removal() && !set.is_removal());
@@ -613,7 +616,7 @@ mod tests {
         let plain = CookiePolicy::new().session_cookie(&id).header_value();
         assert!(!plain.contains("Max-Age") && !plain.contains("Expires"));
         let persistent = CookiePolicy::new()
-            .max_age(Some(Duration::from_secs(3600)))
+            .with_max_age(Some(Duration::from_secs(3600)))
             .session_cookie(&id)
             .header_value();
         assert!(persistent.contains("Max-Age=3600"), "{persistent}");
@@ -622,27 +625,29 @@ mod tests {
     #[test]
     fn validation() {
         for bad in [
-            CookiePolicy::new().name(""),
-            CookiePolicy::new().name("a;b"),
-            CookiePolicy::new().name("a=b"),
-            CookiePolicy::new().name("é"),
-            CookiePolicy::new().path(""),
-            CookiePolicy::new().path("/a;b"),
-            CookiePolicy::new().path("/a\nb"),
-            CookiePolicy::new().domain(""),
-            CookiePolicy::new().domain("a b"),
-            CookiePolicy::new().secure(false).same_site(SameSite::None),
+            CookiePolicy::new().with_name(""),
+            CookiePolicy::new().with_name("a;b"),
+            CookiePolicy::new().with_name("a=b"),
+            CookiePolicy::new().with_name("é"),
+            CookiePolicy::new().with_path(""),
+            CookiePolicy::new().with_path("/a;b"),
+            CookiePolicy::new().with_path("/a\nb"),
+            CookiePolicy::new().with_domain(""),
+            CookiePolicy::new().with_domain("a b"),
+            CookiePolicy::new()
+                .with_secure(false)
+                .with_same_site(SameSite::None),
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
         CookiePolicy::new()
-            .same_site(SameSite::None)
+            .with_same_site(SameSite::None)
             .validate()
             .unwrap();
         CookiePolicy::new()
-            .secure(false)
-            .same_site(SameSite::None)
-            .host_prefix(true)
+            .with_secure(false)
+            .with_same_site(SameSite::None)
+            .with_host_prefix(true)
             .validate()
             .unwrap();
     }

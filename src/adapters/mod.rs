@@ -131,8 +131,8 @@ pub use ::cookie::SameSite;
 /// use stored_session::{Keyring, SessionStore};
 ///
 /// let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
-/// let sessions = Sessions::with_policy(store, CookiePolicy::new().host_prefix(true))?;
-/// assert_eq!(sessions.policy().cookie_name(), "__Host-id");
+/// let sessions = Sessions::with_policy(store, CookiePolicy::new().with_host_prefix(true))?;
+/// assert_eq!(sessions.policy().name(), "__Host-id");
 /// # Ok::<(), stored_session::Error>(())
 /// ```
 #[derive(Clone)]
@@ -219,7 +219,7 @@ impl Sessions {
             CookieAction::Remove => Some(self.policy.removal_cookie()),
             // A persistent cookie follows the idle clock: send it again
             // whenever the store moved that clock (write or touch).
-            CookieAction::Refresh(id) if self.policy.max_age_value().is_some() => {
+            CookieAction::Refresh(id) if self.policy.max_age().is_some() => {
                 Some(self.policy.session_cookie(&id))
             }
             CookieAction::Refresh(_) | CookieAction::Keep => None,
@@ -513,7 +513,7 @@ mod tests {
         let clock =
             crate::ManualClock::new(chrono::DateTime::from_timestamp(1_900_000_000, 0).unwrap());
         let store = SessionStore::builder(Keyring::generate())
-            .clock(clock.clock())
+            .config(crate::Config::default().clock(clock.clock()))
             .open_migrated("sqlite::memory:")
             .unwrap();
         (Sessions::with_policy(store, policy).unwrap(), clock)
@@ -547,7 +547,7 @@ mod tests {
 
     #[test]
     fn max_age_cookie_follows_the_idle_clock() {
-        let policy = CookiePolicy::new().max_age(Some(Duration::from_secs(86_400)));
+        let policy = CookiePolicy::new().with_max_age(Some(Duration::from_secs(86_400)));
         let (sessions, clock) = sessions(policy);
         let mut s = sessions.begin(Vec::<String>::new());
         s.insert("k", &1).unwrap();

@@ -20,7 +20,7 @@
 //! per pooled database connection bounds how many run at once: excess
 //! requests wait asynchronously instead of piling up threads that would only
 //! wait for a connection. That wait is bounded too
-//! ([`SessionFairing::permit_timeout`], by default the pool's acquire
+//! ([`SessionFairing::with_permit_timeout`], by default the pool's acquire
 //! timeout): a request that gets no turn in time is answered 503, so a
 //! database that stops answering never makes requests queue forever.
 //!
@@ -118,7 +118,7 @@ struct Slot {
 /// use stored_session::{Keyring, SessionStore};
 ///
 /// let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
-/// let sessions = Sessions::with_policy(store, CookiePolicy::new().secure(false))?;
+/// let sessions = Sessions::with_policy(store, CookiePolicy::new().with_secure(false))?;
 /// let rocket = rocket::build().attach(SessionFairing::new(sessions));
 /// # let _ = rocket;
 /// # Ok::<(), stored_session::Error>(())
@@ -133,7 +133,7 @@ impl SessionFairing {
     /// operations as the store's pool has connections, and a request waiting
     /// for its turn at most as long as the pool's acquire timeout
     /// ([`PoolOptions::acquire_timeout`](crate::PoolOptions::acquire_timeout),
-    /// 5 seconds by default; see [`permit_timeout`](SessionFairing::permit_timeout)).
+    /// 5 seconds by default; see [`with_permit_timeout`](SessionFairing::with_permit_timeout)).
     pub fn new(sessions: Sessions) -> Self {
         let database = sessions.store().database();
         let permits = pool_size(database).max(1) as usize;
@@ -161,25 +161,25 @@ impl SessionFairing {
     /// ```
     /// use std::time::Duration;
     /// use stored_session::adapters::{rocket::SessionFairing, Sessions};
-    /// use stored_session::{Keyring, SessionStore};
+    /// use stored_session::{Keyring, PoolOptions, SessionStore};
     ///
     /// let store = SessionStore::builder(Keyring::generate())
-    ///     .acquire_timeout(Duration::from_secs(3))
+    ///     .pool(PoolOptions::default().acquire_timeout(Duration::from_secs(3)))
     ///     .open_migrated("sqlite::memory:")?;
     /// let fairing = SessionFairing::new(Sessions::new(store));
-    /// assert_eq!(fairing.permit_timeout_value(), Duration::from_secs(3));
-    /// let fairing = fairing.permit_timeout(Duration::from_secs(1));
-    /// assert_eq!(fairing.permit_timeout_value(), Duration::from_secs(1));
+    /// assert_eq!(fairing.permit_timeout(), Duration::from_secs(3));
+    /// let fairing = fairing.with_permit_timeout(Duration::from_secs(1));
+    /// assert_eq!(fairing.permit_timeout(), Duration::from_secs(1));
     /// # Ok::<(), stored_session::Error>(())
     /// ```
-    pub fn permit_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_permit_timeout(mut self, timeout: Duration) -> Self {
         Arc::make_mut(&mut self.shared).permit_timeout = timeout;
         self
     }
 
     /// The longest a request waits for its turn (see
-    /// [`permit_timeout`](SessionFairing::permit_timeout)).
-    pub fn permit_timeout_value(&self) -> Duration {
+    /// [`with_permit_timeout`](SessionFairing::with_permit_timeout)).
+    pub fn permit_timeout(&self) -> Duration {
         self.shared.permit_timeout
     }
 
@@ -471,7 +471,7 @@ fn presented(sessions: &Sessions, request: &Request<'_>) -> Presented {
     if headers.peek().is_some() || request.remote().is_some() {
         return sessions.policy().find(headers);
     }
-    match request.cookies().get(&sessions.policy().cookie_name()) {
+    match request.cookies().get(&sessions.policy().name()) {
         Some(cookie) => Presented::One(cookie.value().to_owned()),
         None => Presented::Absent,
     }

@@ -894,7 +894,7 @@ mod tests {
         let clock =
             crate::ManualClock::new(chrono::DateTime::from_timestamp(2_000_000_000, 0).unwrap());
         let store = SessionStore::builder(Keyring::generate())
-            .clock(clock.clock())
+            .config(crate::Config::default().clock(clock.clock()))
             .open_migrated("sqlite::memory:")
             .unwrap();
         let a = Admin::new(store).csrf_ttl(Duration::from_secs(600));

@@ -53,7 +53,6 @@ pub use self::postgres::PgPool;
 pub use self::sqlite::SqlitePool;
 
 pub(crate) use self::maintenance::{Bucket, Expiry, Ranked, UserRow};
-pub(crate) use self::pool::OPERATION_GRACE;
 pub(crate) use self::repository::Binding;
 pub(crate) use self::rows::{Applied, Cutoffs, Plan, RenewResult, Row};
 pub(crate) use self::runner::is_unique_violation;

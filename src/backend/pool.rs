@@ -108,12 +108,86 @@ impl Default for PoolOptions {
     }
 }
 
+impl PoolOptions {
+    /// Sets [`PoolOptions::max_size`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stored_session::PoolOptions;
+    ///
+    /// let options = PoolOptions::default()
+    ///     .max_size(4)
+    ///     .acquire_timeout(Duration::from_secs(2));
+    /// assert_eq!((options.max_size, options.acquire_timeout), (4, Duration::from_secs(2)));
+    /// ```
+    pub fn max_size(mut self, connections: u32) -> Self {
+        self.max_size = connections;
+        self
+    }
+
+    /// Sets [`PoolOptions::acquire_timeout`].
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// Sets [`PoolOptions::sqlite_busy_timeout`].
+    pub fn sqlite_busy_timeout(mut self, timeout: Duration) -> Self {
+        self.sqlite_busy_timeout = timeout;
+        self
+    }
+
+    /// Sets [`PoolOptions::connect_timeout`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`PoolOptions::statement_timeout`]. With `Some(t)`, an enabled
+    /// client-side deadline ([`PoolOptions::operation_timeout`]) moves to
+    /// `t` + 0.5 s, so that the server still reports a slow statement first
+    /// (set `operation_timeout` after this to choose another value).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stored_session::PoolOptions;
+    ///
+    /// let options = PoolOptions::default().statement_timeout(Some(Duration::from_secs(2)));
+    /// assert_eq!(options.operation_timeout, Some(Duration::from_millis(2500)));
+    /// ```
+    pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.statement_timeout = timeout;
+        if let (Some(t), Some(_)) = (timeout, self.operation_timeout) {
+            self.operation_timeout = Some(t + OPERATION_GRACE);
+        }
+        self
+    }
+
+    /// Sets [`PoolOptions::lock_timeout`].
+    pub fn lock_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// Sets [`PoolOptions::operation_timeout`].
+    pub fn operation_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// Sets [`PoolOptions::tcp_keepalive`].
+    pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
+        self.tcp_keepalive = idle;
+        self
+    }
+}
+
 /// The default [`PoolOptions::statement_timeout`].
 const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How much longer than the statement timeout the client waits by default,
 /// so that the server's own timeout reports first.
-pub(crate) const OPERATION_GRACE: Duration = Duration::from_millis(500);
+const OPERATION_GRACE: Duration = Duration::from_millis(500);
 
 /// Whole seconds, rounded up, at least 1 (for settings in seconds).
 #[cfg(any(feature = "postgres", feature = "mysql"))]

@@ -172,7 +172,7 @@ fn run(cli: Cli) -> Result<(), String> {
     // Commands that never decrypt get a throw-away key.
     let open = |keyring: Keyring| -> Result<SessionStore, String> {
         SessionStore::builder(keyring)
-            .pool_size(2)
+            .pool(stored_session::PoolOptions::default().max_size(2))
             .open(&url()?)
             .map_err(|e| e.to_string())
     };

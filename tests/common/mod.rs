@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use diesel::prelude::*;
 use stored_session::schema::stored_sessions::dsl as t;
-use stored_session::{Backend, Database, Keyring, ManualClock, SessionStore, StoreBuilder};
+use stored_session::{Backend, Config, Database, Keyring, ManualClock, SessionStore, StoreBuilder};
 
 /// Runs `$body` with `$conn` bound to a connection of the database's backend.
 #[macro_export]
@@ -175,9 +175,14 @@ impl Harness {
         .expect("same backend as an existing harness")
     }
 
+    /// The default policy on this harness's clock.
+    pub fn config(&self) -> Config {
+        Config::default().clock(self.clock.clock())
+    }
+
     /// A builder with this harness's keys and clock, ready to `open`.
     pub fn builder(&self) -> StoreBuilder {
-        SessionStore::builder(self.keyring.clone()).clock(self.clock.clock())
+        SessionStore::builder(self.keyring.clone()).config(self.config())
     }
 
     /// A migrated store on this harness's database.
@@ -197,9 +202,7 @@ impl Harness {
             ip: stored_session::IpTracking::Truncated,
             user_agent: true,
         };
-        let config = stored_session::Config::default()
-            .clock(self.clock.clock())
-            .metadata(policy);
+        let config = self.config().metadata(policy);
         self.store_with(self.builder().config(config))
     }
 

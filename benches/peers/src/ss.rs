@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use stored_session::{CookieAction, Keyring, Session, SessionId, SessionStore};
+use stored_session::{CookieAction, Keyring, PoolOptions, Session, SessionId, SessionStore};
 
 use crate::contender::{note, tokens, Contender, Op, Shape, USER_ID};
 use crate::drive::{deal, drive_threads, Cell};
@@ -26,7 +26,7 @@ impl StoredSession {
     /// and runs its migrations.
     pub fn open(url: &str) -> Self {
         let store = SessionStore::builder(Keyring::generate())
-            .pool_size(8)
+            .pool(PoolOptions::default().max_size(8))
             .open_migrated(url)
             .expect("open stored-session");
         StoredSession {
