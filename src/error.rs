@@ -107,6 +107,33 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The HTTP status a web page answers this failure with: `503` when no
+    /// pooled connection came free in time or the database did not answer
+    /// in time (retrying later may work), `500` otherwise. The one mapping,
+    /// used by the framework adapters and the admin page.
+    #[cfg(any(
+        feature = "rouille",
+        feature = "rocket",
+        feature = "http",
+        feature = "admin"
+    ))]
+    pub(crate) fn http_status(&self) -> u16 {
+        // Exhaustive on purpose: a new variant needs a decision here.
+        match self {
+            Error::PoolTimeout { .. } | Error::Timeout { .. } => 503,
+            Error::Database(_)
+            | Error::PayloadTooLarge { .. }
+            | Error::Encode(_)
+            | Error::Decode { .. }
+            | Error::Config(_)
+            | Error::Migration(_)
+            | Error::IdsExhausted
+            | Error::TaskAborted(_)
+            | Error::Random
+            | Error::InvalidCursor => 500,
+        }
+    }
+
     /// The error with the passwords of `url` removed from its text (see
     /// `redact`): for errors raised while opening a connection to `url`.
     pub(crate) fn scrubbed(self, url: &str) -> Self {
@@ -142,6 +169,52 @@ impl Error {
             }
             Error::Database(D::BrokenTransactionManager) => true,
             _ => false,
+        }
+    }
+}
+
+#[cfg(all(
+    test,
+    any(
+        feature = "rouille",
+        feature = "rocket",
+        feature = "http",
+        feature = "admin"
+    )
+))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_status_of_every_variant() {
+        let waits = Duration::from_secs(5);
+        let retry_later = [
+            Error::PoolTimeout {
+                timeout: waits,
+                message: "timed out".into(),
+            },
+            Error::Timeout { timeout: waits },
+        ];
+        let failed = [
+            Error::Database(diesel::result::Error::NotFound),
+            Error::PayloadTooLarge { size: 2, max: 1 },
+            Error::Encode(rmp_serde::encode::Error::Syntax("x".into())),
+            Error::Decode {
+                key: "k".into(),
+                source: rmp_serde::decode::Error::Syntax("x".into()),
+            },
+            Error::Config("x".into()),
+            Error::Migration("x".into()),
+            Error::IdsExhausted,
+            Error::TaskAborted("x"),
+            Error::Random,
+            Error::InvalidCursor,
+        ];
+        for error in &retry_later {
+            assert_eq!(error.http_status(), 503, "{error:?}");
+        }
+        for error in &failed {
+            assert_eq!(error.http_status(), 500, "{error:?}");
         }
     }
 }

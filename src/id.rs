@@ -45,23 +45,13 @@ impl SessionId {
     /// Only if the operating system's random number generator fails, which
     /// `ring` treats as unrecoverable.
     pub fn generate() -> Self {
-        let mut bytes = [0u8; ID_BYTES];
-        SystemRandom::new()
-            .fill(&mut bytes)
-            .expect("operating system random number generator failed");
-        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-        bytes.zeroize();
-        SessionId(id)
+        SessionId(random_text().expect("operating system random number generator failed"))
     }
 
     /// Validates a cookie value. Returns `None` unless it is exactly 43
     /// characters of the URL-safe base64 alphabet (`A-Z a-z 0-9 - _`).
     pub fn parse(value: &str) -> Option<Self> {
-        let ok = value.len() == SESSION_ID_LEN
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        ok.then(|| SessionId(value.to_owned()))
+        well_formed(value.as_bytes()).then(|| SessionId(value.to_owned()))
     }
 
     /// The id as it goes into the cookie. Treat it like a password.
@@ -85,6 +75,31 @@ impl Drop for SessionId {
     fn drop(&mut self) {
         self.0.zeroize();
     }
+}
+
+/// 256 random bits from the operating system's CSPRNG as 43 characters of
+/// unpadded URL-safe base64: the text of a session id, and of the crate's
+/// other random secrets of that shape (the admin page's CSRF nonce). `None`
+/// when the generator fails.
+pub(crate) fn random_text() -> Option<String> {
+    let mut bytes = [0u8; ID_BYTES];
+    let filled = SystemRandom::new().fill(&mut bytes);
+    let text = filled
+        .ok()
+        .map(|()| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
+    bytes.zeroize();
+    text
+}
+
+/// Whether `value` has the shape [`random_text`] gives: exactly
+/// [`SESSION_ID_LEN`] bytes of the URL-safe base64 alphabet
+/// (`A-Z a-z 0-9 - _`). The one check of that shape, for session ids and
+/// the admin page's nonce alike; no other byte, padding or length passes.
+pub(crate) fn well_formed(value: &[u8]) -> bool {
+    value.len() == SESSION_ID_LEN
+        && value
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// SHA-256 of a public id: the key of a session's row, safe to log.
@@ -166,6 +181,24 @@ mod tests {
         ] {
             assert!(SessionId::parse(bad).is_none(), "accepted {bad:?}");
         }
+    }
+
+    #[test]
+    fn one_shape_for_ids_and_nonces() {
+        let text = random_text().unwrap();
+        assert!(well_formed(text.as_bytes()));
+        assert_ne!(text, random_text().unwrap());
+        let edge = "-_09AZaz".repeat(6);
+        assert!(well_formed(&edge.as_bytes()[..SESSION_ID_LEN]));
+        // The standard alphabet, padding, other lengths and raw bytes fail.
+        for byte in [b'+', b'/', b'=', b'.', b' ', 0, 0xff] {
+            let mut bad = text.clone().into_bytes();
+            bad[7] = byte;
+            assert!(!well_formed(&bad), "accepted byte {byte:#x}");
+        }
+        assert!(!well_formed(&text.as_bytes()[..42]));
+        assert!(!well_formed(format!("{text}A").as_bytes()));
+        assert!(!well_formed(b""));
     }
 
     #[test]

@@ -176,6 +176,15 @@ mod backend;
 mod clock;
 mod codec;
 mod config;
+// Read by the adapters (whenever `adapters` is compiled) and the admin page.
+#[cfg(any(
+    feature = "rouille",
+    feature = "rocket",
+    feature = "http",
+    feature = "testing",
+    feature = "admin"
+))]
+mod cookie_header;
 mod crypto;
 mod error;
 mod events;

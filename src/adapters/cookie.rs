@@ -8,6 +8,7 @@ use std::time::Duration;
 use ::cookie::time::{Duration as CookieDuration, OffsetDateTime};
 use ::cookie::{Cookie, SameSite};
 
+use crate::cookie_header::cookie_pairs;
 use crate::error::{Error, Result};
 use crate::id::SessionId;
 
@@ -314,37 +315,6 @@ impl CookiePolicy {
         }
         found
     }
-}
-
-/// The `name=value` pairs of one raw `Cookie` header value, as bytes.
-///
-/// Pairs are separated by `;`; the spaces and tabs around a pair (the `"; "`
-/// separator of RFC 6265 section 4.2.1) are dropped, and the name is
-/// everything before the first `=`, the value everything after it, exactly
-/// as sent. Nothing else is normalised: no percent-decoding (a server that
-/// decoded names would let `%5F%5FHost-id` stand in for `__Host-id`, and a
-/// sibling subdomain or a plain-HTTP attacker plant a cookie the browser
-/// keeps apart from the real one, the CVE-2020-8184 class), no Unicode
-/// whitespace trimming (`\u{a0}id` is not `id`), no quote stripping, no
-/// case folding. Pairs without `=` are skipped.
-pub(crate) fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    header.split(|&b| b == b';').filter_map(|pair| {
-        let pair = trim_ows(pair);
-        let eq = pair.iter().position(|&b| b == b'=')?;
-        Some((&pair[..eq], &pair[eq + 1..]))
-    })
-}
-
-/// `bytes` without leading and trailing spaces and horizontal tabs (HTTP's
-/// optional whitespace), and nothing else.
-fn trim_ows(mut bytes: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = bytes {
-        bytes = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = bytes {
-        bytes = rest;
-    }
-    bytes
 }
 
 /// RFC 9110 `tchar`: what a cookie name may hold.

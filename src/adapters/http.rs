@@ -53,7 +53,7 @@ use std::net::{IpAddr, SocketAddr};
 use ::http::header::{HeaderValue, CACHE_CONTROL, COOKIE, SET_COOKIE, USER_AGENT, VARY};
 use ::http::{HeaderMap, Request, Response, StatusCode};
 
-use super::{cache_headers, error_body, error_status, log_failure, LazySession, Sessions};
+use super::{cache_headers, error_body, log_failure, LazySession, Sessions};
 use crate::error::{Error, Result};
 
 /// Runs `handler` with the request and its lazily loaded session, then
@@ -168,7 +168,7 @@ pub fn finish<R>(session: LazySession, response: &mut Response<R>) -> Result<()>
 /// The plain-text 500 (or 503) sent for a session failure; details are
 /// logged, not sent.
 pub fn error_response<R: From<&'static str>>(error: &Error) -> Response<R> {
-    let status = error_status(error);
+    let status = error.http_status();
     let mut response = Response::new(R::from(error_body(status)));
     *response.status_mut() =
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -464,29 +464,7 @@ pub(crate) fn cache_headers<'a>(
     }
 }
 
-/// The HTTP status for a failed session operation: 503 when the pool had no
-/// free connection in time or the database did not answer in time
-/// (retrying later may work), 500 otherwise.
-#[cfg(any(feature = "rouille", feature = "rocket", feature = "http"))]
-pub(crate) fn error_status(error: &crate::Error) -> u16 {
-    use crate::Error as E;
-    // Exhaustive on purpose: a new variant needs a decision here.
-    match error {
-        E::PoolTimeout { .. } | E::Timeout { .. } => 503,
-        E::Database(_)
-        | E::PayloadTooLarge { .. }
-        | E::Encode(_)
-        | E::Decode { .. }
-        | E::Config(_)
-        | E::Migration(_)
-        | E::IdsExhausted
-        | E::TaskAborted(_)
-        | E::Random
-        | E::InvalidCursor => 500,
-    }
-}
-
-/// The body sent with [`error_status`].
+/// The body sent with a failure's [`http_status`](crate::Error::http_status).
 #[cfg(any(feature = "rouille", feature = "rocket", feature = "http"))]
 pub(crate) fn error_body(status: u16) -> &'static str {
     if status == 503 {

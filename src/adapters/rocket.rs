@@ -77,7 +77,7 @@ use ::rocket::{Build, Response, Rocket};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{cache_headers, error_body, error_status, log_failure, Presented, Sessions};
+use super::{cache_headers, error_body, log_failure, Presented, Sessions};
 use crate::backend::Database;
 use crate::error::{Error, Result};
 use crate::session::Session;
@@ -314,7 +314,7 @@ impl Fairing for SessionFairing {
             Ok(None) => {}
             Err(error) => {
                 log_failure("commit", &error);
-                let status = error_status(&error);
+                let status = error.http_status();
                 let body = error_body(status);
                 response.set_status(Status::new(status));
                 response.set_header(::rocket::http::ContentType::Plain);
@@ -437,7 +437,7 @@ impl<'r> ::rocket::response::Responder<'r, 'static> for Error {
             .local_cache(Slot::default)
             .failed
             .store(true, Ordering::SeqCst);
-        let status = error_status(&self);
+        let status = self.http_status();
         let body = error_body(status);
         Response::build()
             .status(Status::new(status))
@@ -511,7 +511,7 @@ impl<'r> FromRequest<'r> for SessionGuard<'r> {
             }
             Err(error) => {
                 log_failure("load", &error);
-                Outcome::Error((Status::new(error_status(&error)), error))
+                Outcome::Error((Status::new(error.http_status()), error))
             }
         }
     }

@@ -41,7 +41,7 @@ use std::borrow::Cow;
 
 use ::rouille::{Request, Response};
 
-use super::{cache_headers, error_body, error_status, log_failure, LazySession, Sessions};
+use super::{cache_headers, error_body, log_failure, LazySession, Sessions};
 use crate::error::{Error, Result};
 
 /// Runs `handler` with the request's session and commits it afterwards.
@@ -155,6 +155,6 @@ fn is(header: &(Cow<'static, str>, Cow<'static, str>), name: &str) -> bool {
 /// The plain-text 500 (or 503, when no pooled connection was free in time)
 /// sent for a session failure. The error's details are logged, not sent.
 pub fn error_response(error: &Error) -> Response {
-    let status = error_status(error);
+    let status = error.http_status();
     Response::text(error_body(status)).with_status_code(status)
 }

@@ -124,13 +124,15 @@
 use std::fmt;
 use std::time::Duration;
 
+use ::cookie::{Cookie, SameSite};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use ring::hmac;
-use ring::rand::{SecureRandom, SystemRandom};
 use sha2::{Digest, Sha256};
 
+use crate::cookie_header::cookie_pairs;
 use crate::error::Error;
+use crate::id;
 use crate::store::SessionStore;
 use crate::users::{Cursor, Page as ListPage, SessionHandle};
 
@@ -303,7 +305,7 @@ impl Admin {
             .cookie_values(name)
             .into_iter()
             .next()
-            .map(|v| v.into_bytes())
+            .map(<[u8]>::to_vec)
             .unwrap_or_default()
     }
 
@@ -394,7 +396,7 @@ impl Admin {
         };
         let (nonce, set_cookie) = match request.nonces(self.csrf_cookie_name()).into_iter().next() {
             Some(nonce) => (nonce, None),
-            None => match new_nonce() {
+            None => match id::random_text() {
                 Some(nonce) => {
                     let cookie = self.nonce_cookie(&nonce);
                     (nonce, Some(cookie))
@@ -528,18 +530,22 @@ impl Admin {
             .any(|nonce| self.token_valid(token, nonce, &login, now))
     }
 
+    /// The `Set-Cookie` value that hands `nonce` to the browser.
     fn nonce_cookie(&self, nonce: &str) -> String {
-        if self.secure {
-            // `__Host-`: Secure, Path=/ and no Domain, or browsers drop it.
-            format!("{CSRF_COOKIE_SECURE}={nonce}; Path=/; HttpOnly; SameSite=Strict; Secure")
+        // `__Host-` (over HTTPS): Secure, Path=/ and no Domain, or browsers
+        // drop it. Plain HTTP: scoped to the mount path.
+        let path = if self.secure || self.base.is_empty() {
+            "/"
         } else {
-            let path = if self.base.is_empty() {
-                "/"
-            } else {
-                &self.base
-            };
-            format!("{CSRF_COOKIE}={nonce}; Path={path}; HttpOnly; SameSite=Strict")
-        }
+            &self.base
+        };
+        Cookie::build((self.csrf_cookie_name(), nonce))
+            .path(path)
+            .http_only(true)
+            .same_site(SameSite::Strict)
+            .secure(self.secure)
+            .build()
+            .to_string()
     }
 
     fn html(&self, status: u16, body: String) -> AdminResponse {
@@ -592,12 +598,8 @@ impl Admin {
 
     fn failure(&self, error: &Error) -> AdminResponse {
         log::error!(target: "stored_session", "admin page: session store failed: {error}");
-        let status = match error {
-            Error::PoolTimeout { .. } | Error::Timeout { .. } => 503,
-            _ => 500,
-        };
         self.message(
-            status,
+            error.http_status(),
             "Session store error",
             "The session store failed; nothing more was changed. The details are in the server log.",
         )
@@ -613,21 +615,6 @@ impl fmt::Debug for Admin {
             .field("login_cookie", &self.login_cookie)
             .finish_non_exhaustive()
     }
-}
-
-/// A fresh nonce: 32 random bytes as URL-safe base64 (43 characters), or
-/// `None` when the OS generator fails.
-fn new_nonce() -> Option<String> {
-    let mut bytes = [0u8; 32];
-    SystemRandom::new().fill(&mut bytes).ok()?;
-    Some(URL_SAFE_NO_PAD.encode(bytes))
-}
-
-fn valid_nonce(nonce: &str) -> bool {
-    nonce.len() == 43
-        && nonce
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// One request to the admin page, as the glue (or your own framework code)
@@ -697,31 +684,28 @@ impl<'a> AdminRequest<'a> {
         self
     }
 
-    /// The values of the cookies named exactly `name` (no decoding of
-    /// names), at most four.
-    fn cookie_values(&self, name: &str) -> Vec<String> {
-        let mut found: Vec<String> = Vec::new();
-        for header in &self.cookies {
-            let Ok(text) = std::str::from_utf8(header) else {
-                continue;
-            };
-            for cookie in ::cookie::Cookie::split_parse(text).flatten() {
-                if cookie.name() == name
-                    && !found.iter().any(|v| v == cookie.value())
-                    && found.len() < 4
-                {
-                    found.push(cookie.value().to_owned());
+    /// The distinct values of the cookies named exactly `name`, as sent, at
+    /// most four: the name is matched byte for byte on the raw headers
+    /// (see [`cookie_pairs`]), as the adapters match the session cookie.
+    fn cookie_values(&self, name: &str) -> Vec<&'a [u8]> {
+        let mut found: Vec<&'a [u8]> = Vec::new();
+        for &header in &self.cookies {
+            for (pair_name, value) in cookie_pairs(header) {
+                if pair_name == name.as_bytes() && !found.contains(&value) && found.len() < 4 {
+                    found.push(value);
                 }
             }
         }
         found
     }
 
-    /// The well-formed nonce cookie values presented (at most a few).
+    /// The well-formed nonce cookie values presented (at most a few): a
+    /// nonce has the shape of a session id ([`id::well_formed`]).
     fn nonces(&self, name: &str) -> Vec<String> {
         self.cookie_values(name)
             .into_iter()
-            .filter(|v| valid_nonce(v))
+            .filter(|v| id::well_formed(v))
+            .map(|v| String::from_utf8_lossy(v).into_owned())
             .collect()
     }
 }
@@ -848,8 +832,8 @@ mod tests {
     #[test]
     fn tokens() {
         let a = admin();
-        let nonce = new_nonce().unwrap();
-        assert!(valid_nonce(&nonce));
+        let nonce = id::random_text().unwrap();
+        assert!(id::well_formed(nonce.as_bytes()));
         let cookie = format!("{CSRF_COOKIE_SECURE}={nonce}");
         let req = AdminRequest::new("POST", "/admin/revoke-all").cookie_header(cookie.as_bytes());
         let token = a.csrf_token(&req).unwrap();
@@ -867,7 +851,7 @@ mod tests {
             AdminRequest::new("POST", "/admin/revoke-all").cookie_header(plain.as_bytes());
         assert!(a.csrf_token(&req_plain).is_none());
         assert!(!a.csrf_ok(&req_plain, Some(&token)));
-        let other = format!("{CSRF_COOKIE_SECURE}={}", new_nonce().unwrap());
+        let other = format!("{CSRF_COOKIE_SECURE}={}", id::random_text().unwrap());
         let req2 = AdminRequest::new("POST", "/admin/revoke-all").cookie_header(other.as_bytes());
         assert!(!a.csrf_ok(&req2, Some(&token)));
         // Another store (other keys) does not accept this store's tokens.
@@ -890,6 +874,107 @@ mod tests {
     }
 
     #[test]
+    fn nonce_cookie_attributes() {
+        let nonce = id::random_text().unwrap();
+        let attributes = |a: Admin| {
+            let set = a.nonce_cookie(&nonce);
+            let (pair, rest) = set.split_once("; ").unwrap();
+            let mut attributes: Vec<String> = rest.split("; ").map(str::to_owned).collect();
+            attributes.sort_unstable();
+            (pair.to_owned(), attributes)
+        };
+        let secure = format!("{CSRF_COOKIE_SECURE}={nonce}");
+        let plain = format!("{CSRF_COOKIE}={nonce}");
+        for a in [admin(), admin().mount_path("/"), admin().mount_path("/ops")] {
+            assert_eq!(
+                attributes(a),
+                (
+                    secure.clone(),
+                    vec![
+                        "HttpOnly".into(),
+                        "Path=/".into(),
+                        "SameSite=Strict".into(),
+                        "Secure".into()
+                    ]
+                )
+            );
+        }
+        for (mount, path) in [("/", "Path=/"), ("/ops/a b", "Path=/ops/a%20b")] {
+            let a = admin().mount_path(mount).secure_cookie(false);
+            assert_eq!(
+                attributes(a),
+                (
+                    plain.clone(),
+                    vec!["HttpOnly".into(), path.to_owned(), "SameSite=Strict".into()]
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn cookies_are_matched_by_exact_name_on_the_raw_header() {
+        let a = admin().login_cookie("app_admin");
+        let nonce = id::random_text().unwrap();
+        let token_for = |header: &[u8]| {
+            a.csrf_token(&AdminRequest::new("GET", "/admin/").cookie_header(header))
+        };
+        // Read: among others, past a pair that is not UTF-8 and one without `=`.
+        for header in [
+            format!("theme=dark; {CSRF_COOKIE_SECURE}={nonce}").into_bytes(),
+            [
+                &b"junk=\xff; flag; "[..],
+                CSRF_COOKIE_SECURE.as_bytes(),
+                b"=",
+                nonce.as_bytes(),
+            ]
+            .concat(),
+        ] {
+            assert!(token_for(&header).is_some(), "{header:?}");
+        }
+        // Not read: a name or value that differs by a byte from what was set.
+        for header in [
+            format!("{CSRF_COOKIE_SECURE} ={nonce}"),
+            format!("\u{a0}{CSRF_COOKIE_SECURE}={nonce}"),
+            format!("{CSRF_COOKIE_SECURE}\u{a0}={nonce}"),
+            format!("{CSRF_COOKIE_SECURE}= {nonce}"),
+            format!("{CSRF_COOKIE_SECURE}=\"{nonce}\""),
+            format!("__host-stored_session_admin={nonce}"),
+        ] {
+            assert!(token_for(header.as_bytes()).is_none(), "{header:?}");
+        }
+        // The login cookie too: a token bound to `app_admin=one` fails when
+        // only a look-alike name carries that login.
+        fn post(header: &str) -> AdminRequest<'_> {
+            AdminRequest::new("POST", "/admin/revoke-all").cookie_header(header.as_bytes())
+        }
+        let with = |login: &str| format!("{CSRF_COOKIE_SECURE}={nonce}; {login}");
+        let bound = with("app_admin=one");
+        let token = a.csrf_token(&post(&bound)).unwrap();
+        assert!(a.csrf_ok(&post(&bound), Some(&token)));
+        for other in ["app_admin =one", "\u{a0}app_admin=one", "APP_ADMIN=one"] {
+            assert!(!a.csrf_ok(&post(&with(other)), Some(&token)), "{other}");
+        }
+    }
+
+    #[test]
+    fn store_failures_answer_as_the_adapters_do() {
+        // No tables: every query fails with a database error.
+        let store = SessionStore::builder(Keyring::generate())
+            .open("sqlite::memory:")
+            .unwrap();
+        let a = Admin::new(store);
+        let page = a.handle(&AdminRequest::new("GET", "/admin/"));
+        assert_eq!(page.status, 500);
+        assert!(page.body.contains("Session store error"), "{}", page.body);
+        // The one mapping: 503 for an error worth retrying later.
+        let timeout = Error::Timeout {
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(a.failure(&timeout).status, 503);
+        assert_eq!(a.failure(&Error::Random).status, 500);
+    }
+
+    #[test]
     fn tokens_expire() {
         let clock =
             crate::ManualClock::new(chrono::DateTime::from_timestamp(2_000_000_000, 0).unwrap());
@@ -898,7 +983,7 @@ mod tests {
             .open_migrated("sqlite::memory:")
             .unwrap();
         let a = Admin::new(store).csrf_ttl(Duration::from_secs(600));
-        let cookie = format!("{CSRF_COOKIE_SECURE}={}", new_nonce().unwrap());
+        let cookie = format!("{CSRF_COOKIE_SECURE}={}", id::random_text().unwrap());
         let req = AdminRequest::new("POST", "/admin/revoke-all").cookie_header(cookie.as_bytes());
         let token = a.csrf_token(&req).unwrap();
         clock.advance(Duration::from_secs(599));
