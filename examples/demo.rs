@@ -43,7 +43,7 @@
 //!   MAC of it under a secret drawn at start (never the token), is
 //!   HttpOnly, `SameSite=Strict` and scoped to `/admin`, and stops working
 //!   when the demo restarts. The admin page's form tokens are bound to it
-//!   ([`Admin::login_cookie`]), so forms rendered for one sign-in are
+//!   ([`Admin::with_login_cookie`]), so forms rendered for one sign-in are
 //!   refused after another, and they expire after an hour.
 //!
 //! Tokens are compared in constant time (SHA-256 of both, then a
@@ -164,9 +164,9 @@ impl Demo {
                 // Plain HTTP: the nonce cookie cannot be Secure (nor
                 // `__Host-`) either. Form tokens are bound to the sign-in.
                 admin: Admin::new(sessions.store().clone())
-                    .mount_path("/admin")
-                    .secure_cookie(false)
-                    .login_cookie(ADMIN_COOKIE),
+                    .with_mount_path("/admin")
+                    .with_secure_cookie(false)
+                    .with_login_cookie(ADMIN_COOKIE),
                 token_digest: Sha256::digest(token.as_bytes()).into(),
                 cookie_key: hmac::Key::new(
                     hmac::HMAC_SHA256,

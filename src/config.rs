@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::backend::Cutoffs;
 use crate::clock::Clock;
 
 /// How a [`SessionStore`](crate::SessionStore) treats sessions.
@@ -151,6 +152,14 @@ impl Config {
     /// The oldest `created_at` a live session may have at `now`.
     pub(crate) fn lifetime_cutoff(&self, now: i64) -> i64 {
         cutoff(now, self.max_lifetime)
+    }
+
+    /// Both cutoffs at `now`: a row at or below either is expired.
+    pub(crate) fn cutoffs(&self, now: i64) -> Cutoffs {
+        Cutoffs {
+            idle: self.idle_cutoff(now),
+            lifetime: self.lifetime_cutoff(now),
+        }
     }
 }
 

@@ -177,13 +177,7 @@ mod clock;
 mod codec;
 mod config;
 // Read by the adapters (whenever `adapters` is compiled) and the admin page.
-#[cfg(any(
-    feature = "rouille",
-    feature = "rocket",
-    feature = "http",
-    feature = "testing",
-    feature = "admin"
-))]
+#[cfg(any(feature = "adapters", feature = "admin"))]
 mod cookie_header;
 mod crypto;
 mod error;

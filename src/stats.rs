@@ -1,8 +1,10 @@
-//! Table statistics for operators (`stored-session stats`).
+//! Table statistics for operators (`stored-session stats`), from a store
+//! or from a bare [`Database`] (no keys needed).
 
 use chrono::{DateTime, Utc};
 
-use crate::backend::{Bucket, Ranked};
+use crate::backend::{Bucket, Database, Ranked};
+use crate::config::Config;
 use crate::error::Result;
 use crate::store::SessionStore;
 
@@ -92,8 +94,9 @@ pub struct Stats {
 
 impl SessionStore {
     /// Counts and distributions over the table, under the store's expiry
-    /// settings. Computed by the database as aggregates (counts, minimum and
-    /// maximum, a `GROUP BY` per hour, percentiles ranked with window
+    /// settings and clock: [`Database::stats`] with the store's
+    /// [`Config`]. Computed by the database as aggregates (counts, minimum
+    /// and maximum, a `GROUP BY` per hour, percentiles ranked with window
     /// functions): the store receives a few dozen rows however large the
     /// table, and decrypts nothing. The database still scans every live row
     /// (to count them and rank their sizes): meant for operators and admin
@@ -116,9 +119,43 @@ impl SessionStore {
     /// # Ok::<(), stored_session::Error>(())
     /// ```
     pub fn stats(&self) -> Result<Stats> {
-        let now = self.now();
+        self.database().stats(self.config())
+    }
+}
+
+impl Database {
+    /// Counts and distributions over the table, without a store or keys:
+    /// a session counts as live or expired under `config`'s expiry settings
+    /// ([`Config::idle_timeout`], [`Config::max_lifetime`]) at the time of
+    /// its [`Config::clock`]; its other fields are not used. Pass a store's
+    /// [`config`](SessionStore::config) for the numbers that store sees
+    /// (what [`SessionStore::stats`] does), or [`Config::default`] for the
+    /// default 30-day limits (what `stored-session stats` does).
+    ///
+    /// Computed by the database as aggregates (see [`SessionStore::stats`]):
+    /// a few dozen rows reach the client however large the table, and
+    /// nothing is decrypted.
+    ///
+    /// # Errors
+    ///
+    /// Database and pool failures (MySQL before 8.0 and MariaDB before 10.2
+    /// lack the window functions the percentiles need).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stored_session::{Config, Database, PoolOptions};
+    ///
+    /// let db = Database::open("sqlite::memory:", &PoolOptions::default())?;
+    /// db.run_migrations()?;
+    /// let stats = db.stats(&Config::default().idle_timeout(Some(Duration::from_secs(3600))))?;
+    /// assert_eq!((stats.live, stats.expired, stats.users), (0, 0, 0));
+    /// assert_eq!(stats.oldest_activity, None);
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    pub fn stats(&self, config: &Config) -> Result<Stats> {
+        let now = config.clock.unix();
         let since = now - 24 * 3600 + 1;
-        let raw = self.database().aggregates(now, since, self.cutoffs(now))?;
+        let raw = self.aggregates(now, since, config.cutoffs(now))?;
         let at = |t: Option<i64>| t.and_then(|t| DateTime::from_timestamp(t, 0));
         // Bucket 23 is the hour up to now; ages are whole hours, 0..=23.
         let hourly = |buckets: &[Bucket]| {

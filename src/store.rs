@@ -301,10 +301,7 @@ impl SessionStore {
     }
 
     pub(crate) fn cutoffs(&self, now: i64) -> Cutoffs {
-        Cutoffs {
-            idle: self.inner.config.idle_cutoff(now),
-            lifetime: self.inner.config.lifetime_cutoff(now),
-        }
+        self.inner.config.cutoffs(now)
     }
 
     /// Loads the session named by a cookie value. Always yields a usable

@@ -3,14 +3,16 @@
 //! Expired sessions are already invisible (every load filters them out in
 //! SQL); trimming reclaims their space. Run [`trim_inactive`] from a cron job
 //! or the `stored-session trim` command, or keep a [`Trimmer`] thread in the
-//! application.
+//! application. [`Trim::run_on`] trims a [`Database`] without a store (and
+//! without keys).
 
 use std::fmt;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::backend::{Cutoffs, Expiry};
+use crate::backend::{Cutoffs, Database, Expiry};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::{Event, EventKind};
 use crate::store::SessionStore;
@@ -63,26 +65,29 @@ pub fn trim_inactive(store: &SessionStore) -> Result<TrimReport> {
 /// A progress callback, called after every batch with the running totals.
 type Progress = Box<dyn FnMut(&TrimReport) + Send>;
 
-/// An expiry rule of a trim run: the store's, or an override.
+/// An expiry rule of a trim run: the base setting (the store's, or the
+/// given [`Config`]'s), or an override.
 #[derive(Debug, Clone, Copy)]
 enum Rule {
-    /// The store's setting.
-    Store,
+    /// The base setting.
+    Base,
     /// This run's setting (`None` disables the rule).
     Override(Option<Duration>),
 }
 
 impl Rule {
-    /// The setting in force, given the store's.
-    fn or(self, store: Option<Duration>) -> Option<Duration> {
+    /// The setting in force, given the base setting.
+    fn or(self, base: Option<Duration>) -> Option<Duration> {
         match self {
-            Rule::Store => store,
+            Rule::Base => base,
             Rule::Override(setting) => setting,
         }
     }
 }
 
 /// A configurable trim run: batch size, expiry overrides, progress callback.
+/// It runs on a store ([`run`](Trim::run)) or, without keys, on a bare
+/// [`Database`] under a [`Config`]'s limits ([`run_on`](Trim::run_on)).
 ///
 /// ```
 /// use std::time::Duration;
@@ -122,12 +127,13 @@ impl Default for Trim {
 }
 
 impl Trim {
-    /// A run with the store's expiry settings and batches of [`DEFAULT_BATCH_SIZE`].
+    /// A run with the store's (or, for [`run_on`](Trim::run_on), the given
+    /// [`Config`]'s) expiry settings and batches of [`DEFAULT_BATCH_SIZE`].
     pub fn new() -> Self {
         Trim {
             batch_size: DEFAULT_BATCH_SIZE,
-            idle_timeout: Rule::Store,
-            max_lifetime: Rule::Store,
+            idle_timeout: Rule::Base,
+            max_lifetime: Rule::Base,
             on_batch: None,
         }
     }
@@ -138,13 +144,15 @@ impl Trim {
         self
     }
 
-    /// Overrides the store's idle timeout for this run (`None` disables the rule).
+    /// Overrides the store's (or config's) idle timeout for this run
+    /// (`None` disables the rule).
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.idle_timeout = Rule::Override(timeout);
         self
     }
 
-    /// Overrides the store's absolute lifetime for this run (`None` disables the rule).
+    /// Overrides the store's (or config's) absolute lifetime for this run
+    /// (`None` disables the rule).
     pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
         self.max_lifetime = Rule::Override(lifetime);
         self
@@ -156,15 +164,13 @@ impl Trim {
         self
     }
 
-    fn cutoffs(&self, store: &SessionStore) -> Cutoffs {
-        let now = store.now();
-        let mut config = store.config().clone();
+    /// The cutoffs of this run: `config`'s limits unless overridden, at
+    /// the time of `config`'s clock.
+    fn cutoffs(&self, config: &Config) -> Cutoffs {
+        let mut config = config.clone();
         config.idle_timeout = self.idle_timeout.or(config.idle_timeout);
         config.max_lifetime = self.max_lifetime.or(config.max_lifetime);
-        Cutoffs {
-            idle: config.idle_cutoff(now),
-            lifetime: config.lifetime_cutoff(now),
-        }
+        config.cutoffs(config.clock.unix())
     }
 
     /// How many sessions a run would delete now (a dry run; nothing changes).
@@ -173,30 +179,89 @@ impl Trim {
     ///
     /// Database and pool failures.
     pub fn count(&self, store: &SessionStore) -> Result<u64> {
-        store.database().count_expired(self.cutoffs(store))
+        self.count_on(store.database(), store.config())
     }
 
-    /// Deletes the expired sessions.
+    /// How many sessions a run on `database` would delete now, under
+    /// `config`'s limits and clock where this run does not override them
+    /// (a dry run; nothing changes). Needs no store and no keys.
+    ///
+    /// # Errors
+    ///
+    /// Database and pool failures.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stored_session::{Config, Database, PoolOptions, Trim};
+    ///
+    /// let db = Database::open("sqlite::memory:", &PoolOptions::default())?;
+    /// db.run_migrations()?;
+    /// let config = Config::default().idle_timeout(Some(Duration::from_secs(7 * 24 * 3600)));
+    /// assert_eq!(Trim::new().count_on(&db, &config)?, 0);
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    pub fn count_on(&self, database: &Database, config: &Config) -> Result<u64> {
+        database.count_expired(self.cutoffs(config))
+    }
+
+    /// Deletes the expired sessions, under the store's limits where this
+    /// run does not override them, and emits one
+    /// [`EventKind::Trim`](crate::EventKind::Trim) event to the store's
+    /// subscribers.
     ///
     /// # Errors
     ///
     /// Database and pool failures; earlier batches stay deleted.
-    pub fn run(mut self, store: &SessionStore) -> Result<TrimReport> {
+    pub fn run(self, store: &SessionStore) -> Result<TrimReport> {
+        let report = self.run_on(store.database(), store.config())?;
+        store.emit(Event::new(
+            EventKind::Trim,
+            None,
+            report.elapsed,
+            report.deleted,
+        ));
+        Ok(report)
+    }
+
+    /// Deletes the sessions of `database` that are expired under `config`'s
+    /// limits and clock where this run does not override them
+    /// ([`Config::idle_timeout`], [`Config::max_lifetime`]; its other fields
+    /// are not used). Needs no store and no keys; as there is no store,
+    /// no event is emitted. [`run`](Trim::run) is this with the store's
+    /// database and config, plus the event.
+    ///
+    /// # Errors
+    ///
+    /// Database and pool failures; earlier batches stay deleted.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stored_session::{Config, Database, PoolOptions, Trim};
+    ///
+    /// let db = Database::open("sqlite::memory:", &PoolOptions::default())?;
+    /// db.run_migrations()?;
+    /// let report = Trim::new()
+    ///     .batch_size(500)
+    ///     .max_lifetime(None) // only the idle timeout below applies
+    ///     .run_on(&db, &Config::default().idle_timeout(Some(Duration::from_secs(3600))))?;
+    /// assert_eq!((report.deleted, report.batches), (0, 0));
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    pub fn run_on(mut self, database: &Database, config: &Config) -> Result<TrimReport> {
         let started = Instant::now();
-        let cut = self.cutoffs(store);
+        let cut = self.cutoffs(config);
         let limit = i64::try_from(self.batch_size).unwrap_or(i64::MAX);
         let mut report = TrimReport::default();
-        let db = store.database();
         for (rule, cutoff) in [(Expiry::Idle, cut.idle), (Expiry::Lifetime, cut.lifetime)] {
             if cutoff == i64::MIN {
                 continue; // rule disabled
             }
             loop {
-                let ids = db.expired_ids(rule, cutoff, limit)?;
+                let ids = database.expired_ids(rule, cutoff, limit)?;
                 if ids.is_empty() {
                     break;
                 }
-                let deleted = db.delete_expired(&ids, rule, cutoff)?;
+                let deleted = database.delete_expired(&ids, rule, cutoff)?;
                 if deleted > 0 {
                     report.deleted += deleted as u64;
                     report.batches += 1;
@@ -213,12 +278,6 @@ impl Trim {
             }
         }
         report.elapsed = started.elapsed();
-        store.emit(Event::new(
-            EventKind::Trim,
-            None,
-            report.elapsed,
-            report.deleted,
-        ));
         Ok(report)
     }
 }

@@ -25,7 +25,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 
-use crate::backend::UserRow;
+use crate::backend::{Database, UserRow};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventKind};
 use crate::id::StoredId;
@@ -499,21 +499,17 @@ impl SessionStore {
     }
 
     /// Ends every session of every user, in batches of 1,000 (after a
-    /// breach, or to force everyone to sign in again). Returns how many.
+    /// breach, or to force everyone to sign in again): [`Database::revoke_all`]
+    /// on the store's database, plus one
+    /// [`EventKind::Delete`](crate::EventKind::Delete) event to the store's
+    /// subscribers. Returns how many.
     ///
     /// # Errors
     ///
     /// Database and pool failures; batches already deleted stay deleted.
     pub fn revoke_all(&self) -> Result<u64> {
         let started = self.stopwatch();
-        let mut total = 0u64;
-        loop {
-            let ids = self.database().first_ids(1000)?;
-            if ids.is_empty() {
-                break;
-            }
-            total += self.database().delete_ids(&ids)? as u64;
-        }
+        let total = self.database().revoke_all()?;
         self.emit(Event::new(
             EventKind::Delete,
             None,
@@ -523,6 +519,48 @@ impl SessionStore {
         Ok(total)
     }
 }
+
+impl Database {
+    /// Ends every session of every user, without a store or keys: deletes
+    /// every row of the table, live or expired, in batches of 1,000 by
+    /// primary key (each its own short statement). Returns how many rows
+    /// were deleted. No event is emitted (there is no store);
+    /// [`SessionStore::revoke_all`] does the same and emits one.
+    ///
+    /// # Errors
+    ///
+    /// Database and pool failures; batches already deleted stay deleted.
+    ///
+    /// ```
+    /// use stored_session::{Database, Keyring, PoolOptions, SessionStore};
+    ///
+    /// let db = Database::open("sqlite::memory:", &PoolOptions::default())?;
+    /// db.run_migrations()?;
+    /// // An application's store writes a session…
+    /// let store = SessionStore::builder(Keyring::generate()).build(db.clone());
+    /// let mut session = store.load(None)?;
+    /// session.insert("k", "v")?;
+    /// let _ = store.save(&mut session)?;
+    /// // …and maintenance, holding no keys, ends it.
+    /// assert_eq!(db.revoke_all()?, 1);
+    /// assert_eq!(db.revoke_all()?, 0);
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    pub fn revoke_all(&self) -> Result<u64> {
+        let mut total = 0u64;
+        loop {
+            let ids = self.first_ids(REVOKE_ALL_BATCH)?;
+            if ids.is_empty() {
+                break;
+            }
+            total += self.delete_ids(&ids)? as u64;
+        }
+        Ok(total)
+    }
+}
+
+/// Rows per statement of [`Database::revoke_all`].
+const REVOKE_ALL_BATCH: i64 = 1000;
 
 /// Equality of two tags without an early exit.
 fn same(a: &[u8], b: &[u8]) -> bool {

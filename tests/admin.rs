@@ -454,7 +454,7 @@ fn revoking_everything(h: &Harness) {
     let store = h.store_with_metadata();
     for glue in GLUES {
         seed(&store);
-        let admin = Admin::new(store.clone()).mount_path("/ops/sessions/");
+        let admin = Admin::new(store.clone()).with_mount_path("/ops/sessions/");
         let mut browser = Browser::new(&admin, glue);
         let page = browser.get("/ops/sessions/").body;
         assert!(page.contains("action=\"/ops/sessions/revoke-all\""));
@@ -698,7 +698,7 @@ fn csrf_tokens_expire(h: &Harness) {
     assert_eq!(r.status, 303);
     assert_eq!(count(store.database()), before - 3);
     // A shorter lifetime is honoured too.
-    let short = serve(Admin::new(store.clone()).csrf_ttl(std::time::Duration::from_secs(60)));
+    let short = serve(Admin::new(store.clone()).with_csrf_ttl(std::time::Duration::from_secs(60)));
     let r = send(short.addr, "GET", "/admin/", &[], b"");
     let cookie = format!("Cookie: {}", cookie_pair(&r, CSRF_COOKIE_SECURE));
     let t = token(&r.body);
@@ -717,7 +717,7 @@ fn csrf_tokens_expire(h: &Harness) {
 fn csrf_tokens_are_bound_to_the_admin_login(h: &Harness) {
     let store = h.store_with_metadata();
     seed(&store);
-    let server = serve(Admin::new(store.clone()).login_cookie("app_admin"));
+    let server = serve(Admin::new(store.clone()).with_login_cookie("app_admin"));
     let addr = server.addr;
     let r = send(
         addr,
@@ -781,7 +781,7 @@ fn nonce_cookie_is_host_prefixed_over_https(h: &Harness) {
     );
     assert!(r.session_cookie(CSRF_COOKIE).is_none());
     // Plain HTTP (a demo): no prefix, scoped to the mount path, not Secure.
-    let plain = serve(Admin::new(store.clone()).secure_cookie(false));
+    let plain = serve(Admin::new(store.clone()).with_secure_cookie(false));
     let r = send(plain.addr, "GET", "/admin/", &[], b"");
     let set = r.session_cookie(CSRF_COOKIE).expect("a plain cookie");
     assert_eq!(

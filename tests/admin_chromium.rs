@@ -455,7 +455,7 @@ fn admin_page_in_chromium(h: &Harness) {
     sign_in(&store, "bob", "curl/8.5.0");
     sign_in(&store, "<script>alert(1)</script>", "Evil/1");
     // Plain HTTP on loopback: the nonce cookie cannot be Secure.
-    let server = serve(Admin::new(store.clone()).secure_cookie(false));
+    let server = serve(Admin::new(store.clone()).with_secure_cookie(false));
     let page = format!("http://127.0.0.1:{}/admin/?user=alice", server.addr.port());
 
     // 1. It renders: the DOM Chromium built from the page.

@@ -215,7 +215,62 @@ fn list_and_revoke_users(h: &Harness) {
     );
 }
 
+/// migrate, trim, stats and revoke --all open the database alone: they
+/// work with no STORED_SESSION_KEYS and with one that holds no key (so they
+/// never read it), on sessions written under keys the CLI never sees. The
+/// commands that open sessions do read it, and fail without it.
+fn maintenance_commands_need_no_keys(h: &Harness) {
+    for keys in [None, Some("not-a-key")] {
+        let run = |args: &[&str]| cli(Some(&h.url), keys, args);
+        let out = stdout(&run(&["migrate"]));
+        assert!(out.starts_with("Migrations are up to date"), "{out}");
+        let store = SessionStore::builder(Keyring::generate())
+            .open(&h.url)
+            .unwrap();
+        let now = system_now();
+        insert_raw(store.database(), 5, now - 40 * 86_400, now - 40 * 86_400);
+        for user in ["u-1", "u-2", "u-2"] {
+            let mut s = store.load(None).unwrap();
+            s.set_user(user);
+            let _ = store.save(&mut s).unwrap();
+        }
+        let json: serde_json::Value =
+            serde_json::from_str(&stdout(&run(&["stats", "--json"]))).unwrap();
+        assert_eq!(
+            (&json["live"], &json["expired"], &json["users"]),
+            (&3.into(), &5.into(), &2.into()),
+            "{json}"
+        );
+        let out = stdout(&run(&["trim", "--dry-run"]));
+        assert_eq!(out.trim(), "Would trim 5 session(s)");
+        assert_eq!(count(store.database()), 8);
+        let out = stdout(&run(&["trim", "--batch-size", "2"]));
+        assert_eq!(out.trim(), "Trimmed 5 session(s) in 3 batch(es)");
+        assert_eq!(count(store.database()), 3);
+        let text = stdout(&run(&["stats"]));
+        assert!(text.contains("live sessions    3"), "{text}");
+        assert!(text.contains("expired          0"), "{text}");
+
+        // Commands that open sessions need the keys: a clear error, exit 1.
+        for args in [&["list", "--user", "u-1"][..], &["revoke", "--user", "u-1"]] {
+            let out = run(args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+            assert!(err.starts_with("error: configuration error"), "{err}");
+            if keys.is_none() {
+                assert!(err.contains("STORED_SESSION_KEYS is not set"), "{err}");
+            }
+        }
+        assert_eq!(count(store.database()), 3);
+
+        let out = stdout(&run(&["revoke", "--all"]));
+        assert_eq!(out.trim(), "Revoked 3 session(s)");
+        assert_eq!(count(store.database()), 0);
+    }
+}
+
 backend_suite!(
+    maintenance_commands_need_no_keys,
     list_and_revoke_users,
     migrate_creates_the_table,
     trim_dry_run_then_trim_in_batches,
@@ -298,4 +353,23 @@ fn exit_codes_and_one_line_errors() {
     assert!(!err.contains("secret-pw"), "password leaked: {err}");
     let unsupported = cli(Some("redis://localhost"), None, &["stats"]);
     assert_eq!(unsupported.status.code(), Some(1));
+}
+
+/// A reader that goes away (`stored-session stats | head -1`) is not a
+/// failure: no panic, no error line, exit 0.
+#[cfg(all(unix, feature = "sqlite"))]
+#[test]
+fn a_closed_stdout_is_not_a_failure() {
+    let h = Harness::sqlite().unwrap();
+    stdout(&cli(Some(&h.url), None, &["migrate"]));
+    // `true` has exited (closing the pipe) long before the command writes.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(r#"{ sleep 0.5; "$0" stats; echo "exit $?" >&2; } | true"#)
+        .arg(BIN)
+        .env("DATABASE_URL", &h.url)
+        .env_remove("STORED_SESSION_KEYS")
+        .output()
+        .expect("run sh");
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "exit 0");
 }

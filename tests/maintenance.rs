@@ -10,8 +10,8 @@ use common::{count, insert_raw, row, rows, Harness};
 use diesel::prelude::*;
 use stored_session::schema::stored_sessions::dsl as t;
 use stored_session::{
-    rotate_keys, trim_inactive, CookieAction, EventKind, Key, Keyring, Rotation, SessionStore,
-    Trim, Trimmer,
+    rotate_keys, trim_inactive, Config, CookieAction, Database, EventKind, Key, Keyring,
+    PoolOptions, Rotation, SessionStore, Trim, Trimmer,
 };
 
 const HOUR: u64 = 3600;
@@ -365,7 +365,94 @@ fn rotation_never_loses_a_concurrent_write(h: &Harness) {
     });
 }
 
+/// The key-free maintenance on a bare `Database` (its own pool, no
+/// keyring) sees and does exactly what the store's does under the same
+/// limits, and emits no store events; the store's versions still do.
+fn database_maintenance_agrees_with_the_store(h: &Harness) {
+    let store = store(h);
+    let limits = Config::default()
+        .idle_timeout(Some(Duration::from_secs(2 * HOUR)))
+        .max_lifetime(Some(Duration::from_secs(24 * HOUR)))
+        .clock(h.clock.clock());
+    let db = Database::open(&h.url, &PoolOptions::default()).unwrap();
+    db.run_migrations().unwrap(); // up to date: nothing to do
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    store.subscribe(move |e| sink.lock().unwrap().push((e.kind, e.rows)));
+
+    let t0 = now(h);
+    insert_raw(&db, 30, t0 - 3 * HOUR as i64, t0 - 3 * HOUR as i64);
+    insert_raw(&db, 12, t0 - 25 * HOUR as i64, t0 - 10);
+    for user in ["ann", "bob", "bob"] {
+        let mut s = store.load(None).unwrap();
+        s.set_user(user);
+        s.insert("n", &1u32).unwrap();
+        let _ = store.save(&mut s).unwrap();
+    }
+    let _anonymous = create(&store, 7);
+    events.lock().unwrap().clear();
+
+    let ours = db.stats(&limits).unwrap();
+    assert_eq!(ours, store.stats().unwrap());
+    assert_eq!((ours.live, ours.expired, ours.users), (4, 42, 2));
+    assert_eq!(
+        (ours.sessions_per_user.min, ours.sessions_per_user.max),
+        (1, 2)
+    );
+    assert_eq!(ours.payload_bytes.count, 4);
+    // The config decides: under the default 30 days nothing has expired.
+    let month = Config::default().clock(h.clock.clock());
+    assert_eq!(db.stats(&month).unwrap().expired, 0);
+    assert_eq!(Trim::new().count_on(&db, &month).unwrap(), 0);
+    // Overrides apply on top of the config, as on the store.
+    let idle_only = Trim::new().max_lifetime(None);
+    assert_eq!(idle_only.count_on(&db, &limits).unwrap(), 30);
+    assert_eq!(idle_only.count(&store).unwrap(), 30);
+    assert_eq!(Trim::new().count_on(&db, &limits).unwrap(), 42);
+    assert_eq!(Trim::new().count(&store).unwrap(), 42);
+
+    let progress = Arc::new(Mutex::new(Vec::new()));
+    let p = progress.clone();
+    let report = Trim::new()
+        .batch_size(10)
+        .on_batch(move |r| p.lock().unwrap().push(r.deleted))
+        .run_on(&db, &limits)
+        .unwrap();
+    // 30 idle rows in 3 batches, then 12 lifetime rows in 2.
+    assert_eq!((report.deleted, report.batches), (42, 5));
+    assert_eq!(*progress.lock().unwrap(), vec![10, 20, 30, 40, 42]);
+    assert_eq!(count(&db), 4);
+    assert_eq!(db.stats(&limits).unwrap(), store.stats().unwrap());
+    assert_eq!(store.stats().unwrap().expired, 0);
+    assert!(
+        events.lock().unwrap().is_empty(),
+        "a Database has no events"
+    );
+
+    // The store's trim: the same work, plus its event.
+    insert_raw(&db, 6, t0 - 5 * HOUR as i64, t0 - 5 * HOUR as i64);
+    let report = Trim::new().batch_size(10).run(&store).unwrap();
+    assert_eq!((report.deleted, report.batches), (6, 1));
+    assert_eq!(*events.lock().unwrap(), vec![(EventKind::Trim, 6)]);
+    events.lock().unwrap().clear();
+
+    assert_eq!(db.revoke_all().unwrap(), 4);
+    assert_eq!(count(&db), 0);
+    assert_eq!(db.revoke_all().unwrap(), 0);
+    assert!(
+        events.lock().unwrap().is_empty(),
+        "a Database has no events"
+    );
+    let _ = create(&store, 1);
+    let _ = create(&store, 2);
+    events.lock().unwrap().clear();
+    assert_eq!(store.revoke_all().unwrap(), 2);
+    assert_eq!(*events.lock().unwrap(), vec![(EventKind::Delete, 2)]);
+    assert_eq!(count(&db), 0);
+}
+
 backend_suite!(
+    database_maintenance_agrees_with_the_store,
     trim_deletes_exactly_the_expired_rows_in_batches,
     trim_spares_sessions_touched_during_the_run,
     trimming_100k_rows_does_not_block_live_sessions,

@@ -25,7 +25,7 @@
 //!
 //! # Routes
 //!
-//! Relative to the mount path ([`Admin::mount_path`], `/admin` by default):
+//! Relative to the mount path ([`Admin::with_mount_path`], `/admin` by default):
 //!
 //! | method | path | what |
 //! |---|---|---|
@@ -42,7 +42,7 @@
 //! A signed, expiring double-submit token bound to the admin's login:
 //!
 //! * The page sets a random nonce cookie: over HTTPS (the default,
-//!   [`Admin::secure_cookie`]) it is `__Host-stored_session_admin`, with
+//!   [`Admin::with_secure_cookie`]) it is `__Host-stored_session_admin`, with
 //!   `Secure`, `Path=/` and no `Domain`, so neither a sibling subdomain nor
 //!   a plain-HTTP response can plant or overwrite it; on a plain-HTTP page
 //!   (a local demo) it is `stored_session_admin`, scoped to the mount path.
@@ -51,11 +51,11 @@
 //! * Every form carries a token: the time it was issued and an
 //!   HMAC-SHA256, under a key derived from the store's current key, over
 //!   that time, the nonce and a hash of the **admin login**. The login is
-//!   the value of the cookie named by [`Admin::login_cookie`] (your admin
+//!   the value of the cookie named by [`Admin::with_login_cookie`] (your admin
 //!   sign-in cookie), or what your code passes to [`AdminRequest::login`].
 //!   A token minted for one login fails under another (a new sign-in
 //!   invalidates the forms of the previous one), and it expires
-//!   [`Admin::csrf_ttl`] after it was issued (one hour by default; a token
+//!   [`Admin::with_csrf_ttl`] after it was issued (one hour by default; a token
 //!   issued more than a minute in the future is refused too).
 //!
 //! A POST is refused with `403 Forbidden`, and changes nothing, when the
@@ -85,7 +85,7 @@
 //! session.set_user("alice");
 //! let _ = store.save(&mut session)?;
 //!
-//! let admin = Admin::new(store.clone()).mount_path("/admin");
+//! let admin = Admin::new(store.clone()).with_mount_path("/admin");
 //!
 //! // GET the page with the user's sessions. It sets the CSRF nonce cookie
 //! // (`__Host-` prefixed: the page is served over HTTPS by default).
@@ -148,7 +148,7 @@ pub use self::html::escape_html;
 use self::html::{parse_form, url_encode, Notice, Page, UserView};
 
 /// Name of the CSRF nonce cookie on a plain-HTTP page
-/// ([`Admin::secure_cookie`]`(false)`).
+/// ([`Admin::with_secure_cookie`]`(false)`).
 pub const CSRF_COOKIE: &str = "stored_session_admin";
 
 /// Name of the CSRF nonce cookie over HTTPS (the default): the `__Host-`
@@ -199,7 +199,7 @@ impl Admin {
     /// The admin page for `store`, mounted at `/admin`, served over HTTPS
     /// (a `__Host-` prefixed, `Secure` nonce cookie), with form tokens valid
     /// for [`DEFAULT_CSRF_TTL`] and bound to no login until you name one
-    /// ([`login_cookie`](Admin::login_cookie)). The CSRF key is derived from
+    /// ([`with_login_cookie`](Admin::with_login_cookie)). The CSRF key is derived from
     /// the store's current key.
     pub fn new(store: SessionStore) -> Self {
         let csrf_key = store.macs().admin_csrf().clone();
@@ -223,7 +223,7 @@ impl Admin {
     /// and form actions included (`"/admin"`, `"/ops/sessions"`; `"/"` or
     /// `""` for the root). Pass the glue the request's full path, not one
     /// with the prefix removed.
-    pub fn mount_path(mut self, path: &str) -> Self {
+    pub fn with_mount_path(mut self, path: &str) -> Self {
         let trimmed = path.trim_matches('/');
         self.base = if trimmed.is_empty() {
             String::new()
@@ -238,7 +238,7 @@ impl Admin {
     /// and no `Domain`. Turn it off only for a page served over plain HTTP
     /// (a local demo): the cookie is then `stored_session_admin`, scoped to
     /// the mount path, without `Secure`.
-    pub fn secure_cookie(mut self, secure: bool) -> Self {
+    pub fn with_secure_cookie(mut self, secure: bool) -> Self {
         self.secure = secure;
         self
     }
@@ -246,7 +246,7 @@ impl Admin {
     /// How long a form token stays valid after the page that carries it
     /// was rendered (default [`DEFAULT_CSRF_TTL`], one hour; at least one
     /// second). Measured with the store's clock ([`Config::clock`](crate::Config)).
-    pub fn csrf_ttl(mut self, ttl: Duration) -> Self {
+    pub fn with_csrf_ttl(mut self, ttl: Duration) -> Self {
         self.csrf_ttl = ttl;
         self
     }
@@ -258,13 +258,13 @@ impl Admin {
     /// not work for the next. Only a hash of the value is used. A request
     /// without the cookie is bound to "no login". [`AdminRequest::login`]
     /// overrides it for one request.
-    pub fn login_cookie(mut self, name: &str) -> Self {
+    pub fn with_login_cookie(mut self, name: &str) -> Self {
         self.login_cookie = Some(name.to_owned());
         self
     }
 
     /// The name of the CSRF nonce cookie: [`CSRF_COOKIE_SECURE`] over HTTPS,
-    /// [`CSRF_COOKIE`] with [`secure_cookie`](Admin::secure_cookie)`(false)`.
+    /// [`CSRF_COOKIE`] with [`with_secure_cookie`](Admin::with_secure_cookie)`(false)`.
     pub fn csrf_cookie_name(&self) -> &'static str {
         if self.secure {
             CSRF_COOKIE_SECURE
@@ -279,13 +279,13 @@ impl Admin {
     }
 
     /// The mount path as normalised (no trailing slash; empty for the root).
-    pub fn base(&self) -> &str {
+    pub fn mount_path(&self) -> &str {
         &self.base
     }
 
     /// The form token the page would put in its forms for `request` now:
     /// bound to the request's first nonce cookie and to its login, valid for
-    /// [`csrf_ttl`](Admin::csrf_ttl). `None` when the request carries no
+    /// [`with_csrf_ttl`](Admin::with_csrf_ttl). `None` when the request carries no
     /// well-formed nonce cookie of this page's name. For tests and for apps
     /// that add their own forms.
     pub fn csrf_token(&self, request: &AdminRequest<'_>) -> Option<String> {
@@ -678,7 +678,7 @@ impl<'a> AdminRequest<'a> {
 
     /// The admin login this request belongs to (for example your admin
     /// session's id, or a per-sign-in random value): form tokens are bound
-    /// to it (only its hash is used). Overrides [`Admin::login_cookie`].
+    /// to it (only its hash is used). Overrides [`Admin::with_login_cookie`].
     pub fn login(mut self, login: &'a [u8]) -> Self {
         self.login = Some(login);
         self
@@ -803,10 +803,13 @@ mod tests {
 
     #[test]
     fn mount_paths() {
-        assert_eq!(admin().base(), "/admin");
-        assert_eq!(admin().mount_path("/").base(), "");
-        assert_eq!(admin().mount_path("ops/sessions/").base(), "/ops/sessions");
-        assert_eq!(admin().mount_path("/a b\"").base(), "/a%20b%22");
+        assert_eq!(admin().mount_path(), "/admin");
+        assert_eq!(admin().with_mount_path("/").mount_path(), "");
+        assert_eq!(
+            admin().with_mount_path("ops/sessions/").mount_path(),
+            "/ops/sessions"
+        );
+        assert_eq!(admin().with_mount_path("/a b\"").mount_path(), "/a%20b%22");
     }
 
     #[test]
@@ -823,7 +826,7 @@ mod tests {
             a.handle(&AdminRequest::new("DELETE", "/admin/")).status,
             405
         );
-        let root = admin().mount_path("/");
+        let root = admin().with_mount_path("/");
         assert_eq!(root.handle(&AdminRequest::new("GET", "/")).status, 200);
         let long = format!("/admin/?user={}", "x".repeat(MAX_USER_ID + 1));
         assert_eq!(get(&long), 400);
@@ -862,7 +865,7 @@ mod tests {
         assert!(a.csrf_ok(&bound, Some(&token1)));
         assert!(!a.csrf_ok(&req, Some(&token1)));
         assert!(!a.csrf_ok(&req.clone().login(b"admin-login-2"), Some(&token1)));
-        let b = a.clone().login_cookie("app_admin");
+        let b = a.clone().with_login_cookie("app_admin");
         let with = |login: &str| format!("{cookie}; app_admin={login}");
         let (c1, c2) = (with("one"), with("two"));
         let r1 = AdminRequest::new("POST", "/admin/revoke-all").cookie_header(c1.as_bytes());
@@ -885,7 +888,11 @@ mod tests {
         };
         let secure = format!("{CSRF_COOKIE_SECURE}={nonce}");
         let plain = format!("{CSRF_COOKIE}={nonce}");
-        for a in [admin(), admin().mount_path("/"), admin().mount_path("/ops")] {
+        for a in [
+            admin(),
+            admin().with_mount_path("/"),
+            admin().with_mount_path("/ops"),
+        ] {
             assert_eq!(
                 attributes(a),
                 (
@@ -900,7 +907,7 @@ mod tests {
             );
         }
         for (mount, path) in [("/", "Path=/"), ("/ops/a b", "Path=/ops/a%20b")] {
-            let a = admin().mount_path(mount).secure_cookie(false);
+            let a = admin().with_mount_path(mount).with_secure_cookie(false);
             assert_eq!(
                 attributes(a),
                 (
@@ -913,7 +920,7 @@ mod tests {
 
     #[test]
     fn cookies_are_matched_by_exact_name_on_the_raw_header() {
-        let a = admin().login_cookie("app_admin");
+        let a = admin().with_login_cookie("app_admin");
         let nonce = id::random_text().unwrap();
         let token_for = |header: &[u8]| {
             a.csrf_token(&AdminRequest::new("GET", "/admin/").cookie_header(header))
@@ -982,7 +989,7 @@ mod tests {
             .config(crate::Config::default().clock(clock.clock()))
             .open_migrated("sqlite::memory:")
             .unwrap();
-        let a = Admin::new(store).csrf_ttl(Duration::from_secs(600));
+        let a = Admin::new(store).with_csrf_ttl(Duration::from_secs(600));
         let cookie = format!("{CSRF_COOKIE_SECURE}={}", id::random_text().unwrap());
         let req = AdminRequest::new("POST", "/admin/revoke-all").cookie_header(cookie.as_bytes());
         let token = a.csrf_token(&req).unwrap();

@@ -6,7 +6,7 @@
 //! use stored_session::{Keyring, SessionStore};
 //!
 //! let store = SessionStore::builder(Keyring::from_env()?).open_migrated("sqlite://sessions.db")?;
-//! let admin = Admin::new(store).mount_path("/admin");
+//! let admin = Admin::new(store).with_mount_path("/admin");
 //!
 //! # fn is_admin(_: &rouille::Request) -> bool { true }
 //! rouille::start_server("127.0.0.1:8000", move |request| {

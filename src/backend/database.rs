@@ -148,8 +148,34 @@ impl Database {
 
     /// Opens a pool from a URL: `postgres://…`/`postgresql://…`,
     /// `mysql://…`/`mariadb://…`, `sqlite://path`, `sqlite::memory:`, or a
-    /// plain file path (SQLite).
-    pub(crate) fn open(url: &str, options: &PoolOptions) -> Result<Database> {
+    /// plain file path (SQLite), with `options` (pool size, timeouts, the
+    /// client-side deadline). A connection is made right away, so an
+    /// unreachable database fails here rather than at first use.
+    ///
+    /// A `Database` needs no keys: it runs the table-wide maintenance that
+    /// decrypts nothing ([`run_migrations`](Database::run_migrations),
+    /// [`stats`](Database::stats), [`revoke_all`](Database::revoke_all),
+    /// [`Trim::run_on`](crate::Trim::run_on)), as the `stored-session` CLI
+    /// does. Build a [`SessionStore`](crate::SessionStore) on it with
+    /// [`StoreBuilder::build`](crate::StoreBuilder::build) to serve sessions.
+    ///
+    /// ```
+    /// use stored_session::{Backend, Config, Database, PoolOptions};
+    ///
+    /// let db = Database::open("sqlite::memory:", &PoolOptions::default())?;
+    /// db.run_migrations()?;
+    /// assert_eq!(db.backend(), Backend::Sqlite);
+    /// assert_eq!(db.stats(&Config::default())?.live, 0);
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an unsupported URL or a backend whose feature
+    /// is off; [`Error::PoolTimeout`] when the database cannot be reached
+    /// within [`PoolOptions::acquire_timeout`]. Neither error's text
+    /// contains a password from `url`.
+    pub fn open(url: &str, options: &PoolOptions) -> Result<Database> {
         // Whatever a driver says about a failed connection, it reaches the
         // caller (and the CLI's stderr) without the URL's passwords.
         Self::open_unscrubbed(url, options).map_err(|e| e.scrubbed(url))
@@ -189,12 +215,30 @@ impl Database {
         ));
     }
 
-    /// Runs the embedded migrations for this backend, on the caller's
-    /// thread, without the client-side deadline and (on the servers) with
-    /// the server's default statement and lock timeouts: a migration of a
-    /// large table may take longer than any request should. The connection
-    /// is discarded afterwards, so that these settings never reach a request.
-    pub(crate) fn run_migrations(&self) -> Result<()> {
+    /// Creates or updates the `stored_sessions` table: runs this backend's
+    /// embedded migrations that have not run yet (none when the table is
+    /// up to date). Needs no keys.
+    ///
+    /// They run on the caller's thread, without the client-side deadline
+    /// and (on the servers) with the server's default statement and lock
+    /// timeouts: a migration of a large table may take longer than any
+    /// request should. The connection is discarded afterwards, so that
+    /// these settings never reach a request.
+    ///
+    /// ```
+    /// use stored_session::{Database, PoolOptions};
+    ///
+    /// let db = Database::open("sqlite::memory:", &PoolOptions::default())?;
+    /// db.run_migrations()?;
+    /// db.run_migrations()?; // up to date: nothing to do
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Migration`] when a migration fails; database and pool
+    /// failures.
+    pub fn run_migrations(&self) -> Result<()> {
         use diesel_migrations::MigrationHarness;
         fn migrate<C>(pool: &Pool<ConnectionManager<C>>, unbounded: &[&str]) -> Result<()>
         where

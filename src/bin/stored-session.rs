@@ -6,21 +6,30 @@
 //! DATABASE_URL=postgres://… stored-session trim --dry-run
 //! ```
 //!
-//! Exit codes: 0 success, 1 the operation failed, 2 bad usage.
+//! Only `list`, `revoke --user` and `rotate-keys` read keys
+//! (`STORED_SESSION_KEYS`); the maintenance commands open the database alone.
+//!
+//! Exit codes: 0 success (also when the reader of the output went away, as
+//! in `stored-session stats | head -2`), 1 the operation failed, 2 bad usage.
 
-use std::io::IsTerminal;
+use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use stored_session::{Backend, Key, Keyring, Rotation, SessionStore, Trim};
+use stored_session::{
+    Backend, Config, Database, Key, Keyring, PoolOptions, Rotation, SessionInfo, SessionStore,
+    Stats, Trim,
+};
 
 /// Maintain a stored-session database: migrations, trimming, statistics, keys.
 ///
 /// Keys come from STORED_SESSION_KEYS: one or more base64 keys (as printed by
-/// `keygen`) separated by commas or white space, the current key first.
+/// `keygen`) separated by commas or white space, the current key first. Only
+/// list, revoke --user and rotate-keys need them; migrate, trim, stats and
+/// revoke --all work on the table alone.
 ///
 /// The database URL comes from DATABASE_URL or --database-url-file; both keep
 /// a password out of the process list and the shell history, which
@@ -138,47 +147,114 @@ fn parse_limit(text: &str) -> Result<Limit, String> {
     }
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {}", message.replace('\n', " "));
-            ExitCode::from(1)
+/// Everything a command can fail with. `main` prints it as one line,
+/// `error: …`, and exits with [`CliError::exit_code`]. No variant's text
+/// holds a password or a key: the library scrubs database URLs from its
+/// errors, and keys are never part of one.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    /// The store or the database failed (or STORED_SESSION_KEYS is unset or
+    /// malformed).
+    #[error(transparent)]
+    Library(#[from] stored_session::Error),
+    /// No database URL was given in any of the three ways.
+    #[error("no database: set DATABASE_URL, or pass --database-url-file or --database-url")]
+    NoDatabase,
+    /// --database-url-file could not be read.
+    #[error("cannot read --database-url-file {}: {source}", path.display())]
+    UrlFile {
+        /// The file named on the command line.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: io::Error,
+    },
+    /// --database-url-file holds no URL.
+    #[error("--database-url-file {} is empty", path.display())]
+    EmptyUrlFile {
+        /// The file named on the command line.
+        path: PathBuf,
+    },
+    /// Arguments that clap accepted but that do not make a command.
+    #[error("{0}")]
+    Usage(&'static str),
+    /// Writing the command's output failed.
+    #[error("cannot write the output: {0}")]
+    Output(#[from] io::Error),
+}
+
+impl CliError {
+    /// 2 for bad usage (as clap's own usage errors), 1 for everything else.
+    fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => 2,
+            _ => 1,
         }
     }
 }
 
-/// The database URL, from --database-url-file, --database-url or DATABASE_URL.
-fn database_url(file: Option<&PathBuf>, url: Option<&String>) -> Result<String, String> {
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read --database-url-file {}: {e}", path.display()))?;
-        return text
-            .lines()
-            .map(str::trim)
-            .find(|line| !line.is_empty())
-            .map(str::to_owned)
-            .ok_or_else(|| format!("--database-url-file {} is empty", path.display()));
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli, &mut io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`stored-session stats | head -2`): it had
+        // all it wanted, and the command itself succeeded.
+        Err(CliError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: driver messages may span several.
+            eprintln!("error: {}", e.to_string().replace('\n', " "));
+            ExitCode::from(e.exit_code())
+        }
     }
-    url.cloned().ok_or_else(|| {
-        "no database: set DATABASE_URL, or pass --database-url-file or --database-url".to_string()
-    })
 }
 
-fn run(cli: Cli) -> Result<(), String> {
-    let (url_file, url_arg) = (cli.database_url_file, cli.database_url);
-    let url = || database_url(url_file.as_ref(), url_arg.as_ref());
-    // Commands that never decrypt get a throw-away key.
-    let open = |keyring: Keyring| -> Result<SessionStore, String> {
-        SessionStore::builder(keyring)
-            .pool(stored_session::PoolOptions::default().max_size(2))
-            .open(&url()?)
-            .map_err(|e| e.to_string())
+/// Where the database is: --database-url-file, or --database-url /
+/// DATABASE_URL.
+struct Target {
+    file: Option<PathBuf>,
+    url: Option<String>,
+}
+
+impl Target {
+    /// The database URL; the file takes precedence (clap rejects both).
+    fn url(&self) -> Result<String, CliError> {
+        if let Some(path) = &self.file {
+            let text = std::fs::read_to_string(path).map_err(|source| CliError::UrlFile {
+                path: path.clone(),
+                source,
+            })?;
+            return text
+                .lines()
+                .map(str::trim)
+                .find(|line| !line.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| CliError::EmptyUrlFile { path: path.clone() });
+        }
+        self.url.clone().ok_or(CliError::NoDatabase)
+    }
+
+    /// The database alone, for the commands that decrypt nothing
+    /// (migrate, trim, stats, revoke --all): they need no keys.
+    fn database(&self) -> Result<Database, CliError> {
+        let options = PoolOptions::default().max_size(2);
+        Ok(Database::open(&self.url()?, &options)?)
+    }
+
+    /// A store with the keys of STORED_SESSION_KEYS, for the commands that
+    /// open sessions or find users (list, revoke --user, rotate-keys).
+    fn store(&self) -> Result<SessionStore, CliError> {
+        let keyring = Keyring::from_env()?;
+        Ok(SessionStore::builder(keyring).build(self.database()?))
+    }
+}
+
+fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> {
+    let target = Target {
+        file: cli.database_url_file,
+        url: cli.database_url,
     };
     match cli.command {
         Command::Keygen => {
-            println!("{}", Key::generate().to_base64().as_str());
+            writeln!(out, "{}", Key::generate().to_base64().as_str())?;
         }
         Command::Install { backend, dir } => {
             let backend = match backend {
@@ -186,19 +262,18 @@ fn run(cli: Cli) -> Result<(), String> {
                 BackendArg::Postgres => Backend::Postgres,
                 BackendArg::Mysql => Backend::Mysql,
             };
-            let written =
-                stored_session::migrations::install(backend, &dir).map_err(|e| e.to_string())?;
+            let written = stored_session::migrations::install(backend, &dir)?;
             if written.is_empty() {
-                println!("Migrations already installed in {}", dir.display());
+                writeln!(out, "Migrations already installed in {}", dir.display())?;
             }
             for path in written {
-                println!("wrote {}", path.display());
+                writeln!(out, "wrote {}", path.display())?;
             }
         }
         Command::Migrate => {
-            let store = open(Keyring::generate())?;
-            store.run_migrations().map_err(|e| e.to_string())?;
-            println!("Migrations are up to date ({})", store.database().backend());
+            let db = target.database()?;
+            db.run_migrations()?;
+            writeln!(out, "Migrations are up to date ({})", db.backend())?;
         }
         Command::Trim {
             idle_timeout,
@@ -206,73 +281,32 @@ fn run(cli: Cli) -> Result<(), String> {
             batch_size,
             dry_run,
         } => {
-            let store = open(Keyring::generate())?;
-            let mut trim = Trim::new().batch_size(batch_size);
+            let db = target.database()?;
+            let mut limits = Config::default();
             if let Some(Limit(idle)) = idle_timeout {
-                trim = trim.idle_timeout(idle);
+                limits = limits.idle_timeout(idle);
             }
             if let Some(Limit(lifetime)) = max_lifetime {
-                trim = trim.max_lifetime(lifetime);
+                limits = limits.max_lifetime(lifetime);
             }
-            let expired = trim.count(&store).map_err(|e| e.to_string())?;
+            let trim = Trim::new().batch_size(batch_size);
+            let expired = trim.count_on(&db, &limits)?;
             if dry_run {
-                println!("Would trim {expired} session(s)");
-                return Ok(());
+                writeln!(out, "Would trim {expired} session(s)")?;
+                return Ok(out.flush()?);
             }
             let bar = progress(expired, "trimming");
             let ticker = bar.clone();
             let report = trim
                 .on_batch(move |so_far| ticker.set_position(so_far.deleted))
-                .run(&store)
-                .map_err(|e| e.to_string())?;
+                .run_on(&db, &limits)?;
             bar.finish_and_clear();
-            println!("{report}");
+            writeln!(out, "{report}")?;
         }
         Command::Stats { json } => {
-            let store = open(Keyring::generate())?;
-            let stats = store.stats().map_err(|e| e.to_string())?;
-            let time = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339());
-            let p = stats.payload_bytes;
-            if json {
-                let value = serde_json::json!({
-                    "backend": store.database().backend().to_string(),
-                    "live": stats.live,
-                    "expired": stats.expired,
-                    "oldest_activity": time(stats.oldest_activity),
-                    "newest_activity": time(stats.newest_activity),
-                    "payload_bytes": percentiles(&p),
-                    "users": stats.users,
-                    "sessions_per_user": percentiles(&stats.sessions_per_user),
-                    "created_per_hour": stats.created_per_hour,
-                    "active_per_hour": stats.active_per_hour,
-                });
-                println!("{value}");
-            } else {
-                let none = || "-".to_string();
-                println!("backend          {}", store.database().backend());
-                println!("live sessions    {}", stats.live);
-                println!("expired          {}", stats.expired);
-                println!(
-                    "oldest activity  {}",
-                    time(stats.oldest_activity).unwrap_or_else(none)
-                );
-                println!(
-                    "newest activity  {}",
-                    time(stats.newest_activity).unwrap_or_else(none)
-                );
-                println!(
-                    "payload bytes    min {} / p50 {} / p90 {} / p99 {} / max {}",
-                    p.min, p.p50, p.p90, p.p99, p.max
-                );
-                let u = stats.sessions_per_user;
-                println!("users            {}", stats.users);
-                println!(
-                    "sessions/user    min {} / p50 {} / p90 {} / p99 {} / max {}",
-                    u.min, u.p50, u.p90, u.p99, u.max
-                );
-                println!("created/hour     {}", sparkline(&stats.created_per_hour));
-                println!("active/hour      {}", sparkline(&stats.active_per_hour));
-            }
+            let db = target.database()?;
+            let stats = db.stats(&Config::default())?;
+            print_stats(out, db.backend(), &stats, json)?;
         }
         Command::List {
             user,
@@ -280,62 +314,32 @@ fn run(cli: Cli) -> Result<(), String> {
             after,
             json,
         } => {
-            let store = open(Keyring::from_env().map_err(|e| e.to_string())?)?;
+            let store = target.store()?;
             let page = stored_session::Page {
                 limit,
                 after: after.map(stored_session::Cursor::new),
             };
-            let listed = store
-                .sessions_of(&user, None, page)
-                .map_err(|e| e.to_string())?;
+            let listed = store.sessions_of(&user, None, page)?;
             if let Some(next) = &listed.next {
                 // On stderr, so stdout stays one JSON array or the list.
-                eprintln!("more sessions: --after {next}");
+                writeln!(io::stderr(), "more sessions: --after {next}")?;
             }
-            let list = listed.sessions;
-            if json {
-                let items: Vec<_> = list
-                    .iter()
-                    .map(|i| {
-                        serde_json::json!({
-                            "handle": i.handle.as_str(),
-                            "created_at": i.created_at.to_rfc3339(),
-                            "last_active": i.last_active.to_rfc3339(),
-                            "ip": i.ip, "user_agent": i.user_agent, "fields": i.fields,
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::Value::Array(items));
-            } else {
-                for i in &list {
-                    println!(
-                        "{}  created {}  last active {}  ip {}  agent {}",
-                        i.handle,
-                        i.created_at.to_rfc3339(),
-                        i.last_active.to_rfc3339(),
-                        i.ip.as_deref().unwrap_or("-"),
-                        i.user_agent.as_deref().unwrap_or("-")
-                    );
-                }
-                println!("{} session(s)", list.len());
-            }
+            print_sessions(out, &listed.sessions, json)?;
         }
         Command::Revoke { user, all } => {
-            let n = if all {
-                open(Keyring::generate())?.revoke_all()
-            } else {
-                let user = user.unwrap_or_default();
-                open(Keyring::from_env().map_err(|e| e.to_string())?)?.revoke_user(&user)
-            }
-            .map_err(|e| e.to_string())?;
-            println!("Revoked {n} session(s)");
+            let n = match (all, user) {
+                (true, _) => target.database()?.revoke_all()?,
+                (false, Some(user)) => target.store()?.revoke_user(&user)?,
+                // clap requires one of the two.
+                (false, None) => return Err(CliError::Usage("revoke needs --user ID or --all")),
+            };
+            writeln!(out, "Revoked {n} session(s)")?;
         }
         Command::RotateKeys {
             batch_size,
             resume_after,
         } => {
-            let keyring = Keyring::from_env().map_err(|e| e.to_string())?;
-            let store = open(keyring)?;
+            let store = target.store()?;
             let bar = progress(0, "re-encrypting");
             let ticker = bar.clone();
             let report = Rotation::new()
@@ -345,13 +349,104 @@ fn run(cli: Cli) -> Result<(), String> {
                     ticker.set_position(so_far.scanned);
                     ticker.set_message(format!("last id {}", so_far.last_id));
                 })
-                .run(&store)
-                .map_err(|e| e.to_string())?;
+                .run(&store)?;
             bar.finish_and_clear();
-            println!("{report} (last id {})", report.last_id);
+            writeln!(out, "{report} (last id {})", report.last_id)?;
         }
     }
-    Ok(())
+    Ok(out.flush()?)
+}
+
+/// `stats`, as text or as one JSON object.
+fn print_stats(
+    out: &mut impl Write,
+    backend: Backend,
+    stats: &Stats,
+    json: bool,
+) -> io::Result<()> {
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339());
+    let p = &stats.payload_bytes;
+    if json {
+        let value = serde_json::json!({
+            "backend": backend.to_string(),
+            "live": stats.live,
+            "expired": stats.expired,
+            "oldest_activity": time(stats.oldest_activity),
+            "newest_activity": time(stats.newest_activity),
+            "payload_bytes": percentiles(p),
+            "users": stats.users,
+            "sessions_per_user": percentiles(&stats.sessions_per_user),
+            "created_per_hour": stats.created_per_hour,
+            "active_per_hour": stats.active_per_hour,
+        });
+        return writeln!(out, "{value}");
+    }
+    let none = || "-".to_string();
+    writeln!(out, "backend          {backend}")?;
+    writeln!(out, "live sessions    {}", stats.live)?;
+    writeln!(out, "expired          {}", stats.expired)?;
+    writeln!(
+        out,
+        "oldest activity  {}",
+        time(stats.oldest_activity).unwrap_or_else(none)
+    )?;
+    writeln!(
+        out,
+        "newest activity  {}",
+        time(stats.newest_activity).unwrap_or_else(none)
+    )?;
+    writeln!(
+        out,
+        "payload bytes    min {} / p50 {} / p90 {} / p99 {} / max {}",
+        p.min, p.p50, p.p90, p.p99, p.max
+    )?;
+    let u = &stats.sessions_per_user;
+    writeln!(out, "users            {}", stats.users)?;
+    writeln!(
+        out,
+        "sessions/user    min {} / p50 {} / p90 {} / p99 {} / max {}",
+        u.min, u.p50, u.p90, u.p99, u.max
+    )?;
+    writeln!(
+        out,
+        "created/hour     {}",
+        sparkline(&stats.created_per_hour)
+    )?;
+    writeln!(
+        out,
+        "active/hour      {}",
+        sparkline(&stats.active_per_hour)
+    )
+}
+
+/// `list`, as text or as one JSON array.
+fn print_sessions(out: &mut impl Write, list: &[SessionInfo], json: bool) -> io::Result<()> {
+    if json {
+        let items: Vec<_> = list
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "handle": i.handle.as_str(),
+                    "created_at": i.created_at.to_rfc3339(),
+                    "last_active": i.last_active.to_rfc3339(),
+                    "ip": i.ip, "user_agent": i.user_agent, "fields": i.fields,
+                })
+            })
+            .collect();
+        return writeln!(out, "{}", serde_json::Value::Array(items));
+    }
+    for i in list {
+        writeln!(
+            out,
+            "{}  created {}  last active {}  ip {}  agent {}",
+            i.handle,
+            i.created_at.to_rfc3339(),
+            i.last_active.to_rfc3339(),
+            i.ip.as_deref().unwrap_or("-"),
+            i.user_agent.as_deref().unwrap_or("-")
+        )?;
+    }
+    writeln!(out, "{} session(s)", list.len())
 }
 
 fn percentiles(p: &stored_session::Percentiles) -> serde_json::Value {
