@@ -111,7 +111,12 @@ impl Error {
     /// pooled connection came free in time or the database did not answer
     /// in time (retrying later may work), `500` otherwise. The one mapping,
     /// used by the framework adapters and the admin page.
-    #[cfg(any(feature = "adapters", feature = "admin"))]
+    #[cfg(any(
+        feature = "rouille",
+        feature = "rocket",
+        feature = "http",
+        feature = "admin"
+    ))]
     pub(crate) fn http_status(&self) -> u16 {
         // Exhaustive on purpose: a new variant needs a decision here.
         match self {
@@ -168,7 +173,15 @@ impl Error {
     }
 }
 
-#[cfg(all(test, any(feature = "adapters", feature = "admin")))]
+#[cfg(all(
+    test,
+    any(
+        feature = "rouille",
+        feature = "rocket",
+        feature = "http",
+        feature = "admin"
+    )
+))]
 mod tests {
     use super::*;
 
