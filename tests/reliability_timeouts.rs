@@ -164,17 +164,22 @@ fn worker_threads() -> Option<usize> {
     )
 }
 
+/// The test timeouts: a small pool, a short acquire wait, and server-side
+/// statement and lock timeouts of `STATEMENT`.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn test_pool() -> PoolOptions {
+    PoolOptions::default()
+        .max_size(POOL as u32)
+        .acquire_timeout(ACQUIRE)
+        .statement_timeout(Some(STATEMENT))
+        .lock_timeout(Some(STATEMENT))
+}
+
 /// A store on `h`'s database through `proxy`, with the test timeouts.
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 fn store_via(h: &Harness, proxy: &Proxy) -> SessionStore {
     h.builder()
-        .pool(
-            PoolOptions::default()
-                .max_size(POOL as u32)
-                .acquire_timeout(ACQUIRE)
-                .statement_timeout(Some(STATEMENT))
-                .lock_timeout(Some(STATEMENT)),
-        )
+        .pool(test_pool())
         .open_migrated(&proxy.url_for(&h.url))
         .expect("open the store through the proxy")
 }
@@ -358,17 +363,7 @@ fn pool_connections(store: &SessionStore) -> u32 {
 fn lock_wait(h: &Harness) {
     use diesel::connection::SimpleConnection;
 
-    let store = h
-        .builder()
-        .pool(
-            PoolOptions::default()
-                .max_size(POOL as u32)
-                .acquire_timeout(ACQUIRE)
-                .statement_timeout(Some(STATEMENT))
-                .lock_timeout(Some(STATEMENT)),
-        )
-        .open_migrated(&h.url)
-        .unwrap();
+    let store = h.builder().pool(test_pool()).open_migrated(&h.url).unwrap();
     let cookie = create(&store, &[("n", 1u64)]);
     let mut held = store.load(Some(&cookie)).unwrap();
     held.insert("n", &2u64).unwrap();
