@@ -238,7 +238,7 @@ impl SessionStore {
     ///
     /// [`Error::Migration`] when a migration fails.
     pub fn run_migrations(&self) -> Result<()> {
-        self.inner.db.run_migrations()
+        self.inner.db.run_migrations().map(drop)
     }
 
     /// The database the store writes to.

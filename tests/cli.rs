@@ -38,11 +38,33 @@ fn system_now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// What `migrate` prints on a database without the table: the migrations
+/// it applied, one line each.
+fn applied_all(h: &Harness) -> String {
+    migrations::for_backend(h.backend)
+        .iter()
+        .map(|m| format!("Applied {}\n", m.name))
+        .collect()
+}
+
+/// What `migrate` prints when there was nothing to do.
+fn up_to_date(h: &Harness) -> String {
+    format!(
+        "Migrations are up to date ({}, {} applied earlier)\n",
+        h.backend,
+        migrations::for_backend(h.backend).len()
+    )
+}
+
+/// `migrate` says what it applied, and that there was nothing to do when
+/// there was not.
 fn migrate_creates_the_table(h: &Harness) {
     let out = stdout(&cli(Some(&h.url), None, &["migrate"]));
-    assert!(out.starts_with("Migrations are up to date"), "{out}");
+    assert_eq!(out, applied_all(h));
+    assert!(out.contains("Applied 2026-11-27-000000_create_stored_sessions\n"));
     // Idempotent.
-    stdout(&cli(Some(&h.url), None, &["migrate"]));
+    let out = stdout(&cli(Some(&h.url), None, &["migrate"]));
+    assert_eq!(out, up_to_date(h));
     // The table works for an unmigrated store opened on it.
     let store = SessionStore::builder(Keyring::generate())
         .open(&h.url)
@@ -133,6 +155,12 @@ fn keygen_and_rotate_keys(h: &Harness) {
         out.starts_with("Re-encrypted 12 session(s); 0 already current"),
         "{out}"
     );
+    // Again: nothing to do, and nothing unreadable.
+    let out = stdout(&cli(Some(&h.url), Some(&keys), &["rotate-keys"]));
+    assert!(
+        out.starts_with("Re-encrypted 0 session(s); 12 already current, 0 unreadable"),
+        "{out}"
+    );
     for r in rows(old_store.database()) {
         assert_eq!(
             u32::from_be_bytes(r.data[2..6].try_into().unwrap()),
@@ -198,11 +226,11 @@ fn list_and_revoke_users(h: &Harness) {
     let out = stdout(&cli(Some(&h.url), None, &["revoke", "--all"]));
     assert_eq!(out.trim(), "Revoked 2 session(s)");
     assert_eq!(count(store.database()), 0);
-    // Usage errors: neither or both of --user and --all.
-    assert_eq!(
-        cli(Some(&h.url), Some(&keys), &["revoke"]).status.code(),
-        Some(2)
-    );
+    // Usage errors: neither or both of --user and --all. Neither names both.
+    let out = cli(Some(&h.url), Some(&keys), &["revoke"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--all") && err.contains("--user"), "{err}");
     assert_eq!(
         cli(
             Some(&h.url),
@@ -220,10 +248,15 @@ fn list_and_revoke_users(h: &Harness) {
 /// never read it), on sessions written under keys the CLI never sees. The
 /// commands that open sessions do read it, and fail without it.
 fn maintenance_commands_need_no_keys(h: &Harness) {
-    for keys in [None, Some("not-a-key")] {
+    for (round, keys) in [None, Some("not-a-key")].into_iter().enumerate() {
         let run = |args: &[&str]| cli(Some(&h.url), keys, args);
         let out = stdout(&run(&["migrate"]));
-        assert!(out.starts_with("Migrations are up to date"), "{out}");
+        let expected = if round == 0 {
+            applied_all(h)
+        } else {
+            up_to_date(h)
+        };
+        assert_eq!(out, expected);
         let store = SessionStore::builder(Keyring::generate())
             .open(&h.url)
             .unwrap();
@@ -269,7 +302,77 @@ fn maintenance_commands_need_no_keys(h: &Harness) {
     }
 }
 
+/// `rotate-keys` with a ring that lacks the key the sessions were sealed
+/// with rotates what it can, leaves the rest, and fails with their count:
+/// they will never open with this ring.
+fn rotate_keys_without_the_old_key_fails(h: &Harness) {
+    let (old, new) = (Key::generate(), Key::generate());
+    stdout(&cli(Some(&h.url), None, &["migrate"]));
+    let old_store = SessionStore::builder(Keyring::new(old.clone()))
+        .open(&h.url)
+        .unwrap();
+    let new_store = SessionStore::builder(Keyring::new(new.clone()))
+        .open(&h.url)
+        .unwrap();
+    for (store, n) in [(&old_store, 7u32), (&new_store, 2)] {
+        for i in 0..n {
+            let mut s = store.load(None).unwrap();
+            s.insert("i", &i).unwrap();
+            let _ = store.save(&mut s).unwrap();
+        }
+    }
+    let envelopes = || -> Vec<(i64, Vec<u8>)> {
+        rows(old_store.database())
+            .into_iter()
+            .map(|r| (r.id, r.data))
+            .collect()
+    };
+    let before = envelopes();
+    // Only the new key: the 7 old sessions open with nothing on the ring.
+    let new_only = new.to_base64().to_string();
+    let out = cli(Some(&h.url), Some(&new_only), &["rotate-keys"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(
+            "error: 7 session(s) could not be opened with STORED_SESSION_KEYS and were left as they are"
+        ),
+        "{err}"
+    );
+    // The report still goes to stdout.
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.starts_with("Re-encrypted 0 session(s); 2 already current, 7 unreadable, 0 busy"),
+        "{report}"
+    );
+    assert_eq!(envelopes(), before, "no row may change");
+    // A ring that opens none of them (the old key alone) says the same.
+    let old_only = old.to_base64().to_string();
+    let out = cli(Some(&h.url), Some(&old_only), &["rotate-keys"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("error: 2 session(s) could not be opened"),
+        "{err}"
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.starts_with("Re-encrypted 0 session(s); 7 already current, 2 unreadable"),
+        "{report}"
+    );
+    assert_eq!(envelopes(), before, "no row may change");
+    // With the old key on the ring (after the new one): all rotated, exit 0.
+    let both = format!("{new_only},{old_only}");
+    let out = stdout(&cli(Some(&h.url), Some(&both), &["rotate-keys"]));
+    assert!(
+        out.starts_with("Re-encrypted 7 session(s); 2 already current, 0 unreadable"),
+        "{out}"
+    );
+}
+
 backend_suite!(
+    rotate_keys_without_the_old_key_fails,
     maintenance_commands_need_no_keys,
     list_and_revoke_users,
     migrate_creates_the_table,
@@ -372,4 +475,59 @@ fn a_closed_stdout_is_not_a_failure() {
         .output()
         .expect("run sh");
     assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "exit 0");
+}
+
+/// Every command but `migrate` refuses a SQLite file that does not exist,
+/// whichever way the URL names it, and leaves no file behind (it used to
+/// create an empty database). `migrate` creates it.
+#[cfg(feature = "sqlite")]
+#[test]
+fn only_migrate_creates_a_sqlite_file() {
+    let dir = std::env::temp_dir().join(format!(
+        "ss-missing-{}-{}",
+        std::process::id(),
+        &stored_session::SessionId::generate()
+            .stored_id()
+            .to_string()[3..15]
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sessions.db");
+    let shown = path.display().to_string();
+    let keys = Key::generate().to_base64().to_string();
+    for url in [
+        shown.clone(),
+        format!("sqlite://{shown}"),
+        format!("file:{shown}?cache=shared"),
+    ] {
+        for args in [
+            &["stats"][..],
+            &["stats", "--json"],
+            &["list", "--user", "u-1"],
+            &["trim", "--dry-run"],
+            &["trim"],
+            &["revoke", "--all"],
+            &["revoke", "--user", "u-1"],
+            &["rotate-keys"],
+        ] {
+            let out = cli(Some(&url), Some(&keys), args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{url} {args:?}: {err}");
+            assert_eq!(
+                err.trim(),
+                format!(
+                    "error: no SQLite database at {shown} (run `stored-session migrate` to create it)"
+                ),
+                "{url} {args:?}"
+            );
+            assert!(out.stdout.is_empty(), "{url} {args:?}");
+            let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+            assert!(left.is_empty(), "{url} {args:?} left {left:?}");
+        }
+    }
+    let url = format!("sqlite://{shown}");
+    stdout(&cli(Some(&url), None, &["migrate"]));
+    assert!(path.exists());
+    let out = stdout(&cli(Some(&url), None, &["trim", "--dry-run"]));
+    assert_eq!(out.trim(), "Would trim 0 session(s)");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -217,7 +217,10 @@ impl Database {
 
     /// Creates or updates the `stored_sessions` table: runs this backend's
     /// embedded migrations that have not run yet (none when the table is
-    /// up to date). Needs no keys.
+    /// up to date), and returns the names of those it ran, oldest first
+    /// (the directory names of [`migrations::for_backend`](crate::migrations::for_backend),
+    /// e.g. `2026-11-27-000000_create_stored_sessions`); an empty list means
+    /// the table was already up to date. Needs no keys.
     ///
     /// They run on the caller's thread, without the client-side deadline
     /// and (on the servers) with the server's default statement and lock
@@ -229,8 +232,9 @@ impl Database {
     /// use stored_session::{Database, PoolOptions};
     ///
     /// let db = Database::open("sqlite::memory:", &PoolOptions::default())?;
-    /// db.run_migrations()?;
-    /// db.run_migrations()?; // up to date: nothing to do
+    /// let applied = db.run_migrations()?;
+    /// assert_eq!(applied, ["2026-11-27-000000_create_stored_sessions"]);
+    /// assert!(db.run_migrations()?.is_empty()); // up to date: nothing to do
     /// # Ok::<(), stored_session::Error>(())
     /// ```
     ///
@@ -238,9 +242,9 @@ impl Database {
     ///
     /// [`Error::Migration`] when a migration fails; database and pool
     /// failures.
-    pub fn run_migrations(&self) -> Result<()> {
+    pub fn run_migrations(&self) -> Result<Vec<String>> {
         use diesel_migrations::MigrationHarness;
-        fn migrate<C>(pool: &Pool<ConnectionManager<C>>, unbounded: &[&str]) -> Result<()>
+        fn migrate<C>(pool: &Pool<ConnectionManager<C>>, unbounded: &[&str]) -> Result<Vec<String>>
         where
             C: R2D2Connection
                 + Connection<TransactionManager = AnsiTransactionManager>
@@ -255,9 +259,13 @@ impl Database {
                     // not apply either.
                     let _ = conn.batch_execute(sql);
                 }
+                // What `run_pending_migrations` does, keeping the names.
                 let result = conn
-                    .run_pending_migrations(migrations_for(conn))
-                    .map(|_| ())
+                    .pending_migrations(migrations_for(conn))
+                    .and_then(|pending| {
+                        conn.run_migrations(&pending)?;
+                        Ok(pending.iter().map(|m| m.name().to_string()).collect())
+                    })
                     .map_err(|e| Error::Migration(e.to_string()));
                 if !unbounded.is_empty() {
                     AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();

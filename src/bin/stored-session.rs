@@ -8,16 +8,20 @@
 //!
 //! Only `list`, `revoke --user` and `rotate-keys` read keys
 //! (`STORED_SESSION_KEYS`); the maintenance commands open the database alone.
+//! Only `migrate` creates a SQLite database file; every other command
+//! refuses a file that does not exist.
 //!
 //! Exit codes: 0 success (also when the reader of the output went away, as
-//! in `stored-session stats | head -2`), 1 the operation failed, 2 bad usage.
+//! in `stored-session stats | head -2`), 1 the operation failed (also
+//! `rotate-keys` leaving sessions that no key on the ring opens), 2 bad
+//! usage.
 
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use stored_session::{
     Backend, Config, Database, Key, Keyring, PoolOptions, Rotation, SessionInfo, SessionStore,
@@ -33,7 +37,8 @@ use stored_session::{
 ///
 /// The database URL comes from DATABASE_URL or --database-url-file; both keep
 /// a password out of the process list and the shell history, which
-/// --database-url on the command line does not.
+/// --database-url on the command line does not. Only migrate creates a
+/// SQLite file; the other commands refuse one that does not exist.
 #[derive(Parser)]
 #[command(name = "stored-session", version)]
 struct Cli {
@@ -58,7 +63,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create or update the stored_sessions table (embedded migrations).
+    /// Create or update the stored_sessions table (embedded migrations);
+    /// prints the migrations it applied.
     Migrate,
     /// Write the migration files into an application's Diesel migrations folder.
     Install {
@@ -107,16 +113,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// End sessions: one user's (needs STORED_SESSION_KEYS), or everyone's.
+    /// End sessions: one user's (--user ID, needs STORED_SESSION_KEYS), or
+    /// everyone's (--all).
+    #[command(group(ArgGroup::new("whose").args(["user", "all"]).required(true)))]
     Revoke {
         /// End every session of this user id.
-        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        #[arg(long, value_name = "ID")]
         user: Option<String>,
         /// End every session of every user.
         #[arg(long)]
         all: bool,
     },
-    /// Re-encrypt every session with the current key (the first in STORED_SESSION_KEYS).
+    /// Re-encrypt every session with the current key (the first in
+    /// STORED_SESSION_KEYS). Exits with 1 when some sessions could not be
+    /// opened with any key on the ring.
     RotateKeys {
         /// Rows per batch.
         #[arg(long, default_value_t = 500)]
@@ -177,6 +187,24 @@ enum CliError {
     /// Arguments that clap accepted but that do not make a command.
     #[error("{0}")]
     Usage(&'static str),
+    /// A command other than `migrate` named a SQLite file that does not
+    /// exist (it would have created an empty one).
+    #[error("no SQLite database at {} (run `stored-session migrate` to create it)", path.display())]
+    NoSqliteFile {
+        /// The file the URL names.
+        path: PathBuf,
+    },
+    /// `rotate-keys` found sessions that no key of STORED_SESSION_KEYS
+    /// opens: they were left as they are.
+    #[error(
+        "{count} session(s) could not be opened with STORED_SESSION_KEYS and were left as they \
+         are: if the key that sealed them is missing from the ring, add it after the current \
+         one and run rotate-keys again (until then they cannot be loaded)"
+    )]
+    Unreadable {
+        /// How many.
+        count: u64,
+    },
     /// Writing the command's output failed.
     #[error("cannot write the output: {0}")]
     Output(#[from] io::Error),
@@ -233,18 +261,121 @@ impl Target {
     }
 
     /// The database alone, for the commands that decrypt nothing
-    /// (migrate, trim, stats, revoke --all): they need no keys.
-    fn database(&self) -> Result<Database, CliError> {
+    /// (migrate, trim, stats, revoke --all): they need no keys. Only
+    /// `migrate` (`create`) may create a SQLite file; for the others, a
+    /// missing one is an error, and SQLite is told not to create it.
+    fn database(&self, create: bool) -> Result<Database, CliError> {
         let options = PoolOptions::default().max_size(2);
-        Ok(Database::open(&self.url()?, &options)?)
+        let mut url = self.url()?;
+        if !create {
+            if let Some(file) = sqlite_file(&url) {
+                if !file.path.exists() {
+                    return Err(CliError::NoSqliteFile { path: file.path });
+                }
+                url = file.existing;
+            }
+        }
+        Ok(Database::open(&url, &options)?)
     }
 
     /// A store with the keys of STORED_SESSION_KEYS, for the commands that
-    /// open sessions or find users (list, revoke --user, rotate-keys).
+    /// open sessions or find users (list, revoke --user, rotate-keys), on
+    /// an existing database.
     fn store(&self) -> Result<SessionStore, CliError> {
         let keyring = Keyring::from_env()?;
-        Ok(SessionStore::builder(keyring).build(self.database()?))
+        Ok(SessionStore::builder(keyring).build(self.database(false)?))
     }
+}
+
+/// A SQLite database URL that names a file.
+#[derive(Debug, PartialEq)]
+struct SqliteFile {
+    /// The file.
+    path: PathBuf,
+    /// A URL for the same file that SQLite opens only if it exists
+    /// (`mode=rw`, unless the URL already sets a mode).
+    existing: String,
+}
+
+/// The file a SQLite URL names, read as `Database::open` reads it (plain
+/// paths, `sqlite://path`, `sqlite:path`, `file:` URIs); `None` for the
+/// servers' URLs and in-memory databases.
+fn sqlite_file(url: &str) -> Option<SqliteFile> {
+    let lower = url.to_ascii_lowercase();
+    if lower.contains("://") && !lower.starts_with("sqlite://") && !lower.starts_with("file:") {
+        return None; // a server, or a scheme Database::open rejects
+    }
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    if rest.is_empty() || rest == ":memory:" || rest.contains("mode=memory") {
+        return None;
+    }
+    let Some(uri) = rest.strip_prefix("file:") else {
+        // A path: as a URI, with the characters a URI reads specially escaped.
+        let mut escaped = String::with_capacity(rest.len());
+        for c in rest.chars() {
+            match c {
+                '%' => escaped.push_str("%25"),
+                '?' => escaped.push_str("%3F"),
+                '#' => escaped.push_str("%23"),
+                c => escaped.push(c),
+            }
+        }
+        let authority = if rest.starts_with('/') { "//" } else { "" };
+        return Some(SqliteFile {
+            path: PathBuf::from(rest),
+            existing: format!("file:{authority}{escaped}?mode=rw"),
+        });
+    };
+    // A URI (as SQLite reads it): file:path, file:///path or
+    // file://localhost/path, then ?query and #fragment.
+    let end = uri.find(['?', '#']).unwrap_or(uri.len());
+    let (path, tail) = uri.split_at(end);
+    let path = match path.strip_prefix("//") {
+        Some(authority_and_path) => match authority_and_path.find('/') {
+            Some(slash) => &authority_and_path[slash..],
+            None => return None, // no path: let SQLite say what is wrong
+        },
+        None => path,
+    };
+    let query = tail
+        .strip_prefix('?')
+        .map(|q| q.split('#').next().unwrap_or(""));
+    let has_mode = query.is_some_and(|q| q.split('&').any(|p| p.starts_with("mode=")));
+    let existing = if has_mode {
+        url.to_owned()
+    } else {
+        let (before_fragment, fragment) = url.split_at(url.find('#').unwrap_or(url.len()));
+        let separator = if query.is_some() { '&' } else { '?' };
+        format!("{before_fragment}{separator}mode=rw{fragment}")
+    };
+    Some(SqliteFile {
+        path: PathBuf::from(percent_decode(path)?),
+        existing,
+    })
+}
+
+/// `%XX` escapes decoded; `None` when they do not make UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push(u8::try_from(hex(h)? * 16 + hex(l)?).ok()?);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> {
@@ -271,9 +402,19 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> {
             }
         }
         Command::Migrate => {
-            let db = target.database()?;
-            db.run_migrations()?;
-            writeln!(out, "Migrations are up to date ({})", db.backend())?;
+            let db = target.database(true)?;
+            let applied = db.run_migrations()?;
+            for name in &applied {
+                writeln!(out, "Applied {name}")?;
+            }
+            if applied.is_empty() {
+                let earlier = stored_session::migrations::for_backend(db.backend()).len();
+                writeln!(
+                    out,
+                    "Migrations are up to date ({}, {earlier} applied earlier)",
+                    db.backend()
+                )?;
+            }
         }
         Command::Trim {
             idle_timeout,
@@ -281,7 +422,7 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> {
             batch_size,
             dry_run,
         } => {
-            let db = target.database()?;
+            let db = target.database(false)?;
             let mut limits = Config::default();
             if let Some(Limit(idle)) = idle_timeout {
                 limits = limits.idle_timeout(idle);
@@ -304,7 +445,7 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> {
             writeln!(out, "{report}")?;
         }
         Command::Stats { json } => {
-            let db = target.database()?;
+            let db = target.database(false)?;
             let stats = db.stats(&Config::default())?;
             print_stats(out, db.backend(), &stats, json)?;
         }
@@ -328,7 +469,7 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> {
         }
         Command::Revoke { user, all } => {
             let n = match (all, user) {
-                (true, _) => target.database()?.revoke_all()?,
+                (true, _) => target.database(false)?.revoke_all()?,
                 (false, Some(user)) => target.store()?.revoke_user(&user)?,
                 // clap requires one of the two.
                 (false, None) => return Err(CliError::Usage("revoke needs --user ID or --all")),
@@ -352,6 +493,13 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> {
                 .run(&store)?;
             bar.finish_and_clear();
             writeln!(out, "{report} (last id {})", report.last_id)?;
+            if report.unreadable > 0 {
+                // They will never open (nor be rotated) with this ring.
+                out.flush()?;
+                return Err(CliError::Unreadable {
+                    count: report.unreadable,
+                });
+            }
         }
     }
     Ok(out.flush()?)
@@ -482,4 +630,61 @@ fn progress(total: u64, what: &str) -> ProgressBar {
     }
     bar.set_prefix(what.to_string());
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{sqlite_file, SqliteFile};
+
+    fn file(path: &str, existing: &str) -> Option<SqliteFile> {
+        Some(SqliteFile {
+            path: path.into(),
+            existing: existing.into(),
+        })
+    }
+
+    #[test]
+    fn the_file_a_sqlite_url_names() {
+        assert_eq!(sqlite_file("s.db"), file("s.db", "file:s.db?mode=rw"));
+        assert_eq!(
+            sqlite_file("sqlite:///tmp/a b.db"),
+            file("/tmp/a b.db", "file:///tmp/a b.db?mode=rw")
+        );
+        assert_eq!(
+            sqlite_file("sqlite://data/x?y#z%.db"),
+            file("data/x?y#z%.db", "file:data/x%3Fy%23z%25.db?mode=rw")
+        );
+        assert_eq!(
+            sqlite_file("sqlite:s.db"),
+            file("s.db", "file:s.db?mode=rw")
+        );
+        assert_eq!(
+            sqlite_file("file:///tmp/a%20b.db?cache=shared#f"),
+            file("/tmp/a b.db", "file:///tmp/a%20b.db?cache=shared&mode=rw#f")
+        );
+        assert_eq!(
+            sqlite_file("file://localhost/tmp/s.db"),
+            file("/tmp/s.db", "file://localhost/tmp/s.db?mode=rw")
+        );
+        assert_eq!(
+            sqlite_file("sqlite:file:data/s.db"),
+            file("data/s.db", "sqlite:file:data/s.db?mode=rw")
+        );
+        // A mode the URL sets is left alone (the file must exist anyway).
+        assert_eq!(
+            sqlite_file("file:s.db?mode=ro"),
+            file("s.db", "file:s.db?mode=ro")
+        );
+        for not_a_file in [
+            "sqlite::memory:",
+            ":memory:",
+            "sqlite://",
+            "file:m?mode=memory&cache=shared",
+            "postgres://u@h/db",
+            "MYSQL://u@h/db",
+            "redis://h",
+        ] {
+            assert_eq!(sqlite_file(not_a_file), None, "{not_a_file}");
+        }
+    }
 }
