@@ -232,13 +232,24 @@ impl SessionStore {
     /// Creates or updates the `stored_sessions` table with the migrations
     /// embedded in this crate (idempotent). Uses Diesel's
     /// `__diesel_schema_migrations` bookkeeping, so it agrees with the diesel
-    /// CLI run on `migrations/<backend>`.
+    /// CLI run on `migrations/<backend>`. Returns the names of the
+    /// migrations it applied, oldest first (empty when the table was up to
+    /// date), as [`Database::run_migrations`] does.
+    ///
+    /// ```
+    /// use stored_session::{Keyring, SessionStore};
+    ///
+    /// let store = SessionStore::builder(Keyring::generate()).open("sqlite::memory:")?;
+    /// assert!(!store.run_migrations()?.is_empty());
+    /// assert!(store.run_migrations()?.is_empty());
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
     /// [`Error::Migration`] when a migration fails.
-    pub fn run_migrations(&self) -> Result<()> {
-        self.inner.db.run_migrations().map(drop)
+    pub fn run_migrations(&self) -> Result<Vec<String>> {
+        self.inner.db.run_migrations()
     }
 
     /// The database the store writes to.

@@ -47,7 +47,9 @@ use reliability_support::cookie_of;
 use reliability_support::create;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 use stored_session::Database;
-use stored_session::{CookieAction, Error, PoolOptions, SessionStore};
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+use stored_session::PoolOptions;
+use stored_session::{CookieAction, Error, SessionStore};
 
 /// One store call, run on its own thread.
 type Call = Box<dyn FnOnce() -> Result<(), Error> + Send>;
