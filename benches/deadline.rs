@@ -32,7 +32,7 @@ fn create(store: &SessionStore) -> String {
         .unwrap();
     s.insert("note", &"x".repeat(900)).unwrap();
     match store.save(&mut s).unwrap() {
-        CookieAction::Set(id) => id.as_cookie_value().to_owned(),
+        CookieAction::Set(id, _) => id.as_cookie_value().to_owned(),
         other => panic!("{other:?}"),
     }
 }

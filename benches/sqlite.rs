@@ -65,7 +65,7 @@ fn create(store: &SessionStore) -> String {
     let mut session = store.load(None).unwrap();
     fill(&mut session);
     match store.save(&mut session).unwrap() {
-        CookieAction::Set(id) => id.as_cookie_value().to_owned(),
+        CookieAction::Set(id, _) => id.as_cookie_value().to_owned(),
         other => panic!("expected a new cookie, got {other:?}"),
     }
 }

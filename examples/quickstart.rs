@@ -19,7 +19,7 @@ fn main() -> Result<(), stored_session::Error> {
     let mut session = store.load(None)?;
     session.insert("visits", &1u32)?;
     let cookie = match store.save(&mut session)? {
-        CookieAction::Set(id) => id,
+        CookieAction::Set(id, _) => id,
         other => panic!("a new session sets a cookie, got {other:?}"),
     };
     println!(
@@ -39,7 +39,7 @@ fn main() -> Result<(), stored_session::Error> {
     session.insert("user", "alice")?;
     session.renew();
     let renewed = match store.save(&mut session)? {
-        CookieAction::Set(id) => id,
+        CookieAction::Set(id, _) => id,
         other => panic!("renew sets a new cookie, got {other:?}"),
     };
     assert!(store.load(Some(cookie.as_cookie_value()))?.is_new());

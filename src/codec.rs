@@ -3,7 +3,8 @@
 //! Each value is encoded on `insert` (so type errors surface there) and kept
 //! as bytes, so a conflicting write can be merged key by key. The payload that
 //! gets encrypted is a MessagePack map holding the creation time, the values
-//! and, when tracked, metadata.
+//! and, when present, metadata, the user binding and the session's own
+//! expiry.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use crate::error::{Error, Result};
+use crate::expiry::StoredExpiry;
 
 /// Encodes one session value.
 pub(crate) fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
@@ -46,6 +48,10 @@ pub(crate) struct Payload {
     /// `user_key` column; the id itself only exists encrypted).
     #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The session's own expiry, when it chose one (absent: the store's
+    /// limits).
+    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
+    pub expiry: Option<StoredExpiry>,
 }
 
 /// The payload as `load` reads it: the values go straight into the map type
@@ -61,6 +67,8 @@ pub(crate) struct LoadedPayload {
     pub meta: BTreeMap<String, String>,
     #[serde(rename = "u", default)]
     pub user: Option<String>,
+    #[serde(rename = "e", default)]
+    pub expiry: Option<StoredExpiry>,
 }
 
 impl LoadedPayload {
@@ -111,6 +119,8 @@ pub(crate) struct PayloadRef<'a> {
     pub meta: &'a BTreeMap<String, String>,
     #[serde(rename = "u", skip_serializing_if = "Option::is_none")]
     pub user: Option<&'a str>,
+    #[serde(rename = "e", skip_serializing_if = "Option::is_none")]
+    pub expiry: Option<StoredExpiry>,
 }
 
 impl PayloadRef<'_> {
@@ -135,7 +145,8 @@ impl PayloadRef<'_> {
         const FRAMING: usize = 32;
         let values: usize = self.data.iter().map(|(k, v)| k.len() + v.len() + 10).sum();
         let meta: usize = self.meta.iter().map(|(k, v)| k.len() + v.len() + 10).sum();
-        FRAMING + values + meta + self.user.map_or(0, |u| u.len() + 5)
+        // An expiry takes at most 12 bytes (map header, key, a u64/i64).
+        FRAMING + values + meta + self.user.map_or(0, |u| u.len() + 5) + 12
     }
 }
 
@@ -195,7 +206,8 @@ mod tests {
         .into();
         let meta: BTreeMap<String, String> = [("ip".to_owned(), "192.0.2.1".to_owned())].into();
         let empty = BTreeMap::new();
-        for (meta, user) in [(&empty, None), (&meta, Some("alice"))] {
+        let remember = Some(StoredExpiry::Idle(30 * 86_400));
+        for (meta, user, expiry) in [(&empty, None, None), (&meta, Some("alice"), remember)] {
             let owned = Payload {
                 created_at: 1_800_000_000,
                 data: data
@@ -204,12 +216,14 @@ mod tests {
                     .collect(),
                 meta: meta.clone(),
                 user: user.map(str::to_owned),
+                expiry,
             };
             let borrowed = PayloadRef {
                 created_at: 1_800_000_000,
                 data: &data,
                 meta,
                 user,
+                expiry,
             };
             let bytes = borrowed.encode().unwrap();
             assert_eq!(bytes, owned.encode().unwrap());
@@ -222,6 +236,7 @@ mod tests {
         let mut p = Payload {
             created_at: 1_800_000_000,
             user: Some("alice".into()),
+            expiry: Some(StoredExpiry::At(1_900_000_000)),
             ..Default::default()
         };
         p.data
@@ -234,6 +249,7 @@ mod tests {
         assert_eq!(loaded.created_at, p.created_at);
         assert_eq!(loaded.meta, p.meta);
         assert_eq!(loaded.user, p.user);
+        assert_eq!(loaded.expiry, p.expiry);
         let owned: BTreeMap<String, Vec<u8>> = p
             .data
             .iter()

@@ -22,11 +22,21 @@ use crate::clock::Clock;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
-    /// A session unused for this long is gone (enforced in SQL at load).
-    /// `None` disables idle expiry. Default: 30 days.
+    /// A session unused for this long is gone (enforced in SQL at load),
+    /// unless it chose its own idle window
+    /// ([`Session::set_expiry`](crate::Session::set_expiry) with
+    /// [`Expiry::Idle`](crate::Expiry::Idle)). `None` disables idle expiry.
+    /// Default: 30 days.
+    ///
+    /// Each write and touch stores the session's deadline in its row
+    /// (`expires_at`), so a change of this setting reaches a session at its
+    /// next write or touch: until then it keeps the deadline it was given.
     pub idle_timeout: Option<Duration>,
-    /// A session older than this (since creation or the last renew) is gone,
-    /// however active. `None` disables it. Default: 30 days.
+    /// A session older than this (since its creation; renewing keeps it) is
+    /// gone, however active and whatever expiry it chose. `None` disables
+    /// it. Default: 30 days. A shorter setting applies at once to every
+    /// session; a longer one reaches each at its next write or touch (see
+    /// [`idle_timeout`](Config::idle_timeout)).
     pub max_lifetime: Option<Duration>,
     /// The idle clock (`updated_at`) is refreshed at most this often: an
     /// unchanged session gets a "touch" (one UPDATE of `updated_at` only)
@@ -159,6 +169,7 @@ impl Config {
         Cutoffs {
             idle: self.idle_cutoff(now),
             lifetime: self.lifetime_cutoff(now),
+            now,
         }
     }
 }

@@ -213,6 +213,7 @@ pub fn payload(data: &[u8]) {
     assert_eq!(loaded.created_at, decoded.created_at);
     assert_eq!(loaded.meta, decoded.meta);
     assert_eq!(loaded.user, decoded.user);
+    assert_eq!(loaded.expiry, decoded.expiry);
     assert!(
         loaded.data.len() == decoded.data.len()
             && loaded
@@ -229,6 +230,7 @@ pub fn payload(data: &[u8]) {
         data: &loaded.data,
         meta: &loaded.meta,
         user: loaded.user.as_deref(),
+        expiry: loaded.expiry,
     }
     .encode()
     .expect("a decoded payload re-encodes");
@@ -322,6 +324,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         data,
         meta: BTreeMap::new(),
         user: None,
+        expiry: None,
     };
     let empty = Payload::default();
     let full_bytes = full.encode().expect("encodes");

@@ -21,8 +21,8 @@
 //! session.insert("user_id", &42u64)?;
 //! session.insert("csrf", "k9fB2…")?;
 //! let id = match store.save(&mut session)? {
-//!     CookieAction::Set(id) => id,            // send Set-Cookie: id=<value>
-//!     CookieAction::Remove | CookieAction::Keep | CookieAction::Refresh(_) => unreachable!(),
+//!     CookieAction::Set(id, _lifetime) => id, // send Set-Cookie: id=<value>
+//!     CookieAction::Remove | CookieAction::Keep | CookieAction::Refresh(..) => unreachable!(),
 //! };
 //!
 //! let mut session = store.load(Some(id.as_cookie_value()))?;
@@ -30,7 +30,7 @@
 //!
 //! // Login: a new id for the same data (prevents session fixation).
 //! session.renew();
-//! let CookieAction::Set(renewed) = store.save(&mut session)? else { unreachable!() };
+//! let CookieAction::Set(renewed, _) = store.save(&mut session)? else { unreachable!() };
 //! assert!(store.load(Some(id.as_cookie_value()))?.is_new()); // the old id is dead
 //!
 //! // Logout.
@@ -128,6 +128,10 @@
 //! deletes by primary key), by a [`Trimmer`] thread, or by
 //! `stored-session trim`.
 //!
+//! Each session may choose its own expiry (see [Remember me](#remember-me)):
+//! every write and touch stores its deadline in the indexed `expires_at`
+//! column, which loads check and trimming walks as one index range.
+//!
 //! ```
 //! use std::time::Duration;
 //! use stored_session::{Config, Keyring, SessionStore, Trimmer};
@@ -140,6 +144,43 @@
 //!     .open_migrated("sqlite::memory:")?;
 //! let trimmer = Trimmer::start(store.clone(), Duration::from_secs(600));
 //! # drop(trimmer);
+//! # Ok::<(), stored_session::Error>(())
+//! ```
+//!
+//! # Remember me
+//!
+//! [`Session::set_expiry`] chooses how long one session lives ([`Expiry`]):
+//! the store's limits (the default), its own idle window, an absolute
+//! deadline, or a browser-session cookie. The choice is encrypted with the
+//! session, survives [`Session::renew`], and every touch slides the
+//! session's deadline by its *own* idle window. The cookie follows:
+//! [`CookieAction::Set`] and [`CookieAction::Refresh`] carry a
+//! [`CookieLifetime`] that the adapters turn into `Max-Age` (or none).
+//!
+//! ```
+//! use std::time::Duration;
+//! use stored_session::{Config, CookieAction, CookieLifetime, Expiry, Keyring, SessionStore};
+//!
+//! const DAY: u64 = 24 * 3600;
+//! let store = SessionStore::builder(Keyring::generate())
+//!     .config(Config::default().idle_timeout(Some(Duration::from_secs(2 * 3600))))
+//!     .open_migrated("sqlite::memory:")?;
+//!
+//! // POST /login with "remember me" ticked: 30 days idle instead of 2 hours.
+//! let mut session = store.load(None)?;
+//! session.set_user("alice");
+//! session.set_expiry(Expiry::Idle(Duration::from_secs(30 * DAY)));
+//! session.renew();
+//! let CookieAction::Set(_id, lifetime) = store.save(&mut session)? else { unreachable!() };
+//! assert_eq!(lifetime, CookieLifetime::MaxAge(Duration::from_secs(30 * DAY)));
+//!
+//! // Without it: a browser-session cookie; the server still ends the
+//! // session after 2 idle hours.
+//! let mut session = store.load(None)?;
+//! session.set_user("bob");
+//! session.set_expiry(Expiry::BrowserSession);
+//! let CookieAction::Set(_id, lifetime) = store.save(&mut session)? else { unreachable!() };
+//! assert_eq!(lifetime, CookieLifetime::Session);
 //! # Ok::<(), stored_session::Error>(())
 //! ```
 //!
@@ -182,6 +223,7 @@ mod cookie_header;
 mod crypto;
 mod error;
 mod events;
+mod expiry;
 // --- reliability suite (issue 7): fuzzing entry points, not public API ---
 // Only with the internal `fuzzing` feature (the fuzz crate, the corpus
 // replay test): its fixed, public keys never reach an application's build.
@@ -219,6 +261,7 @@ pub use config::Config;
 pub use crypto::{Key, Keyring, ENVELOPE_OVERHEAD};
 pub use error::{Error, Result};
 pub use events::{Event, EventKind, RejectReason, SubscriptionId};
+pub use expiry::{CookieLifetime, Expiry};
 pub use id::{SessionId, StoredId, SESSION_ID_LEN};
 pub use metadata::{IpTracking, MetadataPolicy};
 pub use redact::redact_url;
@@ -271,7 +314,7 @@ pub mod __bench {
 
     /// The store's prepared-once statements, for the benchmark that
     /// runs the store's own SQL without its crypto (`benches/peers`).
-    pub use crate::backend::statements::{CasUpdate, NewRow, SelectLive};
+    pub use crate::backend::statements::{CasUpdate, Live, NewRow, SelectLive};
 
     /// An empty new session, without a store.
     pub fn new_session() -> crate::Session {

@@ -17,65 +17,89 @@ pub struct Migration {
     pub up: &'static str,
     /// `down.sql`.
     pub down: &'static str,
+    /// `metadata.toml`, for a migration that has one: `run_in_transaction =
+    /// false` for a statement that cannot run in a transaction (PostgreSQL's
+    /// `CREATE INDEX CONCURRENTLY`). Diesel's embedded runner and the diesel
+    /// CLI both read it.
+    pub metadata: Option<&'static str>,
 }
 
-const NAME: &str = "2026-11-27-000000_create_stored_sessions";
+/// `$dir`'s `up.sql` and `down.sql` (and `metadata.toml` when given).
+macro_rules! migration {
+    ($backend:literal, $name:literal) => {
+        Migration {
+            name: $name,
+            up: include_str!(concat!("../migrations/", $backend, "/", $name, "/up.sql")),
+            down: include_str!(concat!("../migrations/", $backend, "/", $name, "/down.sql")),
+            metadata: None,
+        }
+    };
+    ($backend:literal, $name:literal, metadata) => {
+        Migration {
+            metadata: Some(include_str!(concat!(
+                "../migrations/",
+                $backend,
+                "/",
+                $name,
+                "/metadata.toml"
+            ))),
+            ..migration!($backend, $name)
+        }
+    };
+}
 
 /// The migrations that create (and then update) the `stored_sessions`
-/// table on `backend`, oldest first.
+/// table on `backend`, oldest first:
+///
+/// | backend | migrations |
+/// |---|---|
+/// | SQLite, MySQL | `2026-11-27-000000_create_stored_sessions`, `2026-12-02-000000_session_expiry` |
+/// | PostgreSQL | `2026-11-27-000000_create_stored_sessions`, `2026-12-01-000000_user_key_id_index`, `2026-12-02-000000_session_expiry`, `2026-12-02-000001_session_expiry_index` |
+///
+/// `session_expiry` adds the `expires_at` deadline column and its index to
+/// a live table without locking it for long: see the README's Migrations
+/// section for what it costs on a large table.
 ///
 /// ```
 /// use stored_session::{migrations, Backend};
 ///
 /// let all = migrations::for_backend(Backend::Mysql);
 /// assert!(all[0].up.contains("LONGBLOB"));
+/// let pg = migrations::for_backend(Backend::Postgres);
+/// assert!(pg[3].up.contains("CONCURRENTLY"));
+/// assert_eq!(pg[3].metadata, Some("run_in_transaction = false\n"));
 /// ```
 pub fn for_backend(backend: Backend) -> &'static [Migration] {
     match backend {
-        Backend::Sqlite => &[Migration {
-            name: NAME,
-            up: include_str!(
-                "../migrations/sqlite/2026-11-27-000000_create_stored_sessions/up.sql"
-            ),
-            down: include_str!(
-                "../migrations/sqlite/2026-11-27-000000_create_stored_sessions/down.sql"
-            ),
-        }],
+        Backend::Sqlite => &[
+            migration!("sqlite", "2026-11-27-000000_create_stored_sessions"),
+            migration!("sqlite", "2026-12-02-000000_session_expiry"),
+        ],
         Backend::Postgres => &[
-            Migration {
-                name: NAME,
-                up: include_str!(
-                    "../migrations/postgres/2026-11-27-000000_create_stored_sessions/up.sql"
-                ),
-                down: include_str!(
-                    "../migrations/postgres/2026-11-27-000000_create_stored_sessions/down.sql"
-                ),
-            },
+            migration!("postgres", "2026-11-27-000000_create_stored_sessions"),
             // SQLite's and InnoDB's user_key indexes already end with the
             // row id; PostgreSQL needs it spelled out (see up.sql).
-            Migration {
-                name: "2026-12-01-000000_user_key_id_index",
-                up: include_str!(
-                    "../migrations/postgres/2026-12-01-000000_user_key_id_index/up.sql"
-                ),
-                down: include_str!(
-                    "../migrations/postgres/2026-12-01-000000_user_key_id_index/down.sql"
-                ),
-            },
-        ],
-        Backend::Mysql => &[Migration {
-            name: NAME,
-            up: include_str!("../migrations/mysql/2026-11-27-000000_create_stored_sessions/up.sql"),
-            down: include_str!(
-                "../migrations/mysql/2026-11-27-000000_create_stored_sessions/down.sql"
+            migration!("postgres", "2026-12-01-000000_user_key_id_index"),
+            // The column in a transaction; the index CONCURRENTLY, outside
+            // one, in a migration of its own.
+            migration!("postgres", "2026-12-02-000000_session_expiry"),
+            migration!(
+                "postgres",
+                "2026-12-02-000001_session_expiry_index",
+                metadata
             ),
-        }],
+        ],
+        Backend::Mysql => &[
+            migration!("mysql", "2026-11-27-000000_create_stored_sessions"),
+            migration!("mysql", "2026-12-02-000000_session_expiry"),
+        ],
     }
 }
 
 /// Writes the migrations for `backend` into `dir` (an application's Diesel
-/// migrations folder), one sub-directory each. Existing files are left alone
-/// unless identical content is already there.
+/// migrations folder), one sub-directory each (`up.sql`, `down.sql`, and
+/// `metadata.toml` when the migration has one). Existing files are left
+/// alone unless identical content is already there.
 ///
 /// # Errors
 ///
@@ -88,7 +112,10 @@ pub fn install(backend: Backend, dir: &std::path::Path) -> crate::Result<Vec<std
         std::fs::create_dir_all(&target).map_err(|e| {
             crate::Error::Config(format!("cannot create {}: {e}", target.display()))
         })?;
-        for (file, content) in [("up.sql", m.up), ("down.sql", m.down)] {
+        let files = [("up.sql", Some(m.up)), ("down.sql", Some(m.down))];
+        let metadata = [("metadata.toml", m.metadata)];
+        for (file, content) in files.into_iter().chain(metadata) {
+            let Some(content) = content else { continue };
             let path = target.join(file);
             match std::fs::read_to_string(&path) {
                 Ok(existing) if existing == content => continue,

@@ -17,5 +17,11 @@ diesel::table! {
         created_at -> BigInt,
         /// Last write or touch, Unix seconds.
         updated_at -> BigInt,
+        /// The session's deadline, Unix seconds, recomputed at each write
+        /// and touch (the earliest of its idle window, the absolute
+        /// lifetime and its own deadline); indexed, with `updated_at`.
+        /// `NULL`: the store's limits apply (rows last written before the
+        /// column existed, or sessions no limit applies to).
+        expires_at -> Nullable<BigInt>,
     }
 }

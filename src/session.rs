@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::codec::{self, LoadedPayload, PayloadRef};
 use crate::crypto::Salt;
 use crate::error::Result;
+use crate::expiry::Expiry;
 use crate::id::{SessionId, StoredId};
 use crate::metadata::MetadataPolicy;
 
@@ -58,6 +59,8 @@ pub struct Session {
     user: Option<String>,
     /// Client metadata and application fields (encrypted with the data).
     meta: BTreeMap<String, String>,
+    /// How long the session lives (encrypted with the data).
+    expiry: Expiry,
     /// What this request did to it (the delta against the original).
     changes: Changes,
     /// What `set_client` records (from the store's config).
@@ -76,6 +79,8 @@ struct Changes {
     user: bool,
     /// Metadata fields set or removed.
     meta: BTreeSet<String>,
+    /// The expiry changed.
+    expiry: bool,
     renew: bool,
     destroyed: bool,
 }
@@ -89,6 +94,7 @@ impl Changes {
             || !self.changed.is_empty()
             || !self.removed.is_empty()
             || !self.meta.is_empty()
+            || self.expiry
     }
 }
 
@@ -103,6 +109,7 @@ impl Session {
             data: BTreeMap::new(),
             user: None,
             meta: BTreeMap::new(),
+            expiry: Expiry::Default,
             changes: Changes::default(),
             metadata_policy,
         }
@@ -121,6 +128,7 @@ impl Session {
         session.data = payload.data;
         session.meta = payload.meta;
         session.user = payload.user;
+        session.expiry = Expiry::from_stored(payload.expiry);
         session
     }
 
@@ -146,6 +154,11 @@ impl Session {
         self.changes.user
     }
 
+    /// Whether this request changed the expiry.
+    pub(crate) fn expiry_changed(&self) -> bool {
+        self.changes.expiry
+    }
+
     /// Whether this request bound the session to a user.
     pub(crate) fn binds_user(&self) -> bool {
         self.changes.user && self.user.is_some()
@@ -164,6 +177,7 @@ impl Session {
             data: &self.data,
             meta: &self.meta,
             user: self.user.as_deref(),
+            expiry: self.expiry.stored(),
         }
     }
 
@@ -234,6 +248,9 @@ impl Session {
         self.merge_meta_into(&mut meta, &mut user);
         self.meta = meta;
         self.user = user;
+        if !self.changes.expiry {
+            self.expiry = Expiry::from_stored(base.expiry);
+        }
         self.record = Some(record);
     }
 
@@ -364,6 +381,7 @@ impl Session {
         self.data.clear();
         self.user = None;
         self.meta.clear();
+        self.expiry = Expiry::Default;
         let destroyed = self.changes.destroyed;
         self.changes = Changes {
             destroyed,
@@ -405,6 +423,55 @@ impl Session {
     /// The user id the session is bound to, if any.
     pub fn user_id(&self) -> Option<&str> {
         self.user.as_deref()
+    }
+
+    /// Sets how long this session lives (see [`Expiry`]): the store's
+    /// limits, its own idle window ("remember me"), an absolute deadline,
+    /// or a browser-session cookie. The choice is stored encrypted with the
+    /// session and survives [`renew`](Session::renew); at
+    /// [`save`](crate::SessionStore::save) it becomes the row's deadline,
+    /// which every later touch slides by the session's own idle window.
+    ///
+    /// Changing it is a write: the save moves the idle clock, recomputes the
+    /// deadline and returns [`CookieAction::Set`](crate::CookieAction::Set)
+    /// with the new [`CookieLifetime`](crate::CookieLifetime), so the
+    /// browser's cookie gets (or loses) its `Max-Age`. Setting the value
+    /// the session already has changes nothing. A session that holds no
+    /// values and no user is still not stored.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stored_session::{Config, CookieAction, CookieLifetime, Expiry, Keyring, ManualClock, SessionStore};
+    ///
+    /// let clock = ManualClock::starting_now();
+    /// let store = SessionStore::builder(Keyring::generate())
+    ///     .config(Config::default().idle_timeout(Some(Duration::from_secs(3600))).clock(clock.clock()))
+    ///     .open_migrated("sqlite::memory:")?;
+    /// let mut session = store.load(None)?;
+    /// session.insert("cart", &3)?;
+    /// session.set_expiry(Expiry::BrowserSession);
+    /// let CookieAction::Set(id, lifetime) = store.save(&mut session)? else { unreachable!() };
+    /// assert_eq!(lifetime, CookieLifetime::Session); // no Max-Age, no Expires
+    ///
+    /// // The server still ends it after the store's idle timeout.
+    /// clock.advance(Duration::from_secs(3601));
+    /// assert!(store.load(Some(id.as_cookie_value()))?.is_new());
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    pub fn set_expiry(&mut self, expiry: Expiry) {
+        // Whole seconds, as stored.
+        let expiry = Expiry::from_stored(expiry.stored());
+        if self.expiry != expiry {
+            self.expiry = expiry;
+            self.changes.expiry = true;
+        }
+    }
+
+    /// How long this session lives: what [`set_expiry`](Session::set_expiry)
+    /// chose, here or in an earlier request; [`Expiry::Default`] for a
+    /// session that never chose.
+    pub fn expiry(&self) -> Expiry {
+        self.expiry
     }
 
     /// Records the client's IP address and user agent, as far as the store's

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::crypto::{Macs, OpenError, Salt, SaltChoice, Sealer};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventKind, Events, RejectReason, Stopwatch, SubscriptionId};
+use crate::expiry::{CookieLifetime, Expiry};
 use crate::id::{SessionId, StoredId};
 use crate::session::{Record, Session};
 use crate::Keyring;
@@ -35,7 +36,7 @@ const INSERT_ATTEMPTS: usize = 3;
 /// let mut session = store.load(None)?;
 /// session.insert("user_id", &42u64)?;
 /// let cookie = match store.save(&mut session)? {
-///     CookieAction::Set(id) => id,
+///     CookieAction::Set(id, _lifetime) => id,
 ///     other => unreachable!("{other:?}"),
 /// };
 ///
@@ -60,25 +61,34 @@ struct Inner {
 
 /// What the response must do with the session cookie after a
 /// [`save`](SessionStore::save).
+///
+/// [`Set`](CookieAction::Set) and [`Refresh`](CookieAction::Refresh) carry
+/// the cookie's lifetime, which follows the session's
+/// [`Expiry`](crate::Expiry): the adapter's policy default, a
+/// browser-session cookie, or a `Max-Age` of the session's remaining life.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use = "the cookie must be set or removed on the response"]
 pub enum CookieAction {
     /// Leave the cookie alone.
     Keep,
-    /// Set the session cookie to this id (new or renewed session).
-    Set(SessionId),
+    /// Set the session cookie to this id, with this lifetime: a new or
+    /// renewed session, or one whose [`Expiry`](crate::Expiry) changed (the
+    /// same id, written again so the cookie gets or loses its `Max-Age`).
+    Set(SessionId, CookieLifetime),
     /// Remove the session cookie (destroyed, emptied, or it named a session
     /// that no longer exists).
     Remove,
     /// The id is unchanged but the store moved the session's idle clock (a
-    /// data write or a touch, see [`Config::touch_after`]): a persistent
-    /// cookie (one with `Max-Age`) should be sent again with this id so its
-    /// expiry follows the idle timeout. A session cookie (no `Max-Age`) may
-    /// be left alone, as for [`Keep`](CookieAction::Keep).
+    /// data write or a touch, see [`Config::touch_after`]) and with it the
+    /// session's deadline: a persistent cookie (one whose lifetime has a
+    /// `Max-Age`, see [`CookieLifetime::max_age`]) should be sent again
+    /// with this id and lifetime so its expiry follows the session's. A
+    /// browser-session cookie (no `Max-Age`) may be left alone, as for
+    /// [`Keep`](CookieAction::Keep).
     ///
     /// ```
     /// use std::time::Duration;
-    /// use stored_session::{Config, CookieAction, Keyring, ManualClock, SessionStore};
+    /// use stored_session::{Config, CookieAction, CookieLifetime, Keyring, ManualClock, SessionStore};
     ///
     /// let clock = ManualClock::starting_now();
     /// let store = SessionStore::builder(Keyring::generate())
@@ -86,7 +96,8 @@ pub enum CookieAction {
     ///     .open_migrated("sqlite::memory:")?;
     /// let mut session = store.load(None)?;
     /// session.insert("k", &1)?;
-    /// let CookieAction::Set(id) = store.save(&mut session)? else { unreachable!() };
+    /// let CookieAction::Set(id, lifetime) = store.save(&mut session)? else { unreachable!() };
+    /// assert_eq!(lifetime, CookieLifetime::PolicyDefault); // the session kept Expiry::Default
     ///
     /// // Within `touch_after`: the idle clock stays, nothing to resend.
     /// let mut session = store.load(Some(id.as_cookie_value()))?;
@@ -95,10 +106,10 @@ pub enum CookieAction {
     /// // Later, a read alone touches the row: resend the same id.
     /// clock.advance(Duration::from_secs(61));
     /// let mut session = store.load(Some(id.as_cookie_value()))?;
-    /// assert_eq!(store.save(&mut session)?, CookieAction::Refresh(id));
+    /// assert_eq!(store.save(&mut session)?, CookieAction::Refresh(id, CookieLifetime::PolicyDefault));
     /// # Ok::<(), stored_session::Error>(())
     /// ```
-    Refresh(SessionId),
+    Refresh(SessionId, CookieLifetime),
 }
 
 /// Builds a [`SessionStore`] from three parts: the keys (given to
@@ -404,6 +415,14 @@ impl SessionStore {
         if payload.created_at <= self.inner.config.lifetime_cutoff(now) {
             return Err(RejectReason::Expired);
         }
+        // The session's own deadline, from the authenticated payload: moving
+        // the `expires_at` column does not extend it either.
+        if Expiry::from_stored(payload.expiry)
+            .at()
+            .is_some_and(|at| at <= now)
+        {
+            return Err(RejectReason::Expired);
+        }
         Ok((
             payload,
             RowMeta {
@@ -435,11 +454,20 @@ impl SessionStore {
     /// [`CookieAction::Remove`], and the `Session` is emptied of its values,
     /// user binding and metadata (a later insert starts an anonymous one).
     ///
+    /// Every write and touch also stores the session's deadline (from its
+    /// [`Expiry`](crate::Expiry), sliding by its own idle window); a changed
+    /// expiry moves the idle clock and the deadline at once, and a session
+    /// whose own deadline ([`Expiry::At`](crate::Expiry::At),
+    /// [`Expiry::Idle`](crate::Expiry::Idle)) has already passed is ended
+    /// as by [`destroy`](Session::destroy).
+    ///
     /// The result says everything the response must do with the cookie:
-    /// [`Set`](CookieAction::Set) a new id, [`Remove`](CookieAction::Remove)
-    /// it, [`Refresh`](CookieAction::Refresh) it (same id, the idle clock
-    /// moved: resend a persistent cookie so its `Max-Age` restarts), or
-    /// [`Keep`](CookieAction::Keep) it.
+    /// [`Set`](CookieAction::Set) it (a new id, or the same one after the
+    /// expiry changed), [`Remove`](CookieAction::Remove) it,
+    /// [`Refresh`](CookieAction::Refresh) it (same id, the idle clock moved:
+    /// resend a persistent cookie so its `Max-Age` restarts), or
+    /// [`Keep`](CookieAction::Keep) it; `Set` and `Refresh` carry the
+    /// cookie's [`CookieLifetime`].
     ///
     /// After a successful save the session is clean and may be used and
     /// saved again.
@@ -453,21 +481,45 @@ impl SessionStore {
     /// never an error: it is resolved under the row's lock.
     #[doc(alias = "commit")]
     pub fn save(&self, session: &mut Session) -> Result<CookieAction> {
+        let now = self.now();
         let binds_user = session.binds_user();
+        let expiry_changed = session.expiry_changed();
         let idle_clock_before = session.record().map(|r| r.updated_at);
-        let action = self.save_inner(session)?;
+        let action = self.save_inner(session, now)?;
         if binds_user {
             self.enforce_session_cap(session); // Config::max_sessions_per_user (users.rs)
         }
         session.mark_clean();
-        // The one place that says whether the idle clock moved: a write or
-        // a touch of the same row left it elsewhere than this request read it.
+        // The one place that gives the cookie its lifetime, and says whether
+        // the idle clock moved: a write or a touch of the same row left it
+        // elsewhere than this request read it.
+        let lifetime = self.cookie_lifetime(session, now);
         Ok(match (action, session.id(), session.record()) {
+            (CookieAction::Set(id, _), _, _) => CookieAction::Set(id, lifetime),
+            (CookieAction::Keep, Some(id), Some(_)) if expiry_changed => {
+                CookieAction::Set(id.clone(), lifetime)
+            }
             (CookieAction::Keep, Some(id), Some(r)) if Some(r.updated_at) != idle_clock_before => {
-                CookieAction::Refresh(id.clone())
+                CookieAction::Refresh(id.clone(), lifetime)
             }
             (action, _, _) => action,
         })
+    }
+
+    /// The deadline (`expires_at`) of `session`'s row with its idle clock
+    /// at `updated_at`.
+    fn deadline(&self, session: &Session, updated_at: i64) -> Option<i64> {
+        session
+            .expiry()
+            .deadline(&self.inner.config, session.payload().created_at, updated_at)
+    }
+
+    /// The cookie lifetime of `session` as it was just saved.
+    fn cookie_lifetime(&self, session: &Session, now: i64) -> CookieLifetime {
+        let deadline = session
+            .record()
+            .and_then(|r| self.deadline(session, r.updated_at));
+        session.expiry().cookie_lifetime(deadline, now)
     }
 
     /// Ends the session named by a cookie value without loading it: for
@@ -513,8 +565,17 @@ impl SessionStore {
         Ok(rows == 1)
     }
 
-    fn save_inner(&self, session: &mut Session) -> Result<CookieAction> {
-        let now = self.now();
+    /// The write rules; `Set` carries a placeholder lifetime, which `save`
+    /// replaces.
+    fn save_inner(&self, session: &mut Session, now: i64) -> Result<CookieAction> {
+        // A session whose own deadline has passed (or an idle window of
+        // zero) ends now, as a destroyed one does.
+        if session.expiry().is_own()
+            && !session.is_destroyed()
+            && self.deadline(session, now).is_some_and(|d| d <= now)
+        {
+            session.destroy();
+        }
         let Some(record) = session.record().cloned() else {
             // A session without a row.
             if session.is_destroyed() || !session.has_content() {
@@ -553,7 +614,12 @@ impl SessionStore {
         }
         if self.touch_due(record.updated_at, now) {
             let started = self.stopwatch();
-            let rows = self.inner.db.touch(&record.sid, now, self.cutoffs(now))?;
+            let rows = self.inner.db.touch(
+                &record.sid,
+                now,
+                self.deadline(session, now),
+                self.cutoffs(now),
+            )?;
             self.emit(Event::new(
                 EventKind::Touch,
                 Some(record.sid),
@@ -627,6 +693,7 @@ impl SessionStore {
                 user_key: user_key.as_ref().map(|k| k.as_slice()),
                 created_at: payload.created_at,
                 updated_at: now,
+                expires_at: self.deadline(session, now),
             };
             if self.inner.db.insert(&row)? {
                 self.emit(Event::new(
@@ -636,7 +703,7 @@ impl SessionStore {
                     1,
                 ));
                 session.stored_as(id.clone(), salt, now);
-                return Ok(CookieAction::Set(id));
+                return Ok(CookieAction::Set(id, CookieLifetime::PolicyDefault));
             }
         }
         Err(Error::IdsExhausted)
@@ -660,6 +727,7 @@ impl SessionStore {
                     user_key: user_key.as_ref().map(|k| k.as_slice()),
                     created_at: payload.created_at,
                     updated_at: now,
+                    expires_at: self.deadline(session, now),
                 };
                 let lock = user_key.as_ref().map(UserLock::of);
                 match self.inner.db.renew(&record.sid, record.version, &row, lock) {
@@ -707,7 +775,10 @@ impl SessionStore {
             } else {
                 Binding::Keep
             };
-            let touch = self.touch_due(record.updated_at, now).then_some(now);
+            // The idle clock moves when it is due, or when the expiry
+            // changed (the deadline must follow the new choice now).
+            let touch = (self.touch_due(record.updated_at, now) || session.expiry_changed())
+                .then(|| (now, self.deadline(session, now)));
             let rows = self.inner.db.update(
                 &record.sid,
                 record.version,
@@ -723,7 +794,10 @@ impl SessionStore {
                     started.elapsed(),
                     1,
                 ));
-                session.written(record.version + 1, touch.unwrap_or(record.updated_at));
+                session.written(
+                    record.version + 1,
+                    touch.map_or(record.updated_at, |(now, _)| now),
+                );
                 return Ok(CookieAction::Keep);
             }
         }
@@ -815,6 +889,9 @@ impl SessionStore {
             return Ok(Plan::Delete);
         }
         let payload = session.payload();
+        // Both plans move the idle clock to `now`; the deadline follows the
+        // merged session's expiry.
+        let expires_at = self.deadline(session, now);
         if renew {
             let id = SessionId::generate();
             let (data, salt) = self.seal(&id.stored_id(), 1, SaltChoice::Fresh, &payload)?;
@@ -825,6 +902,7 @@ impl SessionStore {
                 user_key,
                 created_at: payload.created_at,
                 now,
+                expires_at,
             })
         } else {
             let (data, _) =
@@ -833,6 +911,7 @@ impl SessionStore {
                 data,
                 version: meta.version,
                 now,
+                expires_at,
                 user_key,
             })
         }
@@ -853,7 +932,7 @@ impl SessionStore {
         e.previous_sid = Some(previous);
         self.emit(e);
         session.stored_as(id.clone(), salt, now);
-        CookieAction::Set(id)
+        CookieAction::Set(id, CookieLifetime::PolicyDefault)
     }
 
     /// The `user_key` column value for the session's user binding, under

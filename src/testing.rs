@@ -247,7 +247,7 @@ impl TestStore {
             .unwrap_or_else(|e| panic!("loading a new session failed: {e}"));
         fill(&mut session).unwrap_or_else(|e| panic!("filling the test session failed: {e}"));
         match store.save(&mut session) {
-            Ok(crate::CookieAction::Set(id)) => self.cookie_for(&id),
+            Ok(crate::CookieAction::Set(id, _)) => self.cookie_for(&id),
             Ok(other) => panic!("the test session was not stored (is it empty?): {other:?}"),
             Err(e) => panic!("storing the test session failed: {e}"),
         }
@@ -500,7 +500,10 @@ mod tests {
         let test = TestStore::new();
         let cookie = test.create_session(|s| s.insert("k", &1));
         let id = SessionId::parse(cookie.value()).unwrap();
-        let set = vec![test.policy().session_cookie(&id).header_value()];
+        let set = vec![test
+            .policy()
+            .session_cookie(&id, crate::CookieLifetime::PolicyDefault)
+            .header_value()];
         assert_eq!(test.assert_cookie_set(&set), cookie);
         let removal = vec![test.policy().removal_cookie().header_value()];
         test.assert_cookie_removed(&removal);
@@ -515,7 +518,7 @@ mod tests {
         }));
         let wrong_path = vec![CookiePolicy::new()
             .with_path("/x")
-            .session_cookie(&id)
+            .session_cookie(&id, crate::CookieLifetime::PolicyDefault)
             .header_value()];
         assert!(caught(&|| {
             test.assert_cookie_set(&wrong_path);

@@ -1,7 +1,12 @@
-//! Trimming: deleting idle- and absolutely-expired sessions in batches.
+//! Trimming: deleting expired sessions in batches.
 //!
 //! Expired sessions are already invisible (every load filters them out in
-//! SQL); trimming reclaims their space. Run [`trim_inactive`] from a cron job
+//! SQL); trimming reclaims their space. A run walks three index ranges:
+//! rows past their own deadline (`expires_at`, which every write and touch
+//! sets, whatever idle window or deadline the session chose), rows without
+//! one (last written before the `expires_at` column existed) idle longer
+//! than the store's idle timeout, and rows older than the store's absolute
+//! lifetime. Run [`trim_inactive`] from a cron job
 //! or the `stored-session trim` command, or keep a [`Trimmer`] thread in the
 //! application. [`Trim::run_on`] trims a [`Database`] without a store (and
 //! without keys).
@@ -11,7 +16,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::backend::{Cutoffs, Database, Expiry};
+use crate::backend::{Cutoffs, Database, TrimRule};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::{Event, EventKind};
@@ -42,9 +47,10 @@ impl fmt::Display for TrimReport {
     }
 }
 
-/// Deletes every expired session (idle or past its absolute lifetime, per
-/// the store's [`Config`](crate::Config)) in batches of
-/// [`DEFAULT_BATCH_SIZE`], each its own short statement.
+/// Deletes every expired session (past its own deadline, see
+/// [`Expiry`](crate::Expiry), or past the store's limits, per its
+/// [`Config`](crate::Config)) in batches of [`DEFAULT_BATCH_SIZE`], each
+/// its own short statement.
 ///
 /// # Errors
 ///
@@ -145,14 +151,19 @@ impl Trim {
     }
 
     /// Overrides the store's (or config's) idle timeout for this run
-    /// (`None` disables the rule).
+    /// (`None` disables the rule). It applies to the rows without a
+    /// deadline of their own (last written before the `expires_at` column
+    /// existed); every other row is trimmed at its own deadline, which its
+    /// last write or touch computed from its session's idle window.
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.idle_timeout = Rule::Override(timeout);
         self
     }
 
     /// Overrides the store's (or config's) absolute lifetime for this run
-    /// (`None` disables the rule).
+    /// (`None` disables the rule): rows created longer ago are deleted
+    /// whatever their deadline. Rows past their own deadline are deleted
+    /// either way.
     pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
         self.max_lifetime = Rule::Override(lifetime);
         self
@@ -252,16 +263,20 @@ impl Trim {
         let cut = self.cutoffs(config);
         let limit = i64::try_from(self.batch_size).unwrap_or(i64::MAX);
         let mut report = TrimReport::default();
-        for (rule, cutoff) in [(Expiry::Idle, cut.idle), (Expiry::Lifetime, cut.lifetime)] {
+        for (rule, cutoff) in [
+            (TrimRule::Deadline, cut.now),
+            (TrimRule::Idle, cut.idle),
+            (TrimRule::Lifetime, cut.lifetime),
+        ] {
             if cutoff == i64::MIN {
                 continue; // rule disabled
             }
             loop {
-                let ids = database.expired_ids(rule, cutoff, limit)?;
+                let ids = database.expired_ids(rule, cut, limit)?;
                 if ids.is_empty() {
                     break;
                 }
-                let deleted = database.delete_expired(&ids, rule, cutoff)?;
+                let deleted = database.delete_expired(&ids, rule, cut)?;
                 if deleted > 0 {
                     report.deleted += deleted as u64;
                     report.batches += 1;

@@ -162,7 +162,7 @@ fn sign_in(store: &SessionStore, user: &str, agent: &str, ip: &str) -> String {
     s.set_client(Some(ip.parse().unwrap()), Some(agent));
     s.insert("k", &1).unwrap();
     match store.save(&mut s).unwrap() {
-        CookieAction::Set(id) => id.as_cookie_value().to_owned(),
+        CookieAction::Set(id, _) => id.as_cookie_value().to_owned(),
         other => panic!("{other:?}"),
     }
 }

@@ -434,7 +434,7 @@ fn sign_in(store: &SessionStore, user: &str, agent: &str) -> String {
     s.set_meta("location", Some("Lisbon, PT"));
     s.insert("k", &1).unwrap();
     match store.save(&mut s).unwrap() {
-        CookieAction::Set(id) => id.as_cookie_value().to_owned(),
+        CookieAction::Set(id, _) => id.as_cookie_value().to_owned(),
         other => panic!("{other:?}"),
     }
 }

@@ -71,7 +71,10 @@ fn migrate_creates_the_table(h: &Harness) {
         .unwrap();
     let mut s = store.load(None).unwrap();
     s.insert("k", &1).unwrap();
-    assert!(matches!(store.save(&mut s).unwrap(), CookieAction::Set(_)));
+    assert!(matches!(
+        store.save(&mut s).unwrap(),
+        CookieAction::Set(_, _)
+    ));
 }
 
 fn trim_dry_run_then_trim_in_batches(h: &Harness) {
@@ -141,7 +144,7 @@ fn keygen_and_rotate_keys(h: &Harness) {
     for i in 0..12u32 {
         let mut s = old_store.load(None).unwrap();
         s.insert("i", &i).unwrap();
-        if let CookieAction::Set(id) = old_store.save(&mut s).unwrap() {
+        if let CookieAction::Set(id, _) = old_store.save(&mut s).unwrap() {
             cookies.push(id.as_cookie_value().to_owned());
         }
     }
@@ -397,12 +400,27 @@ fn install_writes_the_backend_migrations() {
             None,
             &["install", "--backend", name, "--dir", &sub],
         ));
-        // Two files (up and down) per migration.
+        // Two files (up and down) per migration, plus metadata.toml for a
+        // migration that has one.
         let all = migrations::for_backend(backend);
-        assert_eq!(out.lines().count(), 2 * all.len(), "{out}");
-        let m = migrations::for_backend(backend)[0];
-        let up = std::fs::read_to_string(format!("{sub}/{}/up.sql", m.name)).unwrap();
-        assert_eq!(up, m.up);
+        let files: usize = all
+            .iter()
+            .map(|m| 2 + usize::from(m.metadata.is_some()))
+            .sum();
+        assert_eq!(out.lines().count(), files, "{out}");
+        for m in all {
+            let up = std::fs::read_to_string(format!("{sub}/{}/up.sql", m.name)).unwrap();
+            assert_eq!(up, m.up);
+            let down = std::fs::read_to_string(format!("{sub}/{}/down.sql", m.name)).unwrap();
+            assert_eq!(down, m.down);
+            let metadata = std::fs::read_to_string(format!("{sub}/{}/metadata.toml", m.name)).ok();
+            assert_eq!(metadata.as_deref(), m.metadata, "{}", m.name);
+        }
+        // PostgreSQL's index migration runs outside a transaction (CREATE
+        // INDEX CONCURRENTLY), for the diesel CLI too.
+        if backend == stored_session::Backend::Postgres {
+            assert!(out.contains("session_expiry_index/metadata.toml"), "{out}");
+        }
         // Again: nothing to do, not an error.
         let out = stdout(&cli(
             None,

@@ -60,7 +60,7 @@ fn all_lines() -> Vec<String> {
 
 fn cookie(action: CookieAction) -> String {
     match action {
-        CookieAction::Set(id) => id.as_cookie_value().to_owned(),
+        CookieAction::Set(id, _) => id.as_cookie_value().to_owned(),
         other => panic!("{other:?}"),
     }
 }

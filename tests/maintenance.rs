@@ -31,7 +31,7 @@ fn create(store: &SessionStore, n: u32) -> String {
     let mut s = store.load(None).unwrap();
     s.insert("n", &n).unwrap();
     match store.save(&mut s).unwrap() {
-        CookieAction::Set(id) => id.as_cookie_value().to_owned(),
+        CookieAction::Set(id, _) => id.as_cookie_value().to_owned(),
         other => panic!("{other:?}"),
     }
 }
@@ -76,15 +76,26 @@ fn trim_deletes_exactly_the_expired_rows_in_batches(h: &Harness) {
     // Nothing left to do.
     let again = trim_inactive(&store).unwrap();
     assert_eq!((again.deleted, again.batches), (0, 0));
-    // Overrides: a 5-second idle timeout takes everything but the store's
-    // own fresh sessions... which are 0 s old, so they stay too.
+    // Overrides: a 30-second idle timeout takes every row without a
+    // deadline of its own (the raw rows, as a table from before the
+    // `expires_at` column has them); the store's sessions carry theirs
+    // (2 idle hours from their last write), so they stay.
     h.advance(60);
     let report = Trim::new()
         .idle_timeout(Some(Duration::from_secs(30)))
         .max_lifetime(None)
         .run(&store)
         .unwrap();
-    assert_eq!(report.deleted, 46);
+    assert_eq!(report.deleted, 41);
+    assert_eq!(count(db), 5);
+    // At their deadline they go, whatever the overrides say.
+    h.advance(2 * HOUR);
+    let report = Trim::new()
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .run(&store)
+        .unwrap();
+    assert_eq!(report.deleted, 5);
     assert_eq!(count(db), 0);
 }
 
@@ -103,11 +114,15 @@ fn trim_spares_sessions_touched_during_the_run(h: &Harness) {
         .load::<i64>(c)
         .unwrap());
     assert_eq!(ids.len(), 1);
-    // …then it is touched (a live request's write) before the delete runs.
+    // …then it is touched (a live request's write: the idle clock and the
+    // deadline move) before the delete runs.
     with_conn!(store.database(), |c| diesel::update(
         t::stored_sessions.filter(t::id.eq(ids[0]))
     )
-    .set(t::updated_at.eq(now(h)))
+    .set((
+        t::updated_at.eq(now(h)),
+        t::expires_at.eq(now(h) + 2 * HOUR as i64)
+    ))
     .execute(c)
     .unwrap());
     let report = trim_inactive(&store).unwrap();

@@ -329,7 +329,7 @@ fn logout_races(h: &Harness, races: usize) {
         let ok = match (&slow_result, op) {
             // The slow request renewed before the logout reached the row:
             // its new session is a different id; the logged-out one is gone.
-            (CookieAction::Set(new_id), SlowOp::Renew) if !sequenced => {
+            (CookieAction::Set(new_id, _), SlowOp::Renew) if !sequenced => {
                 renew_won += 1;
                 let alive = row(store.database(), &new_id.stored_id()).is_some();
                 old_row.is_none() && remaining == usize::from(alive)
@@ -420,7 +420,7 @@ fn concurrent_renew_and_logout_never_fail(h: &Harness) {
         });
         for (who, r) in [("renew", a), ("logout", b)] {
             match r {
-                Ok(CookieAction::Set(id)) if who == "renew" => {
+                Ok(CookieAction::Set(id, _)) if who == "renew" => {
                     // The renew won: log the new session out too.
                     let mut s = store.load(Some(id.as_cookie_value())).unwrap();
                     s.destroy();
@@ -474,7 +474,7 @@ fn many_writers(h: &Harness, threads: usize, updates: usize) {
                             store.save(&mut s)
                         });
                         match made {
-                            Ok(CookieAction::Set(id)) => {
+                            Ok(CookieAction::Set(id, _)) => {
                                 created
                                     .lock()
                                     .unwrap()

@@ -637,5 +637,8 @@ fn sqlite_writers_blocked_elsewhere() {
     }
     let mut s = store.load(None).unwrap();
     s.insert("k", &1u8).unwrap();
-    assert!(matches!(store.save(&mut s).unwrap(), CookieAction::Set(_)));
+    assert!(matches!(
+        store.save(&mut s).unwrap(),
+        CookieAction::Set(_, _)
+    ));
 }

@@ -17,7 +17,7 @@ fn sign_in(store: &SessionStore, user: &str) -> String {
     s.set_meta("device", Some("laptop"));
     s.renew();
     match store.save(&mut s).unwrap() {
-        CookieAction::Set(id) => id.as_cookie_value().to_owned(),
+        CookieAction::Set(id, _) => id.as_cookie_value().to_owned(),
         other => panic!("{other:?}"),
     }
 }
@@ -34,7 +34,7 @@ fn assert_wiped(s: &stored_session::Session) {
 /// metadata, none of the old values.
 fn assert_next_is_anonymous(store: &SessionStore, s: &mut stored_session::Session, old: &str) {
     s.insert("flash", "signed out").unwrap();
-    let CookieAction::Set(id) = store.save(s).unwrap() else {
+    let CookieAction::Set(id, _) = store.save(s).unwrap() else {
         panic!("a new session needs a cookie");
     };
     assert_ne!(id.as_cookie_value(), old);
@@ -73,7 +73,7 @@ fn insert_after_destroy_starts_an_anonymous_session(h: &Harness) {
     let mut s = store.load(Some(&cookie)).unwrap();
     s.destroy();
     s.insert("flash", "signed out").unwrap();
-    let CookieAction::Set(id) = store.save(&mut s).unwrap() else {
+    let CookieAction::Set(id, _) = store.save(&mut s).unwrap() else {
         panic!("the flash needs a new session");
     };
     assert_ne!(id.as_cookie_value(), cookie);
@@ -138,7 +138,7 @@ fn renew_keeps_the_absolute_deadline(h: &Harness) {
         let mut s = store.load(Some(&cookie)).unwrap();
         assert!(!s.is_new(), "renewed sessions live until the deadline");
         s.renew();
-        let CookieAction::Set(id) = store.save(&mut s).unwrap() else {
+        let CookieAction::Set(id, _) = store.save(&mut s).unwrap() else {
             panic!("renew sets a cookie");
         };
         assert_eq!(s.created_at(), created, "renew moved the creation time");
@@ -167,10 +167,10 @@ fn renew_after_a_conflict_keeps_the_absolute_deadline(h: &Harness) {
     // 1000 s in, the write moves the idle clock: resend the same id.
     assert!(matches!(
         store.save(&mut b).unwrap(),
-        CookieAction::Refresh(_)
+        CookieAction::Refresh(..)
     ));
     a.renew();
-    let CookieAction::Set(id) = store.save(&mut a).unwrap() else {
+    let CookieAction::Set(id, _) = store.save(&mut a).unwrap() else {
         panic!("renew sets a cookie");
     };
     let renewed = store.load(Some(id.as_cookie_value())).unwrap();
@@ -193,7 +193,7 @@ fn spawn_renew(
         s.renew();
         barrier.wait();
         match store.save(&mut s).unwrap() {
-            CookieAction::Set(id) => Some(id.as_cookie_value().to_owned()),
+            CookieAction::Set(id, _) => Some(id.as_cookie_value().to_owned()),
             _ => None,
         }
     })

@@ -9,8 +9,8 @@ use std::time::Duration;
 use common::{contains, count, row, rows, set_created_at, set_data, Harness};
 use serde::{Deserialize, Serialize};
 use stored_session::{
-    CookieAction, Error, Event, EventKind, Key, Keyring, RejectReason, Session, SessionId,
-    SessionStore,
+    CookieAction, CookieLifetime, Error, Event, EventKind, Key, Keyring, RejectReason, Session,
+    SessionId, SessionStore,
 };
 
 const DAY: u64 = 24 * 60 * 60;
@@ -33,7 +33,7 @@ fn create(store: &SessionStore, values: &[(&str, &str)]) -> String {
 
 fn cookie_of(action: CookieAction) -> String {
     match action {
-        CookieAction::Set(id) => id.as_cookie_value().to_owned(),
+        CookieAction::Set(id, _) => id.as_cookie_value().to_owned(),
         other => panic!("expected a cookie to be set, got {other:?}"),
     }
 }
@@ -339,7 +339,10 @@ fn idle_expiry_and_touch_never_revives(h: &Harness) {
         let mut s = store.load(Some(&cookie)).unwrap();
         assert!(!s.is_new(), "expired while active");
         let id = SessionId::parse(&cookie).unwrap();
-        assert_eq!(store.save(&mut s).unwrap(), CookieAction::Refresh(id));
+        assert_eq!(
+            store.save(&mut s).unwrap(),
+            CookieAction::Refresh(id, CookieLifetime::PolicyDefault)
+        );
     }
     // A request that loaded it just before expiry commits just after: the
     // touch must not revive it.
@@ -449,7 +452,7 @@ fn save_says_refresh_exactly_when_the_idle_clock_moved(h: &Harness) {
     let mut s = store.load(Some(&cookie)).unwrap();
     assert_eq!(
         store.save(&mut s).unwrap(),
-        CookieAction::Refresh(id.clone())
+        CookieAction::Refresh(id.clone(), CookieLifetime::PolicyDefault)
     );
     assert_eq!(idle_clock(), start + 400);
     // The same Session saved again at once: nothing moved, Keep.
@@ -461,7 +464,7 @@ fn save_says_refresh_exactly_when_the_idle_clock_moved(h: &Harness) {
     s.insert("k", "x").unwrap();
     assert_eq!(
         store.save(&mut s).unwrap(),
-        CookieAction::Refresh(id.clone())
+        CookieAction::Refresh(id.clone(), CookieLifetime::PolicyDefault)
     );
     assert_eq!(idle_clock(), start + 701);
 
@@ -475,7 +478,7 @@ fn save_says_refresh_exactly_when_the_idle_clock_moved(h: &Harness) {
     assert_eq!(idle_clock(), start + 701);
     assert_eq!(
         store.save(&mut b).unwrap(),
-        CookieAction::Refresh(id.clone())
+        CookieAction::Refresh(id.clone(), CookieLifetime::PolicyDefault)
     );
     assert_eq!(idle_clock(), start + 711);
     let s = store.load(Some(&cookie)).unwrap();
@@ -496,7 +499,10 @@ fn touch_updates_only_the_clock(h: &Harness) {
     let events = record_events(&store);
     assert_eq!(
         store.save(&mut s).unwrap(),
-        CookieAction::Refresh(SessionId::parse(&cookie).unwrap())
+        CookieAction::Refresh(
+            SessionId::parse(&cookie).unwrap(),
+            CookieLifetime::PolicyDefault
+        )
     );
     let after = row(store.database(), &sid).unwrap();
     assert_eq!(after.updated_at, before.updated_at + 301);
@@ -541,7 +547,10 @@ fn data_write_moves_the_idle_clock_only_when_a_touch_is_due(h: &Harness) {
     s.insert("k", "v3").unwrap();
     assert_eq!(
         store.save(&mut s).unwrap(),
-        CookieAction::Refresh(SessionId::parse(&cookie).unwrap())
+        CookieAction::Refresh(
+            SessionId::parse(&cookie).unwrap(),
+            CookieLifetime::PolicyDefault
+        )
     );
     let late = row(store.database(), &sid).unwrap();
     assert_eq!(late.version, created.version + 2);

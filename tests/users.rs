@@ -19,7 +19,7 @@ fn sign_in(store: &SessionStore, user: &str) -> String {
     s.set_user(user);
     s.renew();
     match store.save(&mut s).unwrap() {
-        CookieAction::Set(id) => id.as_cookie_value().to_owned(),
+        CookieAction::Set(id, _) => id.as_cookie_value().to_owned(),
         other => panic!("{other:?}"),
     }
 }
@@ -32,7 +32,7 @@ fn revoking_a_user_removes_exactly_their_sessions(h: &Harness) {
         let mut s = store.load(None).unwrap();
         s.insert("cart", "1 pear").unwrap();
         match store.save(&mut s).unwrap() {
-            CookieAction::Set(id) => id.as_cookie_value().to_owned(),
+            CookieAction::Set(id, _) => id.as_cookie_value().to_owned(),
             other => panic!("{other:?}"),
         }
     };
@@ -127,7 +127,7 @@ fn binding_survives_renew_and_can_be_cleared(h: &Harness) {
     assert_eq!(s.user_id(), Some("erin"));
     s.renew();
     let renewed = match store.save(&mut s).unwrap() {
-        CookieAction::Set(id) => id.as_cookie_value().to_owned(),
+        CookieAction::Set(id, _) => id.as_cookie_value().to_owned(),
         other => panic!("{other:?}"),
     };
     let list = store
@@ -482,7 +482,7 @@ fn paging_is_complete_while_sessions_are_touched(h: &Harness) {
         s.set_meta("n", Some(&n.to_string()));
         s.renew();
         match store.save(&mut s).unwrap() {
-            CookieAction::Set(id) => cookies.push(id.as_cookie_value().to_owned()),
+            CookieAction::Set(id, _) => cookies.push(id.as_cookie_value().to_owned()),
             other => panic!("{other:?}"),
         }
     }
@@ -689,7 +689,7 @@ fn session_cap_revokes_the_oldest_at_login(h: &Harness) {
         let mut s = store.load(None).unwrap();
         s.insert("cart", "1 pear").unwrap();
         match store.save(&mut s).unwrap() {
-            CookieAction::Set(id) => id.as_cookie_value().to_owned(),
+            CookieAction::Set(id, _) => id.as_cookie_value().to_owned(),
             other => panic!("{other:?}"),
         }
     };

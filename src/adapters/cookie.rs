@@ -10,6 +10,7 @@ use ::cookie::{Cookie, SameSite};
 
 use crate::cookie_header::cookie_pairs;
 use crate::error::{Error, Result};
+use crate::expiry::CookieLifetime;
 use crate::id::SessionId;
 
 /// The prefix that makes browsers pin a cookie to the exact host that set it,
@@ -148,7 +149,10 @@ impl CookiePolicy {
     /// `None` (the default): a session cookie, dropped when the browser
     /// closes. `Some(age)`: a persistent cookie with `Max-Age`, refreshed
     /// whenever the store refreshes the session's idle clock. Pick an age no
-    /// longer than the store's idle timeout.
+    /// longer than the store's idle timeout. This is the lifetime of
+    /// sessions that keep [`Expiry::Default`](crate::Expiry::Default); a
+    /// session that chose its own expiry gets the cookie lifetime that
+    /// follows from it (see [`CookieLifetime`]).
     pub fn with_max_age(mut self, age: Option<Duration>) -> Self {
         self.max_age = age;
         self
@@ -245,10 +249,28 @@ impl CookiePolicy {
         Ok(())
     }
 
-    /// The `Set-Cookie` that hands `id` to the browser.
-    pub fn session_cookie(&self, id: &SessionId) -> SetCookie {
+    /// The `Set-Cookie` that hands `id` to the browser, with the lifetime
+    /// the store gave it ([`CookieAction::Set`](crate::CookieAction::Set),
+    /// [`CookieAction::Refresh`](crate::CookieAction::Refresh)):
+    /// [`CookieLifetime::PolicyDefault`] writes this policy's
+    /// [`max_age`](CookiePolicy::max_age), [`CookieLifetime::Session`] no
+    /// `Max-Age`, [`CookieLifetime::MaxAge`] that one.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stored_session::adapters::CookiePolicy;
+    /// use stored_session::{CookieLifetime, SessionId};
+    ///
+    /// let id = SessionId::generate();
+    /// let policy = CookiePolicy::new();
+    /// let plain = policy.session_cookie(&id, CookieLifetime::PolicyDefault).header_value();
+    /// assert!(!plain.contains("Max-Age") && !plain.contains("Expires"));
+    /// let month = CookieLifetime::MaxAge(Duration::from_secs(30 * 24 * 3600));
+    /// assert!(policy.session_cookie(&id, month).header_value().contains("Max-Age=2592000"));
+    /// ```
+    pub fn session_cookie(&self, id: &SessionId, lifetime: CookieLifetime) -> SetCookie {
         let mut cookie = self.base(id.as_cookie_value().to_owned());
-        if let Some(age) = self.max_age {
+        if let Some(age) = lifetime.max_age(self.max_age) {
             let secs = i64::try_from(age.as_secs()).unwrap_or(i64::MAX);
             cookie.set_max_age(CookieDuration::seconds(secs));
         }
@@ -544,7 +566,9 @@ mod tests {
             .with_domain("example.com")
             .with_host_prefix(true);
         policy.validate().unwrap();
-        let set = policy.session_cookie(&SessionId::generate()).header_value();
+        let set = policy
+            .session_cookie(&SessionId::generate(), CookieLifetime::PolicyDefault)
+            .header_value();
         assert!(set.starts_with("__Host-id="));
         assert!(set.contains("; Secure"));
         assert!(set.contains("; Path=/"));
@@ -562,7 +586,7 @@ mod tests {
             .with_name("sess")
             .with_path("/app")
             .with_domain("example.com");
-        let set = policy.session_cookie(&SessionId::generate());
+        let set = policy.session_cookie(&SessionId::generate(), CookieLifetime::PolicyDefault);
         let del = policy.removal_cookie();
         assert!(del.is_removal() && !set.is_removal());
         let (s, d) = (set.as_cookie(), del.as_cookie());
@@ -583,13 +607,25 @@ mod tests {
     #[test]
     fn max_age_is_written_when_asked() {
         let id = SessionId::generate();
-        let plain = CookiePolicy::new().session_cookie(&id).header_value();
-        assert!(!plain.contains("Max-Age") && !plain.contains("Expires"));
-        let persistent = CookiePolicy::new()
-            .with_max_age(Some(Duration::from_secs(3600)))
-            .session_cookie(&id)
+        let default = CookieLifetime::PolicyDefault;
+        let plain = CookiePolicy::new()
+            .session_cookie(&id, default)
             .header_value();
+        assert!(!plain.contains("Max-Age") && !plain.contains("Expires"));
+        let hour = CookiePolicy::new().with_max_age(Some(Duration::from_secs(3600)));
+        let persistent = hour.session_cookie(&id, default).header_value();
         assert!(persistent.contains("Max-Age=3600"), "{persistent}");
+        // The session's own lifetime wins over the policy's.
+        let browser = hour
+            .session_cookie(&id, CookieLifetime::Session)
+            .header_value();
+        assert!(!browser.contains("Max-Age") && !browser.contains("Expires"));
+        let month = CookieLifetime::MaxAge(Duration::from_secs(30 * 86_400));
+        let remembered = CookiePolicy::new()
+            .session_cookie(&id, month)
+            .header_value();
+        assert!(remembered.contains("Max-Age=2592000"), "{remembered}");
+        assert!(!remembered.contains("Expires"), "{remembered}");
     }
 
     #[test]

@@ -215,14 +215,16 @@ impl Sessions {
     /// `Set-Cookie` the response needs.
     pub(crate) fn commit(&self, session: &mut Session) -> Result<Option<SetCookie>> {
         Ok(match self.store.save(session)? {
-            CookieAction::Set(id) => Some(self.policy.session_cookie(&id)),
+            CookieAction::Set(id, lifetime) => Some(self.policy.session_cookie(&id, lifetime)),
             CookieAction::Remove => Some(self.policy.removal_cookie()),
-            // A persistent cookie follows the idle clock: send it again
-            // whenever the store moved that clock (write or touch).
-            CookieAction::Refresh(id) if self.policy.max_age().is_some() => {
-                Some(self.policy.session_cookie(&id))
+            // A persistent cookie follows the session's deadline: send it
+            // again whenever the store moved the idle clock (write or touch).
+            CookieAction::Refresh(id, lifetime)
+                if lifetime.max_age(self.policy.max_age()).is_some() =>
+            {
+                Some(self.policy.session_cookie(&id, lifetime))
             }
-            CookieAction::Refresh(_) | CookieAction::Keep => None,
+            CookieAction::Refresh(..) | CookieAction::Keep => None,
         })
     }
 }

@@ -233,7 +233,10 @@ impl Database {
     ///
     /// let db = Database::open("sqlite::memory:", &PoolOptions::default())?;
     /// let applied = db.run_migrations()?;
-    /// assert_eq!(applied, ["2026-11-27-000000_create_stored_sessions"]);
+    /// assert_eq!(
+    ///     applied,
+    ///     ["2026-11-27-000000_create_stored_sessions", "2026-12-02-000000_session_expiry"]
+    /// );
     /// assert!(db.run_migrations()?.is_empty()); // up to date: nothing to do
     /// # Ok::<(), stored_session::Error>(())
     /// ```

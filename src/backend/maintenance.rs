@@ -5,7 +5,7 @@
 //! expiry, so a session touched since its batch was chosen survives.
 
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
+use diesel::sql_types::{BigInt, Nullable};
 
 use super::database::{with_connection, Backend, Database};
 use super::dialect::{Dialect, DialectSql};
@@ -15,11 +15,37 @@ use super::user_lock::UserLocking;
 use crate::error::{Error, Result};
 use crate::schema::stored_sessions::dsl as t;
 
-/// Which expiry rule a trim pass walks (each has its own index).
+/// Which expiry rule a trim pass walks, each one range of an index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Expiry {
+pub(crate) enum TrimRule {
+    /// Past its own deadline: `expires_at <= now`, a range of the
+    /// `(expires_at, updated_at)` index.
+    Deadline,
+    /// No deadline of its own (written before the column existed) and idle
+    /// under the store's timeout: `expires_at IS NULL AND updated_at <=
+    /// idle`, a range of the same index.
     Idle,
+    /// Older than the store's absolute lifetime: `created_at <= lifetime`,
+    /// a range of the `created_at` index (empty unless the lifetime was
+    /// shortened or the row has no deadline).
     Lifetime,
+}
+
+diesel::define_sql_function! {
+    /// `COALESCE(a, b)` of a nullable and a plain BIGINT.
+    fn coalesce(a: Nullable<BigInt>, b: BigInt) -> BigInt;
+}
+
+/// Whether a row is live under `$cut` (see [`Cutoffs`]), as a Diesel
+/// expression. Every column is inside an expression (`created_at + 0`,
+/// `COALESCE(..)`), so no backend picks an expiry index for it instead of
+/// the index the query is meant to use.
+macro_rules! live {
+    ($cut:expr) => {
+        (t::created_at + 0i64)
+            .gt($cut.lifetime)
+            .and(coalesce(t::expires_at, t::updated_at + $cut.idle_window()).gt($cut.now))
+    };
 }
 
 /// A row as key rotation reads it.
@@ -75,53 +101,67 @@ pub(crate) struct Aggregates {
 pub(crate) const PERCENTILES: [i64; 3] = [50, 90, 99];
 
 impl Database {
-    /// Ids of up to `limit` rows expired under `rule` at `cutoff`, oldest first.
-    pub(crate) fn expired_ids(&self, rule: Expiry, cutoff: i64, limit: i64) -> Result<Vec<i64>> {
+    /// Ids of up to `limit` rows expired under `rule` at `cut`, in the
+    /// order of the index the rule walks (soonest expired first).
+    pub(crate) fn expired_ids(&self, rule: TrimRule, cut: Cutoffs, limit: i64) -> Result<Vec<i64>> {
         with_connection!(self, |conn| {
+            let ids = t::stored_sessions.select(t::id).limit(limit);
             match rule {
-                Expiry::Idle => t::stored_sessions
-                    .select(t::id)
-                    .filter(t::updated_at.le(cutoff))
-                    .order(t::updated_at.asc())
-                    .limit(limit)
+                TrimRule::Deadline => ids
+                    .filter(t::expires_at.le(cut.now))
+                    .order((t::expires_at.asc(), t::updated_at.asc()))
                     .load::<i64>(conn),
-                Expiry::Lifetime => t::stored_sessions
-                    .select(t::id)
-                    .filter(t::created_at.le(cutoff))
+                // Ordered as the index is, so that every backend reads the
+                // `expires_at IS NULL` entries in index order and stops
+                // after `limit`.
+                TrimRule::Idle => ids
+                    .filter(t::expires_at.is_null())
+                    .filter(t::updated_at.le(cut.idle))
+                    .order((t::expires_at.asc(), t::updated_at.asc()))
+                    .load::<i64>(conn),
+                TrimRule::Lifetime => ids
+                    .filter(t::created_at.le(cut.lifetime))
                     .order(t::created_at.asc())
-                    .limit(limit)
                     .load::<i64>(conn),
             }
             .map_err(Error::from)
         })
     }
 
-    /// Deletes those of `ids` that are still expired under `rule`.
-    pub(crate) fn delete_expired(&self, ids: &[i64], rule: Expiry, cutoff: i64) -> Result<usize> {
+    /// Deletes those of `ids` that are still expired under `rule` (a row
+    /// touched since its batch was chosen moved its deadline and survives).
+    pub(crate) fn delete_expired(
+        &self,
+        ids: &[i64],
+        rule: TrimRule,
+        cut: Cutoffs,
+    ) -> Result<usize> {
         let ids = ids.to_vec();
         with_connection!(self, |conn| {
             let batch = t::stored_sessions.filter(t::id.eq_any(&ids));
             match rule {
-                Expiry::Idle => {
-                    diesel::delete(batch.filter(t::updated_at.le(cutoff))).execute(conn)
+                TrimRule::Deadline => {
+                    diesel::delete(batch.filter(t::expires_at.le(cut.now))).execute(conn)
                 }
-                Expiry::Lifetime => {
-                    diesel::delete(batch.filter(t::created_at.le(cutoff))).execute(conn)
+                TrimRule::Idle => diesel::delete(
+                    batch
+                        .filter(t::expires_at.is_null())
+                        .filter(t::updated_at.le(cut.idle)),
+                )
+                .execute(conn),
+                TrimRule::Lifetime => {
+                    diesel::delete(batch.filter(t::created_at.le(cut.lifetime))).execute(conn)
                 }
             }
             .map_err(Error::from)
         })
     }
 
-    /// Rows expired under either rule.
+    /// Rows expired under any rule: every row that is not live.
     pub(crate) fn count_expired(&self, cut: Cutoffs) -> Result<u64> {
         with_connection!(self, |conn| {
             t::stored_sessions
-                .filter(
-                    t::updated_at
-                        .le(cut.idle)
-                        .or(t::created_at.le(cut.lifetime)),
-                )
+                .filter(diesel::dsl::not(live!(cut)))
                 .count()
                 .get_result::<i64>(conn)
                 .map_err(Error::from)
@@ -141,8 +181,7 @@ impl Database {
             t::stored_sessions
                 .select((t::id, t::sid, t::data, t::version))
                 .filter(t::id.gt(after))
-                .filter(t::updated_at.gt(cut.idle))
-                .filter(t::created_at.gt(cut.lifetime))
+                .filter(live!(cut))
                 .order(t::id.asc())
                 .limit(limit)
                 .load::<RotationRow>(conn)
@@ -218,14 +257,13 @@ pub(crate) struct HandleRow {
 ///   secondary index carries the primary key; PostgreSQL needs the
 ///   `(user_key, id)` index of the second migration).
 ///
-/// The expiry filters use `+ 0` so no backend picks the `updated_at` or
-/// `created_at` index instead.
+/// The expiry filters are expressions (`live!`) so no backend picks an
+/// expiry index instead.
 macro_rules! user_page_query {
     ($conn:ident, $query:expr, $key:expr, $before:expr, $limit:expr, $cut:expr, $range:expr, $out:ty) => {{
         let query = $query
             .filter(t::id.lt($before))
-            .filter((t::updated_at + 0i64).gt($cut.idle))
-            .filter((t::created_at + 0i64).gt($cut.lifetime))
+            .filter(live!($cut))
             .limit($limit);
         if $range {
             query
@@ -307,8 +345,7 @@ impl Database {
             t::stored_sessions
                 .select((t::sid, t::user_key))
                 .filter(t::id.eq(id))
-                .filter(t::updated_at.gt(cut.idle))
-                .filter(t::created_at.gt(cut.lifetime))
+                .filter(live!(cut))
                 .first::<HandleRow>(conn)
                 .optional()
                 .map_err(Error::from)
@@ -425,9 +462,10 @@ impl Database {
         // disabled expiry rule) is written as MIN + 1: its literal does not
         // parse as a BIGINT everywhere.
         let live = format!(
-            "updated_at > {} AND created_at > {}",
-            cut.idle.max(i64::MIN + 1),
-            cut.lifetime.max(i64::MIN + 1)
+            "created_at > {} AND COALESCE(expires_at, updated_at + {}) > {}",
+            cut.lifetime.max(i64::MIN + 1),
+            cut.idle_window(),
+            cut.now
         );
         let int = move |expr: &str| {
             if mysql {
@@ -473,16 +511,11 @@ impl Database {
         let active = hourly_sql("updated_at");
         with_connection!(self, |conn| {
             let (count, oldest, newest) = t::stored_sessions
-                .filter(t::updated_at.gt(cut.idle))
-                .filter(t::created_at.gt(cut.lifetime))
+                .filter(live!(cut))
                 .select((count_star(), min(t::updated_at), max(t::updated_at)))
                 .first::<(i64, Option<i64>, Option<i64>)>(conn)?;
             let expired = t::stored_sessions
-                .filter(
-                    t::updated_at
-                        .le(cut.idle)
-                        .or(t::created_at.le(cut.lifetime)),
-                )
+                .filter(diesel::dsl::not(live!(cut)))
                 .count()
                 .get_result::<i64>(conn)?;
             let payload = ranked_sql(&format!(

@@ -58,6 +58,7 @@ impl Database {
                         data,
                         version,
                         now,
+                        expires_at,
                         user_key,
                     } => Applied::Updated {
                         version: version + 1,
@@ -67,9 +68,9 @@ impl Database {
                             version,
                             next_version: version + 1,
                             updated_at: now,
+                            expires_at,
                             user_key: user_key.as_ref().map(|k| k.as_slice()),
-                            idle: cut.idle,
-                            lifetime: cut.lifetime,
+                            live: cut.live(),
                         }
                         .execute(conn)?,
                     },
@@ -83,6 +84,7 @@ impl Database {
                         user_key,
                         created_at,
                         now,
+                        expires_at,
                     } => {
                         diesel::delete(target).execute(conn)?;
                         NewRow {
@@ -92,6 +94,7 @@ impl Database {
                             user_key: user_key.as_ref().map(|k| k.as_slice()),
                             created_at,
                             updated_at: now,
+                            expires_at,
                         }
                         .execute(conn)?;
                         Applied::Renewed { id, salt }
@@ -116,15 +119,16 @@ impl Database {
     }
 
     /// Compare-and-swap UPDATE of the data; 0 rows when the version moved,
-    /// the row is gone or it expired. `touch` is `Some(now)` to move the
-    /// idle clock too, `None` to leave `updated_at` (and its index entry)
-    /// alone. `binding` says whether the indexed user-binding column moves.
+    /// the row is gone or it expired. `touch` is `Some((now, expires_at))`
+    /// to move the idle clock and the deadline too, `None` to leave
+    /// `updated_at` and `expires_at` (and their index entries) alone.
+    /// `binding` says whether the indexed user-binding column moves.
     pub(crate) fn update(
         &self,
         sid: &StoredId,
         version: i64,
         data: &[u8],
-        touch: Option<i64>,
+        touch: Option<(i64, Option<i64>)>,
         binding: Binding,
         cut: Cutoffs,
     ) -> Result<usize> {
@@ -142,10 +146,10 @@ impl Database {
                 data: &data,
                 version,
                 next_version: version + 1,
-                updated_at: touch.unwrap_or_default(),
+                updated_at: touch.map_or(0, |(now, _)| now),
+                expires_at: touch.and_then(|(_, expires_at)| expires_at),
                 user_key: user_key.as_ref().map(|k| k.as_slice()),
-                idle: cut.idle,
-                lifetime: cut.lifetime,
+                live: cut.live(),
             };
             match (touch.is_some(), rebind) {
                 (false, false) => cas.execute(conn),
@@ -157,16 +161,23 @@ impl Database {
         })
     }
 
-    /// Refreshes `updated_at` only, never `data`, and only on a live row.
-    pub(crate) fn touch(&self, sid: &StoredId, now: i64, cut: Cutoffs) -> Result<usize> {
+    /// Refreshes `updated_at` and the deadline only, never `data`, and
+    /// only on a live row.
+    pub(crate) fn touch(
+        &self,
+        sid: &StoredId,
+        now: i64,
+        expires_at: Option<i64>,
+        cut: Cutoffs,
+    ) -> Result<usize> {
         let _gate = self.write_gate()?;
         let sid = *sid;
         with_connection!(self, |conn| {
             Touch {
                 sid: sid.as_bytes(),
                 now,
-                idle: cut.idle,
-                lifetime: cut.lifetime,
+                expires_at,
+                live: cut.live(),
             }
             .execute(conn)
             .map_err(Error::from)
@@ -230,6 +241,7 @@ struct OwnedRow {
     user_key: Option<Vec<u8>>,
     created_at: i64,
     updated_at: i64,
+    expires_at: Option<i64>,
 }
 
 impl OwnedRow {
@@ -241,6 +253,7 @@ impl OwnedRow {
             user_key: row.user_key.map(<[u8]>::to_vec),
             created_at: row.created_at,
             updated_at: row.updated_at,
+            expires_at: row.expires_at,
         }
     }
 
@@ -252,6 +265,7 @@ impl OwnedRow {
             user_key: self.user_key.as_deref(),
             created_at: self.created_at,
             updated_at: self.updated_at,
+            expires_at: self.expires_at,
         }
     }
 }

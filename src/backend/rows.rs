@@ -4,7 +4,7 @@
 
 use diesel::prelude::*;
 
-use super::statements::SelectLive;
+use super::statements::{Live, SelectLive};
 use crate::crypto::Salt;
 use crate::error::{Error, Result};
 use crate::id::{SessionId, StoredId};
@@ -18,11 +18,44 @@ pub(crate) struct Row {
     pub updated_at: i64,
 }
 
-/// Rows count as live while `updated_at > idle` and `created_at > lifetime`.
+/// What makes a row live at `now`: `created_at > lifetime` (the store's
+/// absolute lifetime caps every session), and its own deadline
+/// `expires_at > now`; a row without one (`expires_at IS NULL`: last
+/// written before the `expires_at` column existed, or no limit applies)
+/// lives under the store's idle timeout, `updated_at > idle`.
+///
+/// `i64::MIN` as `idle` or `lifetime` disables that rule.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Cutoffs {
     pub idle: i64,
     pub lifetime: i64,
+    pub now: i64,
+}
+
+/// The idle window of a disabled idle rule: far beyond any time, yet
+/// small enough that `updated_at + window` never overflows a BIGINT.
+const NO_IDLE_LIMIT: i64 = 1 << 62;
+
+impl Cutoffs {
+    /// The store's idle window (`now - idle`), as the hot statements bind
+    /// it: a row without its own deadline is live while
+    /// `updated_at + window > now`.
+    pub(crate) fn idle_window(&self) -> i64 {
+        if self.idle == i64::MIN {
+            NO_IDLE_LIMIT
+        } else {
+            self.now.saturating_sub(self.idle).min(NO_IDLE_LIMIT)
+        }
+    }
+
+    /// The bind values of the hot statements' liveness test.
+    pub(crate) fn live(&self) -> Live {
+        Live {
+            lifetime: self.lifetime,
+            idle_window: self.idle_window(),
+            now: self.now,
+        }
+    }
 }
 
 /// How an attempted renew ended.
@@ -44,6 +77,8 @@ pub(crate) enum Plan {
         /// The version read under the lock; the write stores the next one.
         version: i64,
         now: i64,
+        /// The row's new deadline (the idle clock moves to `now`).
+        expires_at: Option<i64>,
         user_key: Option<[u8; 32]>,
     },
     /// Delete it.
@@ -59,6 +94,8 @@ pub(crate) enum Plan {
         /// The session's creation time, which renewing keeps.
         created_at: i64,
         now: i64,
+        /// The new row's deadline.
+        expires_at: Option<i64>,
     },
 }
 
@@ -89,8 +126,7 @@ where
 {
     SelectLive::<LOCK> {
         sid: sid.as_bytes(),
-        idle: cut.idle,
-        lifetime: cut.lifetime,
+        live: cut.live(),
     }
     .get_result::<Row>(conn)
     .optional()

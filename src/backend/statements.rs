@@ -43,27 +43,39 @@ macro_rules! static_query_id {
     };
 }
 
-/// `AND updated_at + 0 > ? AND created_at + 0 > ?`: the row is still live.
+/// The bind values of the liveness test (see [`Cutoffs`](super::Cutoffs)).
+#[derive(Debug, Clone, Copy)]
+pub struct Live {
+    /// Lifetime cutoff: the row must have `created_at` above it.
+    pub lifetime: i64,
+    /// The store's idle window, for a row without its own deadline.
+    pub idle_window: i64,
+    /// The current time: the row's deadline must be after it.
+    pub now: i64,
+}
+
+/// `AND created_at + 0 > ? AND COALESCE(expires_at, updated_at + ?) > ?`:
+/// the row is still live. Its own deadline, `expires_at`, must be after
+/// now; a row without one (written before the column existed) lives while
+/// `updated_at + idle window` is; the store's absolute lifetime caps both.
 ///
-/// The expiry filters compare `updated_at + 0` and `created_at + 0`, not the
-/// bare columns: an expression cannot use those columns' indexes, so every
-/// backend finds the row through the unique `sid` index alone. Otherwise
-/// InnoDB may pick an index-merge plan on a small table, locking entries of
-/// the `updated_at` index in one statement and the primary key in another,
-/// which deadlocks concurrent writers of one session.
-fn push_live<'b, DB>(
-    out: &mut AstPass<'_, 'b, DB>,
-    idle: &'b i64,
-    lifetime: &'b i64,
-) -> QueryResult<()>
+/// The expiry filters are expressions (`created_at + 0`, `COALESCE(..)`),
+/// never bare columns: an expression cannot use those columns' indexes, so
+/// every backend finds the row through the unique `sid` index alone.
+/// Otherwise InnoDB may pick an index-merge plan on a small table, locking
+/// entries of another index in one statement and the primary key in
+/// another, which deadlocks concurrent writers of one session.
+fn push_live<'b, DB>(out: &mut AstPass<'_, 'b, DB>, live: &'b Live) -> QueryResult<()>
 where
     DB: Binds,
     i64: diesel::serialize::ToSql<BigInt, DB>,
 {
-    out.push_sql(" AND updated_at + 0 > ");
-    out.push_bind_param::<BigInt, i64>(idle)?;
     out.push_sql(" AND created_at + 0 > ");
-    out.push_bind_param::<BigInt, i64>(lifetime)
+    out.push_bind_param::<BigInt, i64>(&live.lifetime)?;
+    out.push_sql(" AND COALESCE(expires_at, updated_at + ");
+    out.push_bind_param::<BigInt, i64>(&live.idle_window)?;
+    out.push_sql(") > ");
+    out.push_bind_param::<BigInt, i64>(&live.now)
 }
 
 /// The load: one live row by `sid`, its four columns in the order of
@@ -80,10 +92,8 @@ where
 pub struct SelectLive<'a, const LOCK: bool> {
     /// The row's `sid`.
     pub sid: &'a [u8],
-    /// Idle cutoff: the row must have `updated_at` above it.
-    pub idle: i64,
-    /// Lifetime cutoff: the row must have `created_at` above it.
-    pub lifetime: i64,
+    /// What makes the row live.
+    pub live: Live,
 }
 static_query_id!(SelectLive<LOCK>);
 
@@ -101,7 +111,7 @@ where
             "SELECT data, version, created_at, updated_at FROM stored_sessions WHERE sid = ",
         );
         out.push_bind_param::<Binary, [u8]>(self.sid)?;
-        push_live(&mut out, &self.idle, &self.lifetime)?;
+        push_live(&mut out, &self.live)?;
         if LOCK {
             out.push_sql(" FOR UPDATE");
         }
@@ -113,8 +123,9 @@ where
 ///
 /// ```sql
 /// UPDATE stored_sessions SET data = ?, version = ?
-///     [, updated_at = ?]   -- TOUCH: the idle clock is due for a refresh
-///     [, user_key = ?]     -- REBIND: the user binding changed or is re-keyed
+///     [, updated_at = ?, expires_at = ?] -- TOUCH: the idle clock is due for a
+///                                        -- refresh (or the expiry changed)
+///     [, user_key = ?]                   -- REBIND: the user binding changed or is re-keyed
 /// WHERE sid = ? AND version = ? AND <live>
 /// ```
 ///
@@ -134,12 +145,12 @@ pub struct CasUpdate<'a, const TOUCH: bool, const REBIND: bool> {
     pub next_version: i64,
     /// The new idle clock (written only when `TOUCH`).
     pub updated_at: i64,
+    /// The new deadline (written only when `TOUCH`).
+    pub expires_at: Option<i64>,
     /// The new user binding (written only when `REBIND`).
     pub user_key: Option<&'a [u8]>,
-    /// Idle cutoff: the row must have `updated_at` above it.
-    pub idle: i64,
-    /// Lifetime cutoff: the row must have `created_at` above it.
-    pub lifetime: i64,
+    /// What makes the row live.
+    pub live: Live,
 }
 static_query_id!(CasUpdate<TOUCH, REBIND>);
 
@@ -152,9 +163,9 @@ impl<'a, const TOUCH: bool, const REBIND: bool> CasUpdate<'a, TOUCH, REBIND> {
             version: self.version,
             next_version: self.next_version,
             updated_at: self.updated_at,
+            expires_at: self.expires_at,
             user_key: self.user_key,
-            idle: self.idle,
-            lifetime: self.lifetime,
+            live: self.live,
         }
     }
 }
@@ -173,6 +184,8 @@ where
         if TOUCH {
             out.push_sql(", updated_at = ");
             out.push_bind_param::<BigInt, i64>(&self.updated_at)?;
+            out.push_sql(", expires_at = ");
+            out.push_bind_param::<Nullable<BigInt>, Option<i64>>(&self.expires_at)?;
         }
         if REBIND {
             out.push_sql(", user_key = ");
@@ -182,22 +195,23 @@ where
         out.push_bind_param::<Binary, [u8]>(self.sid)?;
         out.push_sql(" AND version = ");
         out.push_bind_param::<BigInt, i64>(&self.version)?;
-        push_live(&mut out, &self.idle, &self.lifetime)
+        push_live(&mut out, &self.live)
     }
 }
 
-/// Refreshes the idle clock of a live row:
-/// `UPDATE stored_sessions SET updated_at = ? WHERE sid = ? AND <live>`.
+/// Refreshes the idle clock of a live row and slides its deadline by the
+/// session's own idle window:
+/// `UPDATE stored_sessions SET updated_at = ?, expires_at = ? WHERE sid = ? AND <live>`.
 #[derive(Debug)]
 pub struct Touch<'a> {
     /// The row's `sid`.
     pub sid: &'a [u8],
     /// The new idle clock.
     pub now: i64,
-    /// Idle cutoff: the row must have `updated_at` above it.
-    pub idle: i64,
-    /// Lifetime cutoff: the row must have `created_at` above it.
-    pub lifetime: i64,
+    /// The new deadline.
+    pub expires_at: Option<i64>,
+    /// What makes the row live.
+    pub live: Live,
 }
 static_query_id!(Touch);
 
@@ -209,14 +223,16 @@ where
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         out.push_sql("UPDATE stored_sessions SET updated_at = ");
         out.push_bind_param::<BigInt, i64>(&self.now)?;
+        out.push_sql(", expires_at = ");
+        out.push_bind_param::<Nullable<BigInt>, Option<i64>>(&self.expires_at)?;
         out.push_sql(" WHERE sid = ");
         out.push_bind_param::<Binary, [u8]>(self.sid)?;
-        push_live(&mut out, &self.idle, &self.lifetime)
+        push_live(&mut out, &self.live)
     }
 }
 
 /// One new row: `INSERT INTO stored_sessions (sid, data, version, user_key,
-/// created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`.
+/// created_at, updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`.
 #[derive(Debug, Clone, Copy)]
 pub struct NewRow<'a> {
     /// SHA-256 of the public id.
@@ -231,6 +247,8 @@ pub struct NewRow<'a> {
     pub created_at: i64,
     /// Idle clock, Unix seconds.
     pub updated_at: i64,
+    /// Deadline, Unix seconds (`None`: the store's limits).
+    pub expires_at: Option<i64>,
 }
 static_query_id!(NewRow);
 
@@ -241,7 +259,7 @@ where
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         out.push_sql(
-            "INSERT INTO stored_sessions (sid, data, version, user_key, created_at, updated_at) VALUES (",
+            "INSERT INTO stored_sessions (sid, data, version, user_key, created_at, updated_at, expires_at) VALUES (",
         );
         out.push_bind_param::<Binary, [u8]>(self.sid)?;
         out.push_sql(", ");
@@ -254,6 +272,8 @@ where
         out.push_bind_param::<BigInt, i64>(&self.created_at)?;
         out.push_sql(", ");
         out.push_bind_param::<BigInt, i64>(&self.updated_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<BigInt>, Option<i64>>(&self.expires_at)?;
         out.push_sql(")");
         Ok(())
     }

@@ -70,7 +70,7 @@ pub fn count_kind(store: &SessionStore, kind: EventKind) -> Arc<AtomicUsize> {
 
 pub fn cookie_of(action: CookieAction) -> String {
     match action {
-        CookieAction::Set(id) => id.as_cookie_value().to_owned(),
+        CookieAction::Set(id, _) => id.as_cookie_value().to_owned(),
         other => panic!("expected a cookie to be set, got {other:?}"),
     }
 }

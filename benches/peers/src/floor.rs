@@ -29,7 +29,7 @@ use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{Binary, HasSqlType};
 use ring::rand::{SecureRandom, SystemRandom};
-use stored_session::__bench::{CasUpdate, NewRow, SelectLive};
+use stored_session::__bench::{CasUpdate, Live, NewRow, SelectLive};
 use stored_session::schema::stored_sessions::dsl as t;
 
 use crate::contender::{Contender, Op, Shape};
@@ -176,8 +176,11 @@ impl FloorPool {
         let cut = now - DAYS_30;
         let select = SelectLive::<false> {
             sid,
-            idle: cut,
-            lifetime: cut,
+            live: Live {
+                lifetime: cut,
+                idle_window: DAYS_30,
+                now,
+            },
         };
         with_conn!(self, |conn| select
             .get_result::<StoreRow>(conn)
@@ -197,9 +200,13 @@ impl FloorPool {
             version,
             next_version: version + 1,
             updated_at: now,
+            expires_at: None,
             user_key: None,
-            idle: cut,
-            lifetime: cut,
+            live: Live {
+                lifetime: cut,
+                idle_window: DAYS_30,
+                now,
+            },
         };
         with_conn!(self, |conn| cas.execute(conn).expect("update"))
     }
@@ -218,6 +225,7 @@ impl FloorPool {
             user_key: None,
             created_at: now,
             updated_at: now,
+            expires_at: Some(now + DAYS_30),
         };
         with_conn!(self, |conn| row.execute(conn).expect("insert"))
     }

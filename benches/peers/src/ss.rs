@@ -65,7 +65,7 @@ fn create(store: &SessionStore, token: &str, note: &str) -> (Session, String) {
     let mut session = store.load(None).expect("load");
     fill(&mut session, token, note);
     match store.save(&mut session).expect("commit") {
-        CookieAction::Set(id) => (session, id.as_cookie_value().to_owned()),
+        CookieAction::Set(id, _) => (session, id.as_cookie_value().to_owned()),
         other => panic!("a new session should set a cookie, got {other:?}"),
     }
 }

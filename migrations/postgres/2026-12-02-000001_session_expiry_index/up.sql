@@ -1,0 +1,12 @@
+-- stored-session: the index trimming walks, (expires_at, updated_at): one
+-- range for the rows past their deadline, one for the rows without a
+-- deadline (written before the previous migration) gone idle.
+--
+-- Built CONCURRENTLY, so reads and writes of the table go on meanwhile; this
+-- migration runs outside a transaction (metadata.toml), and this file must
+-- hold this one statement only (several statements in one query string
+-- would run as one transaction, which CONCURRENTLY refuses).
+-- If the build fails (or is cancelled) it leaves an INVALID index behind:
+--   DROP INDEX CONCURRENTLY IF EXISTS stored_sessions_expires_at_idx;
+-- then run the migrations again.
+CREATE INDEX CONCURRENTLY stored_sessions_expires_at_idx ON stored_sessions (expires_at, updated_at);
