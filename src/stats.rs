@@ -125,9 +125,12 @@ impl SessionStore {
 
 impl Database {
     /// Counts and distributions over the table, without a store or keys:
-    /// a session counts as live or expired under `config`'s expiry settings
-    /// ([`Config::idle_timeout`], [`Config::max_lifetime`]) at the time of
-    /// its [`Config::clock`]; its other fields are not used. Pass a store's
+    /// a session counts as live or expired by its own deadline (the
+    /// `expires_at` column, see [`Expiry`](crate::Expiry)) and under
+    /// `config`'s expiry settings ([`Config::max_lifetime`] for every row,
+    /// [`Config::idle_timeout`] for rows without a deadline, written before
+    /// that column existed) at the time of its [`Config::clock`]; its other
+    /// fields are not used. Pass a store's
     /// [`config`](SessionStore::config) for the numbers that store sees
     /// (what [`SessionStore::stats`] does), or [`Config::default`] for the
     /// default 30-day limits (what `stored-session stats` does).

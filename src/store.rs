@@ -537,7 +537,7 @@ impl SessionStore {
     /// # let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
     /// let mut session = store.load(None)?;
     /// session.insert("k", &1)?;
-    /// let CookieAction::Set(id) = store.save(&mut session)? else { unreachable!() };
+    /// let CookieAction::Set(id, _) = store.save(&mut session)? else { unreachable!() };
     /// assert!(store.destroy(id.as_cookie_value())?);
     /// assert!(store.load(Some(id.as_cookie_value()))?.is_new());
     /// assert!(!store.destroy("not an id")?);

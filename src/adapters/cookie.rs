@@ -391,9 +391,9 @@ impl fmt::Debug for Presented {
 ///
 /// ```
 /// use stored_session::adapters::CookiePolicy;
-/// use stored_session::SessionId;
+/// use stored_session::{CookieLifetime, SessionId};
 ///
-/// let set = CookiePolicy::new().session_cookie(&SessionId::generate());
+/// let set = CookiePolicy::new().session_cookie(&SessionId::generate(), CookieLifetime::PolicyDefault);
 /// assert!(!set.is_removal());
 /// assert!(set.header_value().ends_with("; HttpOnly; SameSite=Lax; Secure; Path=/"));
 /// assert!(!format!("{set:?}").contains(&set.header_value()[3..46]));

@@ -77,7 +77,9 @@ enum Command {
     },
     /// Delete expired sessions in batches.
     Trim {
-        /// Idle timeout, e.g. 30d, 12h, 90m, or "never" (default: 30d).
+        /// Idle timeout, e.g. 30d, 12h, 90m, or "never" (default: 30d), for
+        /// sessions without a deadline of their own (last written before the
+        /// session_expiry migration); the others are trimmed at their deadline.
         #[arg(long, value_parser = parse_limit)]
         idle_timeout: Option<Limit>,
         /// Absolute lifetime, e.g. 30d, or "never" (default: 30d).
