@@ -43,7 +43,8 @@ macro_rules! static_query_id {
     };
 }
 
-/// The bind values of the liveness test (see [`Cutoffs`](super::Cutoffs)).
+/// The bind values of the liveness test, `AND created_at + 0 > lifetime AND
+/// COALESCE(expires_at, updated_at + idle_window) > now`.
 #[derive(Debug, Clone, Copy)]
 pub struct Live {
     /// Lifetime cutoff: the row must have `created_at` above it.
