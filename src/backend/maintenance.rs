@@ -104,6 +104,7 @@ impl Database {
     /// Ids of up to `limit` rows expired under `rule` at `cut`, in the
     /// order of the index the rule walks (soonest expired first).
     pub(crate) fn expired_ids(&self, rule: TrimRule, cut: Cutoffs, limit: i64) -> Result<Vec<i64>> {
+        let mysql = matches!(self.backend(), Backend::Mysql);
         with_connection!(self, |conn| {
             let ids = t::stored_sessions.select(t::id).limit(limit);
             match rule {
@@ -111,9 +112,19 @@ impl Database {
                     .filter(t::expires_at.le(cut.now))
                     .order((t::expires_at.asc(), t::updated_at.asc()))
                     .load::<i64>(conn),
-                // Ordered as the index is, so that every backend reads the
-                // `expires_at IS NULL` entries in index order and stops
-                // after `limit`.
+                // Ordered so that each backend reads the `expires_at IS
+                // NULL` entries of the index in its order and stops after
+                // `limit`: PostgreSQL needs the order spelled out in full
+                // (with `updated_at` alone it walks the `updated_at` index,
+                // reading every row idle under the cutoff, deadline or
+                // not); MariaDB sorts every matching entry for it, but
+                // knows `updated_at` alone is the index order. SQLite reads
+                // the index range either way.
+                TrimRule::Idle if mysql => ids
+                    .filter(t::expires_at.is_null())
+                    .filter(t::updated_at.le(cut.idle))
+                    .order(t::updated_at.asc())
+                    .load::<i64>(conn),
                 TrimRule::Idle => ids
                     .filter(t::expires_at.is_null())
                     .filter(t::updated_at.le(cut.idle))
