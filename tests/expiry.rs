@@ -614,6 +614,63 @@ fn the_migration_directories_match_the_embedded_migrations(h: &Harness) {
     }
 }
 
+/// Through the adapters' request cycle: the cookie's `Max-Age` follows
+/// the session's expiry, including on a plain touch under a policy whose
+/// own cookies have none.
+#[cfg(feature = "adapters")]
+fn the_adapters_write_the_cookie_the_expiry_asks_for(h: &Harness) {
+    use stored_session::adapters::{CookiePolicy, Sessions};
+    let sessions = Sessions::with_policy(store(h), CookiePolicy::new()).unwrap();
+    let pair = |set: &stored_session::adapters::SetCookie| {
+        let c = set.as_cookie();
+        format!("{}={}", c.name(), c.value())
+    };
+
+    // POST /login with "remember me".
+    let mut login = sessions.begin(Vec::<String>::new());
+    login.insert("user", "alice").unwrap();
+    login.load().unwrap().set_expiry(Expiry::Idle(REMEMBER));
+    let set = login.finish().unwrap().expect("a cookie");
+    assert!(
+        set.header_value().contains("; Max-Age=2592000"),
+        "{}",
+        set.header_value()
+    );
+    let remembered = pair(&set);
+    // Without it: a browser-session cookie.
+    let mut login = sessions.begin(Vec::<String>::new());
+    login.insert("user", "bob").unwrap();
+    login.load().unwrap().set_expiry(Expiry::BrowserSession);
+    let set = login.finish().unwrap().expect("a cookie");
+    assert!(
+        !set.header_value().contains("Max-Age"),
+        "{}",
+        set.header_value()
+    );
+    let browser = pair(&set);
+
+    // A day later, a read touches both: the remembered cookie is sent
+    // again with a fresh 30 days; the browser-session one is left alone.
+    h.advance(DAY);
+    let mut visit = sessions.begin([remembered.as_str()]);
+    assert_eq!(
+        visit.get::<String>("user").unwrap().as_deref(),
+        Some("alice")
+    );
+    let again = visit.finish().unwrap().expect("the cookie is refreshed");
+    assert_eq!(pair(&again), remembered);
+    assert!(again.header_value().contains("; Max-Age=2592000"));
+    let mut visit = sessions.begin([browser.as_str()]);
+    assert_eq!(visit.get::<String>("user").unwrap(), None); // idle 24 hours: gone
+    assert!(visit.finish().unwrap().expect("a removal").is_removal());
+}
+
+#[cfg(feature = "adapters")]
+mod adapters {
+    use super::*;
+    backend_suite!(the_adapters_write_the_cookie_the_expiry_asks_for);
+}
+
 backend_suite!(
     remember_me_outlives_the_default_idle_but_not_its_own,
     touching_a_remember_me_session_extends_it_by_its_own_window,
