@@ -201,7 +201,10 @@ impl StoreBuilder {
     /// # Errors
     ///
     /// [`Error::Config`] for an unsupported URL or a backend whose feature is
-    /// off, or when the database cannot be reached within the acquire timeout.
+    /// off; [`Error::Connection`] at once, with the driver's reason, when the
+    /// database cannot be reached or opened (see [`Database::open`]);
+    /// [`Error::PoolTimeout`] only if the pool then cannot check out a
+    /// connection within the acquire timeout.
     pub fn open(self, url: &str) -> Result<SessionStore> {
         let db = Database::open(url, &self.pool)?;
         Ok(self.build(db))

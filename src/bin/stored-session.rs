@@ -30,8 +30,8 @@ use stored_session::{
 
 /// Maintain a stored-session database: migrations, trimming, statistics, keys.
 ///
-/// Keys come from STORED_SESSION_KEYS: one or more base64 keys (as printed by
-/// `keygen`) separated by commas or white space, the current key first. Only
+/// Keys come from STORED_SESSION_KEYS: one or more keys, base64 (as printed by
+/// `keygen`) or 64 hex digits, separated by commas or white space, the current key first. Only
 /// list, revoke --user and rotate-keys need them; migrate, trim, stats and
 /// revoke --all work on the table alone.
 ///
