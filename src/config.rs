@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::backend::Cutoffs;
+use crate::check::StartupCheck;
 use crate::clock::Clock;
 
 /// How a [`SessionStore`](crate::SessionStore) treats sessions.
@@ -61,6 +62,12 @@ pub struct Config {
     /// enforce the cap is logged (target `stored_session`, level warn) and
     /// does not fail the commit, whose cookie must still reach the browser.
     pub max_sessions_per_user: Option<u32>,
+    /// What [`StoreBuilder::open`](crate::StoreBuilder::open) and
+    /// [`open_migrated`](crate::StoreBuilder::open_migrated) do with the
+    /// start-up check ([`SessionStore::check`](crate::SessionStore::check):
+    /// the table exists, and the keyring opens the most recent sessions).
+    /// Default: [`StartupCheck::Warn`].
+    pub startup_check: StartupCheck,
 }
 
 const DAY: u64 = 24 * 60 * 60;
@@ -77,6 +84,7 @@ impl Default for Config {
             log_events: true,
             metadata: crate::MetadataPolicy::default(),
             max_sessions_per_user: None,
+            startup_check: StartupCheck::default(),
         }
     }
 }
@@ -141,6 +149,20 @@ impl Config {
     /// ```
     pub fn max_sessions_per_user(mut self, cap: Option<u32>) -> Self {
         self.max_sessions_per_user = cap;
+        self
+    }
+
+    /// Sets [`Config::startup_check`].
+    ///
+    /// ```
+    /// use stored_session::{Config, StartupCheck};
+    ///
+    /// let config = Config::default().startup_check(StartupCheck::Fail);
+    /// assert_eq!(config.startup_check, StartupCheck::Fail);
+    /// assert_eq!(Config::default().startup_check, StartupCheck::Warn);
+    /// ```
+    pub fn startup_check(mut self, policy: StartupCheck) -> Self {
+        self.startup_check = policy;
         self
     }
 

@@ -145,6 +145,37 @@ pub enum Error {
     /// the first page. A web application answers it with `400 Bad Request`.
     #[error("invalid page cursor: start again from the first page")]
     InvalidCursor,
+
+    /// The `stored_sessions` table does not exist (found by
+    /// [`SessionStore::check`](crate::SessionStore::check), which
+    /// [`StoreBuilder::open`](crate::StoreBuilder::open) runs): the
+    /// migrations have not run on this database, or the URL names another
+    /// database than intended. Run them with `stored-session migrate`,
+    /// [`SessionStore::run_migrations`](crate::SessionStore::run_migrations)
+    /// or [`StoreBuilder::open_migrated`](crate::StoreBuilder::open_migrated).
+    #[error(
+        "the stored_sessions table does not exist: run `stored-session migrate` or `store.run_migrations()`"
+    )]
+    MissingTable,
+
+    /// The store's keyring cannot open most of the recently active
+    /// sessions (found by [`SessionStore::check`](crate::SessionStore::check),
+    /// which [`StoreBuilder::open`](crate::StoreBuilder::open) runs): almost
+    /// always the keys were changed (a new `STORED_SESSION_KEYS` without the
+    /// key that sealed them). The report says how many were sealed under
+    /// keys not on the ring, and which key ids those are. Nothing was
+    /// changed: the sessions open again once their key is back on the ring.
+    #[error("{}", keyring_mismatch(.0))]
+    KeyringMismatch(crate::CheckReport),
+}
+
+/// The text of [`Error::KeyringMismatch`]: what was found, and what to do.
+fn keyring_mismatch(report: &crate::CheckReport) -> String {
+    format!(
+        "{report}; if the keys were changed, put the key that sealed them back on the ring \
+         (STORED_SESSION_KEYS: the current key first, then older keys); \
+         the sessions are kept and open again once their key is back"
+    )
 }
 
 /// The text of [`Error::Connection`].
@@ -255,7 +286,9 @@ impl Error {
             | Error::IdsExhausted
             | Error::TaskAborted(_)
             | Error::Random
-            | Error::InvalidCursor => 500,
+            | Error::InvalidCursor
+            | Error::MissingTable
+            | Error::KeyringMismatch(_) => 500,
         }
     }
 
@@ -350,6 +383,8 @@ mod tests {
             Error::TaskAborted("x"),
             Error::Random,
             Error::InvalidCursor,
+            Error::MissingTable,
+            Error::KeyringMismatch(crate::CheckReport::default()),
         ];
         for error in &retry_later {
             assert_eq!(error.http_status(), 503, "{error:?}");

@@ -71,9 +71,20 @@ pub enum RejectReason {
     Malformed,
     /// No live row has this id: never issued, deleted, or idle/absolutely expired.
     NotFound,
-    /// The row's envelope failed to open: tampered, truncated, moved from
-    /// another row, or sealed with a key no longer on the keyring.
+    /// The row's envelope failed to open under a key on the keyring:
+    /// tampered, truncated, moved from another row, or its plain
+    /// `created_at` column disagrees with the authenticated one.
     Tampered,
+    /// The row's envelope names a key that is not on the store's keyring: a
+    /// configuration problem (the keys were changed, or the key that sealed
+    /// it was dropped from the ring too early), not tampering. The row and
+    /// the browser's cookie are left alone, so the session opens again once
+    /// that key is back on the ring; the request gets a fresh session (see
+    /// [`SessionStore::load`](crate::SessionStore::load)). Logged at error
+    /// level (target `stored_session`) with the hashed id and the key id.
+    /// An envelope whose key id bytes were altered lands here too: without
+    /// the key there is no telling the two apart.
+    UnknownKey,
     /// The envelope opened but its content could not be decoded.
     Undecodable,
     /// The authenticated creation time is past the absolute lifetime.

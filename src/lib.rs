@@ -108,7 +108,16 @@
 //! * **Keys.** A [`Keyring`] has one current key and any number of older
 //!   ones; sessions opened with an older key are re-encrypted on their next
 //!   write, and [`rotate_keys`] re-encrypts the rest. Key material is redacted
-//!   from `Debug` and zeroized on drop.
+//!   from `Debug` and zeroized on drop. A session sealed under a key that is
+//!   not on the ring is a configuration problem, not tampering
+//!   ([`RejectReason::UnknownKey`]): its row and its cookie are kept, so it
+//!   opens again once the key is back.
+//! * **Start-up check.** [`StoreBuilder::open`] and
+//!   [`StoreBuilder::open_migrated`] run [`SessionStore::check`]: the table
+//!   exists ([`Error::MissingTable`] says how to create it) and the keyring
+//!   opens the most recently active sessions ([`Error::KeyringMismatch`]
+//!   when it opens fewer than half). By default they log what it finds;
+//!   [`Config::startup_check`] makes them fail instead, or skips it.
 //!
 //! # Correctness under concurrent requests
 //!
@@ -173,6 +182,7 @@ pub mod adapters;
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
 mod backend;
+mod check;
 mod clock;
 mod codec;
 mod config;
@@ -214,6 +224,7 @@ pub use backend::{Backend, Database, PoolOptions};
 pub use backend::{MysqlPool, STRICT_SQL_MODE};
 #[cfg(feature = "sqlite")]
 pub use backend::{SqliteConnections, SqlitePool};
+pub use check::{CheckReport, StartupCheck};
 pub use clock::{Clock, ManualClock};
 pub use config::Config;
 pub use crypto::{Key, Keyring, ENVELOPE_OVERHEAD};
@@ -224,7 +235,7 @@ pub use metadata::{IpTracking, MetadataPolicy};
 pub use redact::redact_url;
 pub use rotate::{rotate_keys, RotateReport, Rotation};
 pub use session::Session;
-pub use stats::{Percentiles, Stats};
+pub use stats::{KeyUsage, Percentiles, Stats};
 pub use store::{CookieAction, SessionStore, StoreBuilder};
 
 /// NOT PUBLIC API: hooks for this crate's own benchmarks (`benches/micro.rs`,

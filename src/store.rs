@@ -179,6 +179,10 @@ impl StoreBuilder {
     /// The builder's client-side deadline applies to this pool
     /// ([`PoolOptions::operation_timeout`]); its connection and server-side
     /// timeouts do not (see [`PoolOptions`] for what to set yourself).
+    ///
+    /// It makes no query, so it does not run the start-up check
+    /// ([`Config::startup_check`]): call [`SessionStore::check`] once the
+    /// table is migrated.
     pub fn build(self, database: impl Into<Database>) -> SessionStore {
         let events = Events::new(self.config.log_events);
         SessionStore {
@@ -198,26 +202,50 @@ impl StoreBuilder {
     /// `postgres://…`, `postgresql://…`, `mysql://…`, `mariadb://…`,
     /// `sqlite://path`, `sqlite::memory:`, or a plain SQLite file path.
     ///
+    /// Then runs the start-up check ([`SessionStore::check`]: the table
+    /// exists, the keyring opens the most recent sessions) as
+    /// [`Config::startup_check`] says: by default
+    /// ([`StartupCheck::Warn`](crate::StartupCheck::Warn)) it logs what it
+    /// finds and never fails, so a store opened before
+    /// [`run_migrations`](SessionStore::run_migrations) still opens (with a
+    /// warning that the table is missing; [`open_migrated`](StoreBuilder::open_migrated)
+    /// migrates first).
+    ///
     /// # Errors
     ///
     /// [`Error::Config`] for an unsupported URL or a backend whose feature is
     /// off; [`Error::Connection`] at once, with the driver's reason, when the
     /// database cannot be reached or opened (see [`Database::open`]);
     /// [`Error::PoolTimeout`] only if the pool then cannot check out a
-    /// connection within the acquire timeout.
+    /// connection within the acquire timeout. With
+    /// [`StartupCheck::Fail`](crate::StartupCheck::Fail), the check's errors:
+    /// [`Error::MissingTable`], [`Error::KeyringMismatch`], database and pool
+    /// failures.
     pub fn open(self, url: &str) -> Result<SessionStore> {
+        let policy = self.config.startup_check;
+        let store = self.open_unchecked(url)?;
+        store.startup_check(policy)?;
+        Ok(store)
+    }
+
+    /// [`open`](StoreBuilder::open) without the start-up check.
+    fn open_unchecked(self, url: &str) -> Result<SessionStore> {
         let db = Database::open(url, &self.pool)?;
         Ok(self.build(db))
     }
 
-    /// [`open`](StoreBuilder::open), then run the embedded migrations.
+    /// Opens a pool as [`open`](StoreBuilder::open) does, runs the embedded
+    /// migrations, then the start-up check (as [`Config::startup_check`]
+    /// says; the table exists by then, so it is about the keys).
     ///
     /// # Errors
     ///
     /// As [`open`](StoreBuilder::open), plus [`Error::Migration`].
     pub fn open_migrated(self, url: &str) -> Result<SessionStore> {
-        let store = self.open(url)?;
+        let policy = self.config.startup_check;
+        let store = self.open_unchecked(url)?;
         store.run_migrations()?;
+        store.startup_check(policy)?;
         Ok(store)
     }
 }
@@ -324,6 +352,19 @@ impl SessionStore {
     /// decrypt. A fresh session never reuses the presented id, and it is
     /// not written until it holds data.
     ///
+    /// Each rejected cookie emits a [`EventKind::Rejected`] event with its
+    /// [`RejectReason`]. One case differs: a session sealed under a key
+    /// that is not on the keyring ([`RejectReason::UnknownKey`]) is a
+    /// configuration problem, not tampering. It is logged at error level
+    /// (hashed id and key id only), its row is left alone, and the fresh
+    /// session counts as one for which no cookie was presented: saved
+    /// empty, it answers [`CookieAction::Keep`] rather than
+    /// [`Remove`](CookieAction::Remove), so the browser keeps the cookie
+    /// and the session opens again once its key is back on the ring. (A
+    /// request that stores data in the fresh session gets a new id,
+    /// [`CookieAction::Set`], as any new session does; that visitor's old
+    /// session then stays in the table until it expires.)
+    ///
     /// # Errors
     ///
     /// Only database and pool failures.
@@ -364,7 +405,26 @@ impl SessionStore {
                 payload,
                 self.inner.config.metadata,
             )),
-            Err(reason) => {
+            Err(Unopened {
+                reason: RejectReason::UnknownKey,
+                unknown_key,
+            }) => {
+                // A configuration problem, not an attack: keep the row and
+                // leave the cookie alone (the fresh session does not count
+                // as having presented one, so an empty save is `Keep`), so
+                // the session opens again once its key is back on the ring.
+                let key = unknown_key.map_or_else(|| "?".to_owned(), |id| format!("{id:08x}"));
+                log::error!(
+                    target: "stored_session",
+                    "rejected stored session {sid}: UnknownKey: it was sealed under key {key}, \
+                     which is not on the keyring (a configuration problem, not tampering: \
+                     were the keys changed?); the session and its cookie are kept, \
+                     and this request gets a fresh session"
+                );
+                self.reject(Some(sid), RejectReason::UnknownKey, started);
+                Ok(self.fresh(now, false))
+            }
+            Err(Unopened { reason, .. }) => {
                 log::warn!(target: "stored_session", "rejected stored session {sid}: {reason:?}; issuing a fresh session");
                 self.reject(Some(sid), reason, started);
                 Ok(self.fresh(now, true))
@@ -389,7 +449,7 @@ impl SessionStore {
         sid: &StoredId,
         row: Row,
         now: i64,
-    ) -> std::result::Result<(LoadedPayload, RowMeta), RejectReason> {
+    ) -> std::result::Result<(LoadedPayload, RowMeta), Unopened> {
         let mut data = Zeroizing::new(row.data);
         let (plaintext, opened) = self
             .inner
@@ -397,15 +457,22 @@ impl SessionStore {
             .open(sid, row.version, &mut data)
             .map_err(|e: OpenError| {
                 log::debug!(target: "stored_session", "envelope of {sid} did not open: {e:?}");
-                RejectReason::Tampered
+                match e {
+                    // Not tampering: the ring lacks the key that sealed it.
+                    OpenError::UnknownKey(key_id) => Unopened {
+                        reason: RejectReason::UnknownKey,
+                        unknown_key: Some(key_id),
+                    },
+                    _ => RejectReason::Tampered.into(),
+                }
             })?;
         let payload = LoadedPayload::decode(plaintext).ok_or(RejectReason::Undecodable)?;
         if payload.created_at != row.created_at {
             // The plain column was changed behind the store's back.
-            return Err(RejectReason::Tampered);
+            return Err(RejectReason::Tampered.into());
         }
         if payload.created_at <= self.inner.config.lifetime_cutoff(now) {
-            return Err(RejectReason::Expired);
+            return Err(RejectReason::Expired.into());
         }
         Ok((
             payload,
@@ -872,6 +939,23 @@ impl SessionStore {
 
     pub(crate) fn macs(&self) -> &Macs {
         &self.inner.macs
+    }
+}
+
+/// Why `open_row` did not open a row.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Unopened {
+    pub(crate) reason: RejectReason,
+    /// For [`RejectReason::UnknownKey`], the id of the key that sealed it.
+    pub(crate) unknown_key: Option<u32>,
+}
+
+impl From<RejectReason> for Unopened {
+    fn from(reason: RejectReason) -> Self {
+        Unopened {
+            reason,
+            unknown_key: None,
+        }
     }
 }
 

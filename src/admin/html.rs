@@ -272,7 +272,15 @@ fn stats_section(out: &mut String, page: &Page<'_>) {
             Esc(note)
         );
     };
-    card(out, "Live sessions", &s.live.to_string(), "loadable now");
+    card(out, "Live sessions", &s.live.to_string(), "not expired");
+    if let Some(n) = s.unreadable.filter(|&n| n > 0) {
+        card(
+            out,
+            "Unreadable",
+            &n.to_string(),
+            "of those: sealed under a key not on the ring",
+        );
+    }
     card(out, "Expired", &s.expired.to_string(), "awaiting trim");
     card(out, "Users", &s.users.to_string(), "with a live session");
     card(

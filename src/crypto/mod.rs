@@ -15,7 +15,7 @@ mod keys;
 pub use envelope::ENVELOPE_OVERHEAD;
 #[cfg(feature = "fuzzing")]
 pub(crate) use envelope::HEADER_LEN;
-pub(crate) use envelope::{OpenError, SaltChoice, Sealer};
+pub(crate) use envelope::{key_id_of_field, OpenError, SaltChoice, Sealer, KEY_ID_RANGE};
 pub(crate) use hmac::Macs;
 pub(crate) use keys::Salt;
 pub use keys::{Key, Keyring};
