@@ -107,25 +107,32 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// The HTTP status a web page answers this failure with: `503` when no
-    /// pooled connection came free in time or the database did not answer
-    /// in time (retrying later may work), `500` otherwise. The one mapping,
-    /// used by the framework adapters and the admin page.
+    /// The HTTP status a web page answers this failure with, the one
+    /// mapping used by the framework adapters' default error response and
+    /// the admin page:
+    ///
+    /// * `503` when retrying later may work: no pooled connection came
+    ///   free in time, the database did not answer in time, or the
+    ///   connection to it was lost mid-way;
+    /// * `413` for a session over [`Config::max_payload`](crate::Config);
+    /// * `400` for a page cursor this store did not issue;
+    /// * `500` otherwise.
     #[cfg(any(feature = "adapters", feature = "admin"))]
     pub(crate) fn http_status(&self) -> u16 {
         // Exhaustive on purpose: a new variant needs a decision here.
         match self {
             Error::PoolTimeout { .. } | Error::Timeout { .. } => 503,
+            Error::Database(_) if self.is_connection_failure() => 503,
+            Error::PayloadTooLarge { .. } => 413,
+            Error::InvalidCursor => 400,
             Error::Database(_)
-            | Error::PayloadTooLarge { .. }
             | Error::Encode(_)
             | Error::Decode { .. }
             | Error::Config(_)
             | Error::Migration(_)
             | Error::IdsExhausted
             | Error::TaskAborted(_)
-            | Error::Random
-            | Error::InvalidCursor => 500,
+            | Error::Random => 500,
         }
     }
 
@@ -175,16 +182,20 @@ mod tests {
     #[test]
     fn http_status_of_every_variant() {
         let waits = Duration::from_secs(5);
+        let lost = diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::ClosedConnection,
+            Box::new("server closed the connection unexpectedly".to_owned()),
+        );
         let retry_later = [
             Error::PoolTimeout {
                 timeout: waits,
                 message: "timed out".into(),
             },
             Error::Timeout { timeout: waits },
+            Error::Database(lost),
         ];
         let failed = [
             Error::Database(diesel::result::Error::NotFound),
-            Error::PayloadTooLarge { size: 2, max: 1 },
             Error::Encode(rmp_serde::encode::Error::Syntax("x".into())),
             Error::Decode {
                 key: "k".into(),
@@ -195,7 +206,6 @@ mod tests {
             Error::IdsExhausted,
             Error::TaskAborted("x"),
             Error::Random,
-            Error::InvalidCursor,
         ];
         for error in &retry_later {
             assert_eq!(error.http_status(), 503, "{error:?}");
@@ -203,5 +213,10 @@ mod tests {
         for error in &failed {
             assert_eq!(error.http_status(), 500, "{error:?}");
         }
+        assert_eq!(
+            Error::PayloadTooLarge { size: 2, max: 1 }.http_status(),
+            413
+        );
+        assert_eq!(Error::InvalidCursor.http_status(), 400);
     }
 }
