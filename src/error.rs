@@ -255,6 +255,10 @@ impl Error {
             Error::TaskAborted(m) => f.debug_tuple("TaskAborted").field(m).finish(),
             Error::Random => f.write_str("Random"),
             Error::InvalidCursor => f.write_str("InvalidCursor"),
+            Error::MissingTable => f.write_str("MissingTable"),
+            Error::KeyringMismatch(report) => {
+                f.debug_tuple("KeyringMismatch").field(report).finish()
+            }
         }
     }
 }
@@ -263,22 +267,25 @@ impl Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// The HTTP status a web page answers this failure with: `503` when no
-    /// pooled connection came free in time or the database did not answer
-    /// in time (retrying later may work), `500` otherwise. The one mapping,
-    /// used by the framework adapters and the admin page.
-    #[cfg(any(
-        feature = "rouille",
-        feature = "rocket",
-        feature = "http",
-        feature = "admin"
-    ))]
+    /// The HTTP status a web page answers this failure with, the one
+    /// mapping used by the framework adapters' default error response and
+    /// the admin page:
+    ///
+    /// * `503` when retrying later may work: no pooled connection came
+    ///   free in time, the database did not answer in time, or the
+    ///   connection to it was lost mid-way;
+    /// * `413` for a session over [`Config::max_payload`](crate::Config);
+    /// * `400` for a page cursor this store did not issue;
+    /// * `500` otherwise.
+    #[cfg(any(feature = "adapters", feature = "admin"))]
     pub(crate) fn http_status(&self) -> u16 {
         // Exhaustive on purpose: a new variant needs a decision here.
         match self {
             Error::Connection { .. } | Error::PoolTimeout { .. } | Error::Timeout { .. } => 503,
+            Error::Database(_) if self.is_connection_failure() => 503,
+            Error::PayloadTooLarge { .. } => 413,
+            Error::InvalidCursor => 400,
             Error::Database(_)
-            | Error::PayloadTooLarge { .. }
             | Error::Encode(_)
             | Error::Decode { .. }
             | Error::Config(_)
@@ -286,7 +293,6 @@ impl Error {
             | Error::IdsExhausted
             | Error::TaskAborted(_)
             | Error::Random
-            | Error::InvalidCursor
             | Error::MissingTable
             | Error::KeyringMismatch(_) => 500,
         }
@@ -342,21 +348,17 @@ impl Error {
     }
 }
 
-#[cfg(all(
-    test,
-    any(
-        feature = "rouille",
-        feature = "rocket",
-        feature = "http",
-        feature = "admin"
-    )
-))]
+#[cfg(all(test, any(feature = "adapters", feature = "admin")))]
 mod tests {
     use super::*;
 
     #[test]
     fn http_status_of_every_variant() {
         let waits = Duration::from_secs(5);
+        let lost = diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::ClosedConnection,
+            Box::new("server closed the connection unexpectedly".to_owned()),
+        );
         let retry_later = [
             Error::PoolTimeout {
                 timeout: waits,
@@ -368,10 +370,10 @@ mod tests {
                 target: "postgres://db/app".into(),
                 message: "connection refused".into(),
             },
+            Error::Database(lost),
         ];
         let failed = [
             Error::Database(diesel::result::Error::NotFound),
-            Error::PayloadTooLarge { size: 2, max: 1 },
             Error::Encode(rmp_serde::encode::Error::Syntax("x".into())),
             Error::Decode {
                 key: "k".into(),
@@ -382,7 +384,6 @@ mod tests {
             Error::IdsExhausted,
             Error::TaskAborted("x"),
             Error::Random,
-            Error::InvalidCursor,
             Error::MissingTable,
             Error::KeyringMismatch(crate::CheckReport::default()),
         ];
@@ -392,6 +393,11 @@ mod tests {
         for error in &failed {
             assert_eq!(error.http_status(), 500, "{error:?}");
         }
+        assert_eq!(
+            Error::PayloadTooLarge { size: 2, max: 1 }.http_status(),
+            413
+        );
+        assert_eq!(Error::InvalidCursor.http_status(), 400);
     }
 }
 

@@ -53,7 +53,7 @@ fn app(sessions: &Sessions, request: &Request) -> Response {
         },
         (POST) (/logout) => {
             with_session(sessions, request, |session| {
-                session.destroy()?;
+                session.destroy();
                 Ok(Response::text("logged out"))
             })
         },

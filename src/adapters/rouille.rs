@@ -19,6 +19,12 @@
 //! `Cache-Control: private` (unless the handler set its own) and
 //! `Vary: Cookie` (see [`finish`]).
 //!
+//! A failed load, a handler's `Err` and a failed commit are answered with
+//! the [`Sessions`]' error response ([`Sessions::with_error_handler`], by
+//! default `413` for an oversized session, `503` for an outage, `500`
+//! otherwise) and logged at `error` level; [`begin`] and [`try_finish`]
+//! give the typed error to code that wants to answer it itself.
+//!
 //! ```no_run
 //! use rouille::Response;
 //! use stored_session::adapters::{rouille::with_session, CookiePolicy, Sessions};
@@ -41,16 +47,23 @@ use std::borrow::Cow;
 
 use ::rouille::{Request, Response};
 
-use super::{cache_headers, error_body, log_failure, LazySession, Sessions};
-use crate::error::{Error, Result};
+use super::{cache_headers, ErrorResponse, LazySession, Sessions};
+use crate::error::Result;
 
 /// Runs `handler` with the request's session and commits it afterwards.
 ///
 /// The handler returns `Ok(response)` to send that response (with the
 /// session's `Set-Cookie` added when one is due), or `Err` for a session
-/// failure (the database or pool), which becomes a plain 500 (503 when the
-/// pool had no free connection) without committing anything. A failed
-/// commit also becomes a 500/503: the handler's changes were not saved.
+/// failure, which commits nothing and is answered with
+/// [`Sessions::error_response`] (the application's error handler, by
+/// default `503` when retrying later may work and `500` otherwise; a failed
+/// load passed on with `?` counts as [`Stage::Load`](super::Stage::Load), any other error as
+/// [`Stage::Handler`](super::Stage::Handler)). A failed commit is answered the same way
+/// ([`Stage::Commit`](super::Stage::Commit), by default `413` for a session over
+/// [`Config::max_payload`](crate::Config::max_payload)): the handler's
+/// changes were not saved, so its response is dropped and no `Set-Cookie`
+/// is sent (see [the adapters' failures](super#failures)). Every failure is
+/// logged at `error` level.
 ///
 /// ```
 /// use rouille::{Request, Response};
@@ -82,8 +95,8 @@ where
     match handler(&mut session) {
         Ok(response) => finish(session, response),
         Err(error) => {
-            log_failure("handling", &error);
-            error_response(&error)
+            let stage = session.handler_failed(&error);
+            error_response(sessions.error_response(&error, stage))
         }
     }
 }
@@ -114,36 +127,75 @@ pub fn begin(sessions: &Sessions, request: &Request) -> LazySession {
 /// `Set-Cookie` to `response`, with `Cache-Control: private` (unless the
 /// response has its own `Cache-Control`) and `Vary: Cookie` (merged into
 /// its `Vary`) so that no shared cache stores it. A response that sets no
-/// cookie is left unchanged. A failed commit replaces the response with a
-/// 500 (503 on pool exhaustion).
-pub fn finish(session: LazySession, mut response: Response) -> Response {
-    match session.finish() {
-        Ok(Some(cookie)) => {
-            let headers = &mut response.headers;
-            headers.push(("Set-Cookie".into(), cookie.header_value().into()));
-            let cache = cache_headers(
-                headers.iter().any(|h| is(h, "Cache-Control")),
-                headers
-                    .iter()
-                    .filter(|h| is(h, "Vary"))
-                    .map(|(_, v)| v.as_bytes()),
-            );
-            if cache.private {
-                headers.push(("Cache-Control".into(), "private".into()));
-            }
-            if let Some(vary) = cache.vary {
-                headers.retain(|h| !is(h, "Vary"));
-                let vary = String::from_utf8_lossy(&vary).into_owned();
-                headers.push(("Vary".into(), vary.into()));
-            }
-            response
-        }
-        Ok(None) => response,
-        Err(error) => {
-            log_failure("commit", &error);
-            error_response(&error)
-        }
+/// cookie is left unchanged. A failed commit replaces the response with
+/// [`Sessions::error_response`] (see [`try_finish`] to handle the typed
+/// error yourself).
+pub fn finish(session: LazySession, response: Response) -> Response {
+    let sessions = session.sessions().clone();
+    match session.finish_staged() {
+        Ok(cookie) => with_cookie(response, cookie),
+        Err((error, stage)) => error_response(sessions.error_response(&error, stage)),
     }
+}
+
+/// [`finish`], but a failed commit is returned as the typed error (already
+/// logged at `error` level) instead of being answered: nothing the handler
+/// changed in the session was saved, so send an error response rather than
+/// `response`, and no `Set-Cookie`.
+///
+/// ```
+/// use rouille::{Request, Response};
+/// use stored_session::adapters::rouille::{begin, try_finish};
+/// use stored_session::adapters::Sessions;
+/// use stored_session::{Config, Error, Keyring, SessionStore};
+///
+/// let store = SessionStore::builder(Keyring::generate())
+///     .config(Config::default().max_payload(1024))
+///     .open_migrated("sqlite::memory:")?;
+/// let sessions = Sessions::new(store);
+/// let request = Request::fake_http("GET", "/", vec![], vec![]);
+///
+/// let mut session = begin(&sessions, &request);
+/// session.insert("notes", &"x".repeat(4096))?;
+/// let response = match try_finish(session, Response::text("saved")) {
+///     Ok(response) => response,
+///     Err(Error::PayloadTooLarge { .. }) => Response::text("too much to keep").with_status_code(413),
+///     Err(_) => Response::text("try again").with_status_code(503),
+/// };
+/// assert_eq!(response.status_code, 413);
+/// # Ok::<(), stored_session::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`LazySession::finish`].
+pub fn try_finish(session: LazySession, response: Response) -> Result<Response> {
+    Ok(with_cookie(response, session.finish()?))
+}
+
+/// Adds the session's `Set-Cookie`, if any, and the cache headers it needs.
+fn with_cookie(mut response: Response, cookie: Option<super::SetCookie>) -> Response {
+    let Some(cookie) = cookie else {
+        return response;
+    };
+    let headers = &mut response.headers;
+    headers.push(("Set-Cookie".into(), cookie.header_value().into()));
+    let cache = cache_headers(
+        headers.iter().any(|h| is(h, "Cache-Control")),
+        headers
+            .iter()
+            .filter(|h| is(h, "Vary"))
+            .map(|(_, v)| v.as_bytes()),
+    );
+    if cache.private {
+        headers.push(("Cache-Control".into(), "private".into()));
+    }
+    if let Some(vary) = cache.vary {
+        headers.retain(|h| !is(h, "Vary"));
+        let vary = String::from_utf8_lossy(&vary).into_owned();
+        headers.push(("Vary".into(), vary.into()));
+    }
+    response
 }
 
 /// Whether a rouille response header is named `name` (names are
@@ -152,9 +204,26 @@ fn is(header: &(Cow<'static, str>, Cow<'static, str>), name: &str) -> bool {
     header.0.eq_ignore_ascii_case(name)
 }
 
-/// The plain-text 500 (or 503, when no pooled connection was free in time)
-/// sent for a session failure. The error's details are logged, not sent.
-pub fn error_response(error: &Error) -> Response {
-    let status = error.http_status();
-    Response::text(error_body(status)).with_status_code(status)
+/// A session failure's [`ErrorResponse`] (from [`Sessions::error_response`])
+/// as a rouille response: its status, `Content-Type`, headers and body,
+/// nothing else.
+///
+/// ```
+/// use stored_session::adapters::{rouille::error_response, ErrorResponse};
+///
+/// let response = error_response(ErrorResponse::text(503, "later\n").with_header("Retry-After", "5"));
+/// assert_eq!(response.status_code, 503);
+/// assert!(response.headers.iter().any(|(n, v)| n == "Retry-After" && v == "5"));
+/// ```
+pub fn error_response(response: ErrorResponse) -> Response {
+    let mut out = Response::from_data(
+        response.content_type().to_owned(),
+        response.body().as_bytes().to_vec(),
+    )
+    .with_status_code(response.status());
+    for (name, value) in response.headers() {
+        out.headers
+            .push((name.to_owned().into(), value.to_owned().into()));
+    }
+    out
 }
