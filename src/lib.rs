@@ -190,6 +190,7 @@ mod config;
 #[cfg(any(feature = "adapters", feature = "admin"))]
 mod cookie_header;
 mod crypto;
+pub mod csrf;
 mod error;
 mod events;
 // --- reliability suite (issue 7): fuzzing entry points, not public API ---
