@@ -231,3 +231,53 @@ pub fn error_response<R: From<String>>(response: ErrorResponse) -> Response<R> {
     }
     out
 }
+
+/// Applies the CSRF check of [`Sessions::csrf`] to an `http` request (see
+/// [`LazySession::verify_csrf`]): `Ok(None)` when it passes (safe methods
+/// always do, without loading the session), `Ok(Some(response))` with the
+/// `403` to send when it is refused. Pass the form field your code parsed
+/// (`csrf_token` by default), or `None` when the token comes in the
+/// `X-CSRF-Token` header. Without a `Host` header (HTTP/2), the URI's
+/// authority stands for it.
+///
+/// ```
+/// use stored_session::adapters::{http::{begin_request, check_csrf}, Sessions};
+/// use stored_session::{Keyring, SessionStore};
+///
+/// let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
+/// let sessions = Sessions::new(store);
+/// let request = http::Request::post("/transfer")
+///     .header("Host", "bank.test")
+///     .header("Sec-Fetch-Site", "cross-site")
+///     .body(())
+///     .unwrap();
+/// let mut session = begin_request(&sessions, &request);
+/// let refused: Option<http::Response<String>> = check_csrf(&mut session, &request, None)?;
+/// assert_eq!(refused.map(|r| r.status().as_u16()), Some(403));
+/// # Ok::<(), stored_session::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`LazySession::load`], for an unsafe method.
+pub fn check_csrf<B, R: From<String>>(
+    session: &mut LazySession,
+    request: &Request<B>,
+    form_token: Option<&str>,
+) -> Result<Option<Response<R>>> {
+    let lookup = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .or_else(|| {
+                name.eq_ignore_ascii_case("host")
+                    .then(|| request.uri().authority().map(|a| a.as_str()))
+                    .flatten()
+            })
+    };
+    Ok(session
+        .verify_csrf(request.method().as_str(), lookup, form_token)?
+        .err()
+        .map(|rejection| error_response(super::csrf_refused(rejection))))
+}

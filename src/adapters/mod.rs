@@ -144,6 +144,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::csrf::{Csrf, CsrfRejection};
 use crate::error::{Error, Result};
 use crate::id::{SessionId, StoredId};
 use crate::session::Session;
@@ -187,6 +188,8 @@ pub struct Sessions {
     policy: Arc<CookiePolicy>,
     /// The application's error handler; `None`: [`ErrorResponse::for_error`].
     on_error: Option<ErrorHandler>,
+    /// The CSRF rules the adapters' checks apply.
+    csrf: Arc<Csrf>,
 }
 
 impl Sessions {
@@ -197,6 +200,7 @@ impl Sessions {
             store,
             policy: Arc::new(CookiePolicy::default()),
             on_error: None,
+            csrf: Arc::new(Csrf::new()),
         }
     }
 
@@ -212,6 +216,7 @@ impl Sessions {
             store,
             policy: Arc::new(policy),
             on_error: None,
+            csrf: Arc::new(Csrf::new()),
         })
     }
 
@@ -262,6 +267,30 @@ impl Sessions {
     /// failed load or commit was logged already).
     pub fn error_response(&self, error: &Error, stage: Stage) -> ErrorResponse {
         respond(self.on_error.as_ref(), error, stage)
+    }
+
+    /// Sets the CSRF rules the adapters' checks apply (form field, header,
+    /// extra allowed origins; see [`Csrf`]). Default: `Csrf::new()`.
+    ///
+    /// ```
+    /// use stored_session::adapters::Sessions;
+    /// use stored_session::csrf::Csrf;
+    /// use stored_session::{Keyring, SessionStore};
+    ///
+    /// let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
+    /// let sessions = Sessions::new(store)
+    ///     .with_csrf(Csrf::new().with_allowed_origin("https://app.example.com")?);
+    /// assert_eq!(sessions.csrf().allowed_origins().len(), 1);
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    pub fn with_csrf(mut self, csrf: Csrf) -> Self {
+        self.csrf = Arc::new(csrf);
+        self
+    }
+
+    /// The CSRF rules (see [`with_csrf`](Sessions::with_csrf)).
+    pub fn csrf(&self) -> &Csrf {
+        &self.csrf
     }
 
     /// The store.
@@ -339,6 +368,17 @@ impl Sessions {
             CookieAction::Refresh(_) | CookieAction::Keep => None,
         })
     }
+}
+
+/// The response to a refused CSRF check: `403`, a fixed one-line reason
+/// (nothing from the request). Every adapter's check answers with it.
+#[cfg(any(feature = "rouille", feature = "rocket", feature = "http"))]
+pub(crate) fn csrf_refused(rejection: CsrfRejection) -> ErrorResponse {
+    log::info!(target: "stored_session", "refused a request: {}", rejection.reason());
+    ErrorResponse::text(
+        rejection.http_status(),
+        format!("forbidden: {}\n", rejection.reason()),
+    )
 }
 
 impl fmt::Debug for Sessions {
@@ -672,6 +712,97 @@ impl LazySession {
     /// As [`load`](LazySession::load).
     pub fn created_at(&mut self) -> Result<chrono::DateTime<chrono::Utc>> {
         Ok(self.load()?.created_at())
+    }
+
+    /// [`Session::flash`]: a message for a later request (loads first).
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](LazySession::load), and [`Error::Encode`].
+    pub fn flash<T: Serialize + ?Sized>(
+        &mut self,
+        key: impl Into<String>,
+        value: &T,
+    ) -> Result<()> {
+        self.load()?.flash(key, value)
+    }
+
+    /// [`Session::take_flash`]: reads a flash once (loads first).
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](LazySession::load), and [`Error::Decode`].
+    pub fn take_flash<T: DeserializeOwned>(&mut self, key: &str) -> Result<Option<T>> {
+        self.load()?.take_flash(key)
+    }
+
+    /// [`Session::flashes`]: reads every waiting flash once (loads first).
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](LazySession::load), and [`Error::Decode`].
+    pub fn flashes<T: DeserializeOwned>(
+        &mut self,
+    ) -> Result<std::collections::BTreeMap<String, T>> {
+        self.load()?.flashes()
+    }
+
+    /// [`Session::csrf_token`]: the session's CSRF token, created on first
+    /// use (loads first). Put it in every form as the field
+    /// [`Csrf::field`] or send it in the header [`Csrf::header`].
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](LazySession::load).
+    pub fn csrf_token(&mut self) -> Result<String> {
+        Ok(self.load()?.csrf_token())
+    }
+
+    /// Applies [`Sessions::csrf`]'s rules to a request (see
+    /// [`Csrf::verify`]): a safe method (`GET`, `HEAD`, `OPTIONS`,
+    /// `TRACE`) passes without loading the session; any other must come
+    /// from this site (Fetch Metadata / `Origin`) and carry the session's
+    /// token in the header or `form_token` (the form field your code
+    /// parsed). The outer `Result` is a failed load; the inner one the
+    /// verdict, a rejection to answer with `403` (the adapters' `csrf_*`
+    /// helpers build that response).
+    ///
+    /// ```
+    /// use stored_session::adapters::Sessions;
+    /// use stored_session::csrf::CsrfRejection;
+    /// use stored_session::{Keyring, SessionStore};
+    ///
+    /// let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
+    /// let sessions = Sessions::new(store);
+    /// let mut session = sessions.begin(None::<&str>);
+    /// let token = session.csrf_token()?;
+    /// let headers = |name: &str| (name == "Sec-Fetch-Site").then_some("same-origin");
+    /// assert_eq!(session.verify_csrf("GET", headers, None)?, Ok(()));
+    /// assert_eq!(session.verify_csrf("POST", headers, Some(&token))?, Ok(()));
+    /// assert_eq!(
+    ///     session.verify_csrf("POST", headers, Some("forged"))?,
+    ///     Err(CsrfRejection::InvalidToken)
+    /// );
+    /// let cross = |name: &str| (name == "Sec-Fetch-Site").then_some("cross-site");
+    /// assert_eq!(session.verify_csrf("POST", cross, Some(&token))?, Err(CsrfRejection::CrossSite));
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](LazySession::load), for an unsafe method.
+    pub fn verify_csrf<'h>(
+        &mut self,
+        method: &str,
+        headers: impl Fn(&str) -> Option<&'h str>,
+        form_token: Option<&str>,
+    ) -> Result<std::result::Result<(), CsrfRejection>> {
+        if crate::csrf::is_safe_method(method) {
+            return Ok(Ok(()));
+        }
+        let csrf = self.sessions.csrf.clone();
+        let session = self.load()?;
+        Ok(csrf.verify(session, method, headers, form_token))
     }
 
     /// [`Session::set_user`]: binds the session to `user_id` (applied when

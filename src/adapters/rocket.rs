@@ -93,6 +93,7 @@ use serde::Serialize;
 
 use super::{cache_headers, log_failure, ErrorResponse, Presented, Sessions, Stage};
 use crate::backend::Database;
+use crate::csrf::{Csrf, CsrfRejection};
 use crate::error::{Error, Result};
 use crate::id::{SessionId, StoredId};
 use crate::session::Session;
@@ -508,6 +509,124 @@ impl SessionGuard<'_> {
     /// [`Session::destroy`]: delete at commit and remove the cookie.
     pub fn destroy(&self) {
         self.lock().destroy()
+    }
+
+    /// [`Session::flash`]: a message for a later request.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::flash`].
+    pub fn flash<T: Serialize + ?Sized>(&self, key: impl Into<String>, value: &T) -> Result<()> {
+        self.lock().flash(key, value)
+    }
+
+    /// [`Session::take_flash`]: reads a flash once.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::take_flash`].
+    pub fn take_flash<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.lock().take_flash(key)
+    }
+
+    /// [`Session::csrf_token`]: the session's CSRF token, created on first use.
+    pub fn csrf_token(&self) -> String {
+        self.lock().csrf_token()
+    }
+}
+
+/// The CSRF check of [`Sessions::csrf`] for a Rocket request: a request
+/// guard that captures the request's method and the headers the check reads
+/// (`Sec-Fetch-Site`, `Origin`, `Host`, the token header); call
+/// [`verify`](CsrfCheck::verify) with the session and the form field the
+/// handler received. A refusal is a [`CsrfRejection`], which answers `403`
+/// as a responder.
+///
+/// ```no_run
+/// # use rocket::{post, form::Form, FromForm};
+/// use stored_session::adapters::rocket::{CsrfCheck, SessionGuard};
+/// use stored_session::csrf::CsrfRejection;
+///
+/// #[derive(FromForm)]
+/// struct Transfer { csrf_token: Option<String>, amount: u64 }
+///
+/// #[post("/transfer", data = "<form>")]
+/// fn transfer(session: SessionGuard<'_>, csrf: CsrfCheck, form: Form<Transfer>) -> Result<String, CsrfRejection> {
+///     csrf.verify(&session, form.csrf_token.as_deref())?;
+///     Ok(format!("sent {}", form.amount))
+/// }
+/// ```
+pub struct CsrfCheck {
+    csrf: Arc<Csrf>,
+    method: String,
+    headers: Vec<(String, String)>,
+}
+
+impl CsrfCheck {
+    /// Applies the check (see [`Csrf::verify`]): safe methods pass; any
+    /// other must come from this site and carry the session's token in the
+    /// header or `form_token`.
+    ///
+    /// # Errors
+    ///
+    /// The [`CsrfRejection`] to answer with (`403`).
+    pub fn verify(
+        &self,
+        session: &SessionGuard<'_>,
+        form_token: Option<&str>,
+    ) -> std::result::Result<(), CsrfRejection> {
+        let lookup = |name: &str| {
+            self.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        self.csrf
+            .verify(&session.lock(), &self.method, lookup, form_token)
+    }
+}
+
+impl fmt::Debug for CsrfCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The token header's value is a secret of the session.
+        f.debug_struct("CsrfCheck")
+            .field("method", &self.method)
+            .finish_non_exhaustive()
+    }
+}
+
+#[::rocket::async_trait]
+impl<'r> FromRequest<'r> for CsrfCheck {
+    type Error = Error;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        let Some(Managed(shared)) = request.rocket().state::<Managed>() else {
+            let error = Error::Config("CsrfCheck used without SessionFairing attached".into());
+            return Outcome::Error((Status::InternalServerError, error));
+        };
+        let csrf = shared.sessions.csrf.clone();
+        let mut headers = Vec::new();
+        for name in ["Sec-Fetch-Site", "Origin", "Host", csrf.header()] {
+            if let Some(value) = request.headers().get_one(name) {
+                headers.push((name.to_owned(), value.to_owned()));
+            }
+        }
+        Outcome::Success(CsrfCheck {
+            csrf,
+            method: request.method().as_str().to_owned(),
+            headers,
+        })
+    }
+}
+
+impl<'r, 'o: 'r> ::rocket::response::Responder<'r, 'o> for CsrfRejection {
+    fn respond_to(self, _: &'r Request<'_>) -> ::rocket::response::Result<'o> {
+        let answer = super::csrf_refused(self);
+        Response::build()
+            .status(Status::new(answer.status()))
+            .header(::rocket::http::ContentType::Plain)
+            .sized_body(answer.body().len(), Cursor::new(answer.body().to_owned()))
+            .ok()
     }
 }
 

@@ -227,3 +227,40 @@ pub fn error_response(response: ErrorResponse) -> Response {
     }
     out
 }
+
+/// Applies the CSRF check of [`Sessions::csrf`] to a rouille request (see
+/// [`LazySession::verify_csrf`]): `Ok(None)` when it passes (safe methods
+/// always do, without loading the session), `Ok(Some(response))` with the
+/// `403` to send when it is refused. Pass the form field your code parsed
+/// (`csrf_token` by default), or `None` when the token comes in the
+/// `X-CSRF-Token` header.
+///
+/// ```no_run
+/// use stored_session::adapters::rouille::{check_csrf, with_session};
+/// # fn serve(sessions: stored_session::adapters::Sessions) {
+/// rouille::start_server("127.0.0.1:8000", move |request| {
+///     with_session(&sessions, request, |session| {
+///         let form = rouille::input::post::raw_urlencoded_post_input(request).unwrap_or_default();
+///         let token = form.iter().find(|(k, _)| k == "csrf_token").map(|(_, v)| v.as_str());
+///         if let Some(refused) = check_csrf(session, request, token)? {
+///             return Ok(refused);
+///         }
+///         Ok(rouille::Response::text("done"))
+///     })
+/// });
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// As [`LazySession::load`], for an unsafe method.
+pub fn check_csrf(
+    session: &mut LazySession,
+    request: &Request,
+    form_token: Option<&str>,
+) -> Result<Option<Response>> {
+    Ok(session
+        .verify_csrf(request.method(), |name| request.header(name), form_token)?
+        .err()
+        .map(|rejection| error_response(super::csrf_refused(rejection))))
+}
