@@ -584,6 +584,31 @@ impl CsrfCheck {
         self.csrf
             .verify(&session.lock(), &self.method, lookup, form_token)
     }
+
+    /// The origin half of the check alone (see [`Csrf::verify_origin`]):
+    /// for endpoints that rely on Fetch Metadata / `Origin` only. Loads
+    /// nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`CsrfRejection::CrossSite`] or [`CsrfRejection::ForeignOrigin`].
+    pub fn verify_origin(&self) -> std::result::Result<(), CsrfRejection> {
+        let lookup = |name: &str| {
+            self.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        self.csrf.verify_origin(&self.method, lookup)
+    }
+
+    /// Whether the request carries a token in the CSRF header.
+    pub fn carries_token(&self) -> bool {
+        let name = self.csrf.header();
+        self.headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+    }
 }
 
 impl fmt::Debug for CsrfCheck {
