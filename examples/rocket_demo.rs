@@ -11,7 +11,7 @@
 //!   the file `.stored-session-key` (created on the first run), so restarts
 //!   keep sessions.
 //! * Records client metadata: the IP address truncated to its /24 or /48
-//!   network (from `Request::client_ip()`) and the user agent.
+//!   network (the TCP peer's: no proxy is trusted) and the user agent.
 //! * Serves plain HTTP, so the cookie's `Secure` flag is turned off (and it
 //!   says so on start).
 //!

@@ -18,7 +18,7 @@ use common::{count, Harness};
 use http::header::{HeaderValue, COOKIE, SET_COOKIE};
 use http::{Request, Response, StatusCode};
 use stored_session::adapters::http::{begin, finish, handle, ClientAddr};
-use stored_session::adapters::{CookiePolicy, LazySession, Sessions};
+use stored_session::adapters::{CookiePolicy, LazySession, Sessions, TrustedProxies};
 use stored_session::{EventKind, Keyring, SessionId, SessionStore};
 
 type Body = Vec<u8>;
@@ -322,7 +322,38 @@ fn a_key_change_keeps_the_cookie(h: &Harness) {
         .starts_with("id=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0"));
 }
 
+fn forwarded_client_ip_only_from_trusted_proxies(h: &Harness) {
+    let store = h.store_with_metadata();
+    adapter_support::forwarded_client_ip_cases(&store, &|sessions| {
+        let server = serve(move |r| app(&sessions, r));
+        (server.addr, Box::new(server))
+    });
+
+    // A `ClientAddr` the application inserted is used as it is: no header
+    // is read for it, even from a trusted peer.
+    let sessions = Sessions::new(store.clone())
+        .with_trusted_proxies(TrustedProxies::new().with("127.0.0.1"))
+        .unwrap();
+    let mut request = Request::post("/login")
+        .header("X-Forwarded-For", "203.0.113.7")
+        .body(b"user=ines".to_vec())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert("127.0.0.1:9".parse::<SocketAddr>().unwrap());
+    request
+        .extensions_mut()
+        .insert(ClientAddr("198.51.100.77".parse().unwrap()));
+    assert_eq!(app(&sessions, request).status(), StatusCode::OK);
+    let list = store
+        .sessions_of("ines", None, Default::default())
+        .unwrap()
+        .sessions;
+    assert_eq!(list[0].ip.as_deref(), Some("198.51.100.0"));
+}
+
 backend_suite!(
+    forwarded_client_ip_only_from_trusted_proxies,
     a_key_change_keeps_the_cookie,
     client_metadata_follows_the_store_policy,
     visit_login_logout_cycle,

@@ -8,9 +8,12 @@
 //!
 //! The `http` types carry no peer address, so the client's IP address (for
 //! [client metadata](super#client-metadata)) comes from a request
-//! extension the server inserts: a [`ClientAddr`], or else a
-//! [`SocketAddr`] (put the connection's peer address there, or the address
-//! a trusted reverse proxy forwarded).
+//! extension: the [`SocketAddr`] of the connection's peer, which the server
+//! inserts (when that peer is one of the [`Sessions`]'
+//! [trusted proxies](Sessions::with_trusted_proxies), the client's address
+//! is read from its forwarding header, see
+//! [`TrustedProxies::client_ip`](super::TrustedProxies::client_ip)), or a
+//! [`ClientAddr`] the application inserts, which is used as it is.
 //!
 //! Without either extension no IP address is recorded; the `User-Agent`
 //! header always reaches [`LazySession::set_client`].
@@ -97,10 +100,12 @@ where
     error_response(sessions.error_response(&error, stage))
 }
 
-/// The client's IP address, as a request extension: insert it (from the
-/// connection's peer address, or from a trusted proxy's forwarded header)
-/// so that [`handle`] and [`begin_request`] can record it under the
-/// store's [`MetadataPolicy`](crate::MetadataPolicy).
+/// The client's IP address as the application decided it, as a request
+/// extension: [`handle`] and [`begin_request`] record it under the store's
+/// [`MetadataPolicy`](crate::MetadataPolicy) as it is, in place of the
+/// peer's [`SocketAddr`] extension, and read no forwarding header for it
+/// (the [`Sessions`]' [trusted proxies](Sessions::with_trusted_proxies)
+/// apply to the `SocketAddr` only).
 ///
 /// ```
 /// use stored_session::adapters::http::ClientAddr;
@@ -113,15 +118,26 @@ where
 pub struct ClientAddr(pub IpAddr);
 
 /// Starts the cycle from a whole request: the session named by its
-/// `Cookie` headers, loaded on first use, with the client's address (a
-/// [`ClientAddr`] or [`SocketAddr`] extension) and `User-Agent` passed to
-/// [`LazySession::set_client`].
+/// `Cookie` headers, loaded on first use, with the client's address and
+/// `User-Agent` passed to [`LazySession::set_client`]. The address is a
+/// [`ClientAddr`] extension's, or else the peer's [`SocketAddr`]
+/// extension's, or, when that peer is a trusted proxy, the client's address
+/// in its forwarding header
+/// ([`TrustedProxies::client_ip`](super::TrustedProxies::client_ip)).
 pub fn begin_request<B>(sessions: &Sessions, request: &Request<B>) -> LazySession {
     let mut session = begin(sessions, request.headers());
     let extensions = request.extensions();
     let ip = match extensions.get::<ClientAddr>() {
         Some(ClientAddr(ip)) => Some(*ip),
-        None => extensions.get::<SocketAddr>().map(SocketAddr::ip),
+        None => extensions.get::<SocketAddr>().map(|peer| {
+            sessions.trusted_proxies().client_ip(peer.ip(), |name| {
+                request
+                    .headers()
+                    .get_all(name)
+                    .into_iter()
+                    .map(HeaderValue::as_bytes)
+            })
+        }),
     };
     if ip.is_some() {
         session.set_client(ip, user_agent(request.headers()));

@@ -95,16 +95,41 @@
 //! A returning visitor with the same (truncated) address and agent costs no
 //! write either. Where the address comes from:
 //!
-//! | adapter | IP address | user agent |
+//! | adapter | IP address (the peer) | user agent |
 //! |---|---|---|
 //! | `rouille` | `Request::remote_addr()` (the TCP peer) | `User-Agent` header |
-//! | `rocket` | `Request::client_ip()` (Rocket's `ip_header`, `X-Real-IP` by default, else the peer) | `User-Agent` header |
-//! | `http` | a [`ClientAddr`](http::ClientAddr) (or `SocketAddr`) request extension the server inserts | `User-Agent` header |
+//! | `rocket` | `Request::remote()` (the TCP peer; Rocket's `ip_header`, `X-Real-IP` by default, is not read) | `User-Agent` header |
+//! | `http` | a `SocketAddr` request extension the server inserts (the peer), unless the application inserted a [`ClientAddr`](http::ClientAddr), which is used as it is | `User-Agent` header |
 //!
-//! Behind a reverse proxy the TCP peer is the proxy: call
-//! [`LazySession::set_client`] yourself, with the address your trusted
-//! proxy forwarded, before the session is first used (the last call before
-//! loading wins).
+//! # Behind a proxy
+//!
+//! Behind a reverse proxy (nginx, HAProxy, a load balancer, a CDN) the TCP
+//! peer is the proxy. Name your proxies with
+//! [`Sessions::with_trusted_proxies`], and every adapter takes the client's
+//! address from their forwarding header, through the one rule of
+//! [`TrustedProxies::client_ip`]: a request whose peer is not a trusted
+//! proxy is the client's own, its `X-Forwarded-For` and `Forwarded`
+//! headers ignored; from a trusted proxy, the header's entries are read from
+//! the right, skipping trusted proxies, and the first other address is the
+//! client's (the left-most entries are whatever the client sent, so they are
+//! never believed). Only one header is read, `X-Forwarded-For` unless
+//! [`ForwardedHeader::Forwarded`] is chosen: the one your proxies write.
+//! Nothing is trusted by default, since any client can send these headers.
+//!
+//! ```
+//! use stored_session::adapters::{Sessions, TrustedProxies};
+//! use stored_session::{Keyring, SessionStore};
+//!
+//! let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
+//! // nginx on the same host, and the load balancers of the private network.
+//! let sessions = Sessions::new(store)
+//!     .with_trusted_proxies(TrustedProxies::new().with("127.0.0.1").with("10.0.0.0/8"))?;
+//! # let _ = sessions;
+//! # Ok::<(), stored_session::Error>(())
+//! ```
+//!
+//! An application can still call [`LazySession::set_client`] itself before
+//! the session is first used (the last call before loading wins).
 //!
 //! | feature | module | shape |
 //! |---|---|---|
@@ -155,6 +180,7 @@ mod failure;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+mod proxies;
 #[cfg(feature = "rocket")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rocket")))]
 pub mod rocket;
@@ -167,6 +193,7 @@ pub use self::cookie::{CookiePolicy, SetCookie, HOST_PREFIX};
 pub(crate) use self::failure::log_failure;
 use self::failure::{respond, ErrorHandler};
 pub use self::failure::{ErrorResponse, Stage};
+pub use self::proxies::{ForwardedHeader, TrustedProxies};
 /// The `SameSite` attribute values, from the `cookie` crate.
 pub use ::cookie::SameSite;
 
@@ -190,6 +217,8 @@ pub struct Sessions {
     on_error: Option<ErrorHandler>,
     /// The CSRF rules the adapters' checks apply.
     csrf: Arc<Csrf>,
+    /// The reverse proxies whose forwarding header names the client.
+    proxies: Arc<TrustedProxies>,
 }
 
 impl Sessions {
@@ -201,6 +230,7 @@ impl Sessions {
             policy: Arc::new(CookiePolicy::default()),
             on_error: None,
             csrf: Arc::new(Csrf::new()),
+            proxies: Arc::default(),
         }
     }
 
@@ -217,6 +247,7 @@ impl Sessions {
             policy: Arc::new(policy),
             on_error: None,
             csrf: Arc::new(Csrf::new()),
+            proxies: Arc::default(),
         })
     }
 
@@ -258,6 +289,39 @@ impl Sessions {
     {
         self.on_error = Some(Arc::new(handler));
         self
+    }
+
+    /// Reads the client's address from `proxies`' forwarding header
+    /// (`X-Forwarded-For` unless set otherwise) when the request comes from
+    /// one of them, on every adapter built from these sessions (see
+    /// [Behind a proxy](self#behind-a-proxy)). By default no proxy is
+    /// trusted: the client's address is the TCP peer's, whatever the
+    /// request's headers say.
+    ///
+    /// ```
+    /// use stored_session::adapters::{Sessions, TrustedProxies};
+    /// use stored_session::{Keyring, SessionStore};
+    ///
+    /// let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
+    /// let sessions = Sessions::new(store)
+    ///     .with_trusted_proxies(TrustedProxies::new().with("127.0.0.1").with("10.0.0.0/8"))?;
+    /// assert!(sessions.trusted_proxies().contains("10.20.30.40".parse().unwrap()));
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when an entry of `proxies` is not an address or a
+    /// CIDR network (see [`TrustedProxies::validate`]).
+    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Result<Self> {
+        proxies.validate()?;
+        self.proxies = Arc::new(proxies);
+        Ok(self)
+    }
+
+    /// The trusted reverse proxies (none by default).
+    pub fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.proxies
     }
 
     /// The response for a failed session operation: the error handler's
@@ -394,6 +458,7 @@ impl fmt::Debug for Sessions {
                     "default"
                 },
             )
+            .field("trusted_proxies", &self.proxies)
             .finish()
     }
 }

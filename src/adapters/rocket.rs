@@ -7,11 +7,15 @@
 //!   and adds its `Set-Cookie` with `adjoin_header`.
 //! * [`SessionGuard`] loads the session when a handler asks for it. A
 //!   handler that does not costs no query and gets no cookie. On load it
-//!   records the client's address (`Request::client_ip()`: Rocket's
-//!   `ip_header`, `X-Real-IP` by default, else the TCP peer; set
-//!   `ip_header = false` when no proxy sets it) and `User-Agent`, as far
-//!   as the store's [`MetadataPolicy`](crate::MetadataPolicy) allows (by
-//!   default nothing).
+//!   records the client's address and `User-Agent`, as far as the store's
+//!   [`MetadataPolicy`](crate::MetadataPolicy) allows (by default
+//!   nothing). The address is the TCP peer's (`Request::remote()`), or,
+//!   when the peer is one of the [`Sessions`]'
+//!   [trusted proxies](Sessions::with_trusted_proxies), the client's
+//!   address in its forwarding header
+//!   ([`TrustedProxies::client_ip`](super::TrustedProxies::client_ip)).
+//!   Rocket's own `ip_header` (`X-Real-IP` by default, which any client
+//!   can send) is not read.
 //! * [`Error`] is a `Responder` (the [`Sessions`]' error response), so
 //!   handlers can return `Result<_, stored_session::Error>`.
 //!
@@ -751,9 +755,17 @@ impl<'r> FromRequest<'r> for SessionGuard<'r> {
             .and_then(SessionId::parse)
             .map(|id| id.stored_id());
         // Client metadata, copied only when the store's policy records it.
+        let ip = request.remote().map(|peer| {
+            shared
+                .sessions
+                .trusted_proxies()
+                .client_ip(peer.ip(), |name| {
+                    request.headers().get(name).map(str::as_bytes)
+                })
+        });
         let client = shared
             .sessions
-            .client(request.client_ip(), request.headers().get_one("User-Agent"));
+            .client(ip, request.headers().get_one("User-Agent"));
         let sessions = shared.sessions.clone();
         let load = move || {
             let mut session = sessions.load(&presented)?;

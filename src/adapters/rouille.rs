@@ -103,24 +103,29 @@ where
 
 /// The first half of [`with_session`]: the request's lazily loaded session.
 ///
-/// The client's address (`Request::remote_addr`, the TCP peer) and
-/// `User-Agent` are passed to [`LazySession::set_client`], so they are
-/// recorded when the session loads if the store's
-/// [`MetadataPolicy`](crate::MetadataPolicy) says so (by default nothing
-/// is). Behind a reverse proxy, call `set_client` again with the forwarded
-/// address before using the session.
+/// The client's address and `User-Agent` are passed to
+/// [`LazySession::set_client`], so they are recorded when the session loads
+/// if the store's [`MetadataPolicy`](crate::MetadataPolicy) says so (by
+/// default nothing is). The address is the TCP peer's
+/// (`Request::remote_addr`), or, when the peer is one of the [`Sessions`]'
+/// [trusted proxies](Sessions::with_trusted_proxies), the client's address
+/// found in its forwarding header ([`TrustedProxies::client_ip`](super::TrustedProxies::client_ip)).
 pub fn begin(sessions: &Sessions, request: &Request) -> LazySession {
-    let mut session = sessions.begin(
-        request
-            .headers()
-            .filter(|(name, _)| name.eq_ignore_ascii_case("cookie"))
-            .map(|(_, value)| value),
-    );
-    session.set_client(
-        Some(request.remote_addr().ip()),
-        request.header("User-Agent"),
-    );
+    let mut session = sessions.begin(headers(request, "Cookie"));
+    let ip = sessions
+        .trusted_proxies()
+        .client_ip(request.remote_addr().ip(), |name| headers(request, name));
+    session.set_client(Some(ip), request.header("User-Agent"));
     session
+}
+
+/// The values of every header of `request` called `name` (any case), in
+/// order.
+fn headers<'r>(request: &'r Request, name: &'r str) -> impl Iterator<Item = &'r str> {
+    request
+        .headers()
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value)
 }
 
 /// The second half of [`with_session`]: commits the session and adds its
