@@ -16,6 +16,8 @@
 //!   or /48 (IPv6) network, and the user agent, encrypted in the session.
 //! * Serves plain HTTP, so the cookie's `Secure` flag is turned off (and it
 //!   says so on start).
+//! * With `TRUST_PROXY=1`, takes the client's address from
+//!   `X-Forwarded-For` sent by a proxy on 127.0.0.1 (never by default).
 //!
 //! Routes (text/plain unless noted):
 //!
@@ -75,7 +77,7 @@ use ring::hmac;
 use rouille::{Request, Response};
 use sha2::{Digest, Sha256};
 use stored_session::adapters::rouille::with_session;
-use stored_session::adapters::{CookiePolicy, LazySession, Sessions};
+use stored_session::adapters::{CookiePolicy, LazySession, Sessions, TrustedProxies};
 use stored_session::admin::{self, escape_html, Admin};
 use stored_session::{
     Config, Cursor, Error, IpTracking, MetadataPolicy, Page, SessionId, SessionStore,
@@ -110,6 +112,16 @@ fn run() -> Result<(), String> {
     let policy = CookiePolicy::new().with_secure(false);
     let sessions =
         Sessions::with_policy(store, policy).map_err(|e| format!("cookie policy: {e}"))?;
+    // TRUST_PROXY=1: a reverse proxy on this machine forwards the client's
+    // address in X-Forwarded-For; believe it from 127.0.0.1 only.
+    let trust_proxy = std::env::var("TRUST_PROXY").is_ok_and(|v| v == "1");
+    let sessions = if trust_proxy {
+        sessions
+            .with_trusted_proxies(TrustedProxies::new().with("127.0.0.1"))
+            .map_err(|e| format!("trusted proxies: {e}"))?
+    } else {
+        sessions
+    };
     let admin_token = std::env::var("ADMIN_TOKEN").ok();
     let demo = Demo::new(sessions, admin_token.as_deref());
 
@@ -121,6 +133,9 @@ fn run() -> Result<(), String> {
     println!("stored-session demo on {base}/");
     println!("sessions in {}", stored_session::redact_url(&url));
     println!("recording client metadata: IP address truncated to /24 or /48, user agent");
+    if trust_proxy {
+        println!("TRUST_PROXY=1: the client address comes from X-Forwarded-For sent by 127.0.0.1");
+    }
     if admin_enabled {
         println!("admin page: {base}/admin/ (sign in at {base}/admin/login with $ADMIN_TOKEN, or send Authorization: Bearer $ADMIN_TOKEN)");
     } else {

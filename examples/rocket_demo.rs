@@ -14,6 +14,8 @@
 //!   network (the TCP peer's: no proxy is trusted) and the user agent.
 //! * Serves plain HTTP, so the cookie's `Secure` flag is turned off (and it
 //!   says so on start).
+//! * With `TRUST_PROXY=1`, takes the client's address from
+//!   `X-Forwarded-For` sent by a proxy on 127.0.0.1 (never by default).
 //!
 //! Routes (text/plain): `GET /` counts visits (`visits: N`, `user: NAME` or
 //! `anonymous`); `POST /login` with form field `user` renews the session id
@@ -38,7 +40,7 @@ use rocket::http::Status;
 use rocket::tokio::task::block_in_place;
 use rocket::{get, post, routes, FromForm, State};
 use stored_session::adapters::rocket::{CsrfCheck, SessionFairing, SessionGuard};
-use stored_session::adapters::{CookiePolicy, Sessions};
+use stored_session::adapters::{CookiePolicy, Sessions, TrustedProxies};
 use stored_session::csrf::CsrfRejection;
 use stored_session::{Config, Cursor, Error, IpTracking, MetadataPolicy, Page, SessionStore};
 
@@ -275,6 +277,16 @@ async fn run() -> Result<(), String> {
     // Plain HTTP: a Secure cookie would not come back from most browsers.
     let sessions = Sessions::with_policy(store, CookiePolicy::new().with_secure(false))
         .map_err(|e| format!("cookie policy: {e}"))?;
+    // TRUST_PROXY=1: a reverse proxy on this machine forwards the client's
+    // address in X-Forwarded-For; believe it from 127.0.0.1 only.
+    let sessions = if std::env::var("TRUST_PROXY").is_ok_and(|v| v == "1") {
+        println!("TRUST_PROXY=1: the client address comes from X-Forwarded-For sent by 127.0.0.1");
+        sessions
+            .with_trusted_proxies(TrustedProxies::new().with("127.0.0.1"))
+            .map_err(|e| format!("trusted proxies: {e}"))?
+    } else {
+        sessions
+    };
     println!(
         "note: plain HTTP, so the session cookie's Secure flag is OFF; keep it on in production"
     );
