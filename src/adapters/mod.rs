@@ -344,7 +344,7 @@ impl Sessions {
     /// let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
     /// let sessions = Sessions::new(store)
     ///     .with_csrf(Csrf::new().with_allowed_origin("https://app.example.com")?);
-    /// assert_eq!(sessions.csrf().allowed_origins().len(), 1);
+    /// assert_eq!(sessions.csrf().allowed_origins().count(), 1);
     /// # Ok::<(), stored_session::Error>(())
     /// ```
     pub fn with_csrf(mut self, csrf: Csrf) -> Self {
