@@ -10,7 +10,7 @@ use crate::codec::{self, LoadedPayload, PayloadRef};
 use crate::crypto::Salt;
 use crate::error::Result;
 use crate::id::{SessionId, StoredId};
-use crate::metadata::MetadataPolicy;
+use crate::metadata::{ClientChange, ClientRecorder, ClientState, Location, MetadataPolicy};
 
 /// What the store knows about the row a session was loaded from.
 #[derive(Debug, Clone)]
@@ -62,6 +62,9 @@ pub struct Session {
     changes: Changes,
     /// What `set_client` records (from the store's config).
     metadata_policy: MetadataPolicy,
+    /// The client of this request beyond the policy: location, device,
+    /// network comparison (see `metadata::ClientState`).
+    client: ClientState,
 }
 
 /// What a request did to its session since it was loaded or last saved.
@@ -105,6 +108,7 @@ impl Session {
             meta: BTreeMap::new(),
             changes: Changes::default(),
             metadata_policy,
+            client: ClientState::default(),
         }
     }
 
@@ -125,6 +129,31 @@ impl Session {
     }
 
     // ---- The store's view of the delta, and its book-keeping. ----
+
+    /// Records location, device and network as the store's `recorder`
+    /// says (`None`: only what the metadata policy says).
+    pub(crate) fn attach_client_recorder(
+        &mut self,
+        recorder: Option<std::sync::Arc<ClientRecorder>>,
+    ) {
+        self.client.attach(recorder);
+    }
+
+    /// At a creation or a login: records the location, network tag and
+    /// device of the client this request reported.
+    pub(crate) fn record_client(&mut self) {
+        for (name, value) in self.client.record() {
+            self.put_meta(name, value);
+        }
+    }
+
+    /// The client change to report once the save succeeded; reported, it
+    /// is forgotten (a later save of the same session does not repeat it).
+    pub(crate) fn take_client_change(&mut self) -> Option<ClientChange> {
+        let change = self.client.change();
+        self.client.reset();
+        change
+    }
 
     /// The row the session was read from or last written to.
     pub(crate) fn record(&self) -> Option<&Record> {
@@ -364,6 +393,7 @@ impl Session {
         self.data.clear();
         self.user = None;
         self.meta.clear();
+        self.client.reset();
         let destroyed = self.changes.destroyed;
         self.changes = Changes {
             destroyed,
@@ -411,7 +441,19 @@ impl Session {
     /// [`MetadataPolicy`](crate::MetadataPolicy) allows (nothing by default).
     /// The adapters call this for you. A value equal to the stored one is not
     /// a change, so a returning visitor costs no write.
+    ///
+    /// With a GeoIP database ([`Config::geoip`](crate::Config), feature
+    /// `geoip`) or device labels ([`Config::devices`](crate::Config),
+    /// feature `devices`), the session also records where and what the
+    /// client is when it is created and at each login (see
+    /// [`location`](Session::location), [`device`](Session::device)); for a
+    /// session loaded from its row, a client on another network than the
+    /// recorded one is reported by [`client_change`](Session::client_change).
     pub fn set_client(&mut self, ip: Option<std::net::IpAddr>, user_agent: Option<&str>) {
+        let loaded = self.record.is_some();
+        for (name, value) in self.client.observe(&self.meta, loaded, ip, user_agent) {
+            self.put_meta(name, value);
+        }
         let policy = self.metadata_policy;
         if let Some(ip) = ip.and_then(|ip| policy.ip(ip)) {
             self.put_meta(crate::metadata::IP, Some(ip));
@@ -424,11 +466,45 @@ impl Session {
     /// Sets an application metadata field (e.g. a coarse location the app
     /// computed), shown in [`SessionInfo`](crate::SessionInfo) listings and
     /// stored encrypted. `None` removes it. The names `ip` and `user_agent`
-    /// belong to [`set_client`](Session::set_client) and are ignored here.
+    /// and those starting with `client.` belong to the store
+    /// ([`set_client`](Session::set_client)) and are ignored here.
     pub fn set_meta(&mut self, name: &str, value: Option<&str>) {
-        if name != crate::metadata::IP && name != crate::metadata::USER_AGENT {
+        if !crate::metadata::is_reserved(name) {
             self.put_meta(name, value.map(str::to_owned));
         }
+    }
+
+    /// Where the session's client was when it was created, at its last
+    /// login, or when it last moved to another network, as the store's
+    /// GeoIP database placed it (feature `geoip`); `None` without one, or
+    /// for an address the database does not place.
+    pub fn location(&self) -> Option<Location> {
+        Location::from_meta(&self.meta)
+    }
+
+    /// The device label recorded when the session was created or at its
+    /// last login ("Firefox on Linux", feature `devices` with
+    /// [`Config::devices`](crate::Config)).
+    pub fn device(&self) -> Option<&str> {
+        self.meta(crate::metadata::DEVICE)
+    }
+
+    /// Whether the client this request reported to
+    /// [`set_client`](Session::set_client) (the adapters call it) is on
+    /// another network than the one recorded for this session, and in
+    /// another country: for an application that challenges (asks for the
+    /// password again) or alerts. `None` for a new session, on the same
+    /// network, or when the store compares no networks (it does when it
+    /// records IP addresses, [`Config::metadata`](crate::Config), or has a
+    /// GeoIP database). The store also emits an
+    /// [`EventKind::ClientChanged`](crate::EventKind::ClientChanged) event
+    /// when it saves the session.
+    ///
+    /// The session's recorded network and location follow the client (they
+    /// are saved with the session): the change is reported once per move,
+    /// not on every later request from the new network.
+    pub fn client_change(&self) -> Option<ClientChange> {
+        self.client.change()
     }
 
     /// A metadata field (`ip`, `user_agent`, or the application's own).
