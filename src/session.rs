@@ -489,20 +489,24 @@ impl Session {
         self.meta(crate::metadata::DEVICE)
     }
 
-    /// Whether the client this request reported to
-    /// [`set_client`](Session::set_client) (the adapters call it) is on
-    /// another network than the one recorded for this session, and in
-    /// another country: for an application that challenges (asks for the
-    /// password again) or alerts. `None` for a new session, on the same
-    /// network, or when the store compares no networks (it does when it
-    /// records IP addresses, [`Config::metadata`](crate::Config), or has a
-    /// GeoIP database). The store also emits an
+    /// How the client this request reported to
+    /// [`set_client`](Session::set_client) (the adapters call it) moved
+    /// since the session's network was recorded: to another network
+    /// ([`ClientChange::Network`]), or to another country as well
+    /// ([`ClientChange::Country`]). For an application that challenges
+    /// (asks for the password again) or alerts. `None` for a new session,
+    /// on the same network (IPv4 /24, IPv6 /48), or when the store compares
+    /// no networks (it does when it records IP addresses,
+    /// [`Config::metadata`](crate::Config), or has a GeoIP database). The
+    /// store also emits an
     /// [`EventKind::ClientChanged`](crate::EventKind::ClientChanged) event
     /// when it saves the session.
     ///
     /// The session's recorded network and location follow the client (they
-    /// are saved with the session): the change is reported once per move,
-    /// not on every later request from the new network.
+    /// are saved with the session): a move is reported once, not on every
+    /// later request from the new network. To keep challenging until the
+    /// user answers, mark the session yourself (e.g. insert a flag that
+    /// the password check removes).
     pub fn client_change(&self) -> Option<ClientChange> {
         self.client.change()
     }
