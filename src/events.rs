@@ -15,6 +15,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::id::StoredId;
+use crate::metadata::ClientChange;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,6 +35,15 @@ pub enum EventKind {
     Trim,
     /// A presented cookie did not yield its session; see [`RejectReason`].
     Rejected,
+    /// A loaded session's client is on another network than the one
+    /// recorded, perhaps in another country; see [`ClientChange`] in
+    /// [`Event::client_change`] and
+    /// [`Session::client_change`](crate::Session::client_change). Emitted
+    /// by [`SessionStore::save`](crate::SessionStore::save) after the
+    /// session (with its client's new network and location) was saved;
+    /// `sid` is the session's id after the save (a renewed one's new id).
+    /// Takes no time of its own and affects no rows.
+    ClientChanged,
 }
 
 impl EventKind {
@@ -47,6 +57,7 @@ impl EventKind {
             EventKind::Delete => "session_delete.stored_session",
             EventKind::Trim => "session_trim.stored_session",
             EventKind::Rejected => "session_rejected.stored_session",
+            EventKind::ClientChanged => "session_client_changed.stored_session",
         }
     }
 
@@ -59,6 +70,7 @@ impl EventKind {
             EventKind::Delete => "Session Delete",
             EventKind::Trim => "Session Trim",
             EventKind::Rejected => "Session Rejected",
+            EventKind::ClientChanged => "Session Client Changed",
         }
     }
 }
@@ -107,6 +119,8 @@ pub struct Event {
     pub rows: u64,
     /// For [`EventKind::Rejected`], why.
     pub reason: Option<RejectReason>,
+    /// For [`EventKind::ClientChanged`], how the client moved.
+    pub client_change: Option<ClientChange>,
 }
 
 impl Event {
@@ -125,6 +139,7 @@ impl Event {
             duration,
             rows,
             reason: None,
+            client_change: None,
         }
     }
 
@@ -148,7 +163,13 @@ impl fmt::Display for Event {
         if let Some(reason) = &self.reason {
             extra.push(format!("reason: {reason:?}"));
         }
-        if !matches!(self.kind, EventKind::Read | EventKind::Rejected) {
+        if let Some(change) = &self.client_change {
+            extra.push(format!("change: {change:?}"));
+        }
+        if !matches!(
+            self.kind,
+            EventKind::Read | EventKind::Rejected | EventKind::ClientChanged
+        ) {
             extra.push(format!("rows: {}", self.rows));
         }
         if !extra.is_empty() {

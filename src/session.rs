@@ -11,7 +11,7 @@ use crate::codec::{self, LoadedPayload, PayloadRef};
 use crate::crypto::Salt;
 use crate::error::Result;
 use crate::id::{SessionId, StoredId};
-use crate::metadata::MetadataPolicy;
+use crate::metadata::{ClientChange, ClientRecorder, ClientState, Location, MetadataPolicy};
 
 /// What the store knows about the row a session was loaded from.
 #[derive(Debug, Clone)]
@@ -68,6 +68,9 @@ pub struct Session {
     changes: Changes,
     /// What `set_client` records (from the store's config).
     metadata_policy: MetadataPolicy,
+    /// The client of this request beyond the policy: location, device,
+    /// network comparison (see `metadata::ClientState`).
+    client: ClientState,
 }
 
 /// What a request did to its session since it was loaded or last saved.
@@ -121,6 +124,7 @@ impl Session {
             csrf: None,
             changes: Changes::default(),
             metadata_policy,
+            client: ClientState::default(),
         }
     }
 
@@ -143,6 +147,31 @@ impl Session {
     }
 
     // ---- The store's view of the delta, and its book-keeping. ----
+
+    /// Records location, device and network as the store's `recorder`
+    /// says (`None`: only what the metadata policy says).
+    pub(crate) fn attach_client_recorder(
+        &mut self,
+        recorder: Option<std::sync::Arc<ClientRecorder>>,
+    ) {
+        self.client.attach(recorder);
+    }
+
+    /// At a creation or a login: records the location, network tag and
+    /// device of the client this request reported.
+    pub(crate) fn record_client(&mut self) {
+        for (name, value) in self.client.record() {
+            self.put_meta(name, value);
+        }
+    }
+
+    /// The client change to report once the save succeeded; reported, it
+    /// is forgotten (a later save of the same session does not repeat it).
+    pub(crate) fn take_client_change(&mut self) -> Option<ClientChange> {
+        let change = self.client.change();
+        self.client.reset();
+        change
+    }
 
     /// The row the session was read from or last written to.
     pub(crate) fn record(&self) -> Option<&Record> {
@@ -403,6 +432,7 @@ impl Session {
         self.meta.clear();
         self.flashes.clear();
         self.csrf = None;
+        self.client.reset();
         let destroyed = self.changes.destroyed;
         self.changes = Changes {
             destroyed,
@@ -450,7 +480,19 @@ impl Session {
     /// [`MetadataPolicy`](crate::MetadataPolicy) allows (nothing by default).
     /// The adapters call this for you. A value equal to the stored one is not
     /// a change, so a returning visitor costs no write.
+    ///
+    /// With a GeoIP database ([`Config::geoip`](crate::Config), feature
+    /// `geoip`) or device labels ([`Config::devices`](crate::Config),
+    /// feature `devices`), the session also records where and what the
+    /// client is when it is created and at each login (see
+    /// [`location`](Session::location), [`device`](Session::device)); for a
+    /// session loaded from its row, a client on another network than the
+    /// recorded one is reported by [`client_change`](Session::client_change).
     pub fn set_client(&mut self, ip: Option<std::net::IpAddr>, user_agent: Option<&str>) {
+        let loaded = self.record.is_some();
+        for (name, value) in self.client.observe(&self.meta, loaded, ip, user_agent) {
+            self.put_meta(name, value);
+        }
         let policy = self.metadata_policy;
         if let Some(ip) = ip.and_then(|ip| policy.ip(ip)) {
             self.put_meta(crate::metadata::IP, Some(ip));
@@ -463,11 +505,49 @@ impl Session {
     /// Sets an application metadata field (e.g. a coarse location the app
     /// computed), shown in [`SessionInfo`](crate::SessionInfo) listings and
     /// stored encrypted. `None` removes it. The names `ip` and `user_agent`
-    /// belong to [`set_client`](Session::set_client) and are ignored here.
+    /// and those starting with `client.` belong to the store
+    /// ([`set_client`](Session::set_client)) and are ignored here.
     pub fn set_meta(&mut self, name: &str, value: Option<&str>) {
-        if name != crate::metadata::IP && name != crate::metadata::USER_AGENT {
+        if !crate::metadata::is_reserved(name) {
             self.put_meta(name, value.map(str::to_owned));
         }
+    }
+
+    /// Where the session's client was when it was created, at its last
+    /// login, or when it last moved to another network, as the store's
+    /// GeoIP database placed it (feature `geoip`); `None` without one, or
+    /// for an address the database does not place.
+    pub fn location(&self) -> Option<Location> {
+        Location::from_meta(&self.meta)
+    }
+
+    /// The device label recorded when the session was created or at its
+    /// last login ("Firefox on Linux", feature `devices` with
+    /// [`Config::devices`](crate::Config)).
+    pub fn device(&self) -> Option<&str> {
+        self.meta(crate::metadata::DEVICE)
+    }
+
+    /// How the client this request reported to
+    /// [`set_client`](Session::set_client) (the adapters call it) moved
+    /// since the session's network was recorded: to another network
+    /// ([`ClientChange::Network`]), or to another country as well
+    /// ([`ClientChange::Country`]). For an application that challenges
+    /// (asks for the password again) or alerts. `None` for a new session,
+    /// on the same network (IPv4 /24, IPv6 /48), or when the store compares
+    /// no networks (it does when it records IP addresses,
+    /// [`Config::metadata`](crate::Config), or has a GeoIP database). The
+    /// store also emits an
+    /// [`EventKind::ClientChanged`](crate::EventKind::ClientChanged) event
+    /// when it saves the session.
+    ///
+    /// The session's recorded network and location follow the client (they
+    /// are saved with the session): a move is reported once, not on every
+    /// later request from the new network. To keep challenging until the
+    /// user answers, mark the session yourself (e.g. insert a flag that
+    /// the password check removes).
+    pub fn client_change(&self) -> Option<ClientChange> {
+        self.client.change()
     }
 
     /// A metadata field (`ip`, `user_agent`, or the application's own).

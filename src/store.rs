@@ -12,6 +12,7 @@ use crate::crypto::{Macs, OpenError, Salt, SaltChoice, Sealer};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventKind, Events, RejectReason, Stopwatch, SubscriptionId};
 use crate::id::{SessionId, StoredId};
+use crate::metadata::ClientRecorder;
 use crate::session::{Record, Session};
 use crate::Keyring;
 use zeroize::Zeroizing;
@@ -56,6 +57,9 @@ struct Inner {
     macs: Macs,
     config: Config,
     events: Events,
+    /// What sessions record about their client beyond the metadata policy
+    /// (location, device, network); `None` when nothing.
+    client: Option<Arc<ClientRecorder>>,
 }
 
 /// What the response must do with the session cookie after a
@@ -185,8 +189,10 @@ impl StoreBuilder {
     /// table is migrated.
     pub fn build(self, database: impl Into<Database>) -> SessionStore {
         let events = Events::new(self.config.log_events);
+        let client = ClientRecorder::new(&self.config, &self.keyring);
         SessionStore {
             inner: Arc::new(Inner {
+                client,
                 db: database
                     .into()
                     .with_operation_timeout(self.pool.operation_timeout),
@@ -217,7 +223,9 @@ impl StoreBuilder {
     /// off; [`Error::Connection`] at once, with the driver's reason, when the
     /// database cannot be reached or opened (see [`Database::open`]);
     /// [`Error::PoolTimeout`] only if the pool then cannot check out a
-    /// connection within the acquire timeout. With
+    /// connection within the acquire timeout. With feature `geoip`,
+    /// [`Error::Config`] when `Config::geoip` is `None` and the file named
+    /// by `STORED_SESSION_GEOIP` is missing or not a MaxMind DB. With
     /// [`StartupCheck::Fail`](crate::StartupCheck::Fail), the check's errors:
     /// [`Error::MissingTable`], [`Error::KeyringMismatch`], database and pool
     /// failures.
@@ -229,7 +237,12 @@ impl StoreBuilder {
     }
 
     /// [`open`](StoreBuilder::open) without the start-up check.
-    fn open_unchecked(self, url: &str) -> Result<SessionStore> {
+    #[allow(unused_mut)] // `mut` for the `geoip` feature only
+    fn open_unchecked(mut self, url: &str) -> Result<SessionStore> {
+        #[cfg(feature = "geoip")]
+        if self.config.geoip.is_none() {
+            self.config.geoip = crate::GeoIp::from_env()?;
+        }
         let db = Database::open(url, &self.pool)?;
         Ok(self.build(db))
     }
@@ -399,12 +412,12 @@ impl SessionStore {
             return Ok(self.fresh(now, true));
         };
         match self.open_row(&sid, row, now) {
-            Ok((payload, meta)) => Ok(Session::loaded(
-                id,
-                meta.record(sid),
-                payload,
-                self.inner.config.metadata,
-            )),
+            Ok((payload, meta)) => {
+                let mut session =
+                    Session::loaded(id, meta.record(sid), payload, self.inner.config.metadata);
+                session.attach_client_recorder(self.inner.client.clone());
+                Ok(session)
+            }
             Err(Unopened {
                 reason: RejectReason::UnknownKey,
                 unknown_key,
@@ -433,7 +446,21 @@ impl SessionStore {
     }
 
     fn fresh(&self, now: i64, had_cookie: bool) -> Session {
-        Session::fresh(now, had_cookie, self.inner.config.metadata)
+        let mut session = Session::fresh(now, had_cookie, self.inner.config.metadata);
+        session.attach_client_recorder(self.inner.client.clone());
+        session
+    }
+
+    /// Whether the store uses the client's IP address and user agent
+    /// (recorded, located, labelled or compared): what the adapters keep
+    /// of a request for [`Session::set_client`].
+    #[cfg_attr(not(feature = "adapters"), allow(dead_code))]
+    pub(crate) fn client_wanted(&self) -> (bool, bool) {
+        let policy = self.inner.config.metadata;
+        match &self.inner.client {
+            Some(client) => (client.wants_ip(), client.wants_user_agent()),
+            None => (policy.ip != crate::IpTracking::Off, policy.user_agent),
+        }
     }
 
     fn reject(&self, sid: Option<StoredId>, reason: RejectReason, started: Stopwatch) {
@@ -514,6 +541,15 @@ impl SessionStore {
     /// After a successful save the session is clean and may be used and
     /// saved again.
     ///
+    /// Where and what the client is (`Config::geoip` and `Config::devices`,
+    /// features `geoip` and `devices`): a save that creates the session
+    /// or logs in (renews it, or binds it to a user) records the location,
+    /// network and device of the client reported to
+    /// [`Session::set_client`] first. A session whose client moved to
+    /// another network ([`Session::client_change`]) is saved with its new
+    /// network and location, then an [`EventKind::ClientChanged`] event is
+    /// emitted.
+    ///
     /// # Errors
     ///
     /// [`Error::PayloadTooLarge`] (nothing written), database and pool
@@ -525,9 +561,31 @@ impl SessionStore {
     pub fn save(&self, session: &mut Session) -> Result<CookieAction> {
         let binds_user = session.binds_user();
         let idle_clock_before = session.record().map(|r| r.updated_at);
+        // Location, device and network are recorded at a creation (also of
+        // the anonymous session that follows a `destroy`) and at a login.
+        if session.has_content()
+            && (session.is_new()
+                || session.is_destroyed()
+                || session.renew_requested()
+                || binds_user)
+        {
+            session.record_client();
+        }
         let action = self.save_inner(session)?;
         if binds_user {
             self.enforce_session_cap(session); // Config::max_sessions_per_user (users.rs)
+        }
+        if let Some(change) = session.take_client_change() {
+            if let Some(sid) = session.stored_id() {
+                let mut e = Event::new(
+                    EventKind::ClientChanged,
+                    Some(sid),
+                    std::time::Duration::ZERO,
+                    0,
+                );
+                e.client_change = Some(change);
+                self.emit(e);
+            }
         }
         session.mark_clean();
         // The one place that says whether the idle clock moved: a write or

@@ -404,13 +404,15 @@ impl Sessions {
             })
     }
 
-    /// The client metadata worth keeping under the store's policy, or
-    /// `None` when the policy records nothing (the default): then nothing is
-    /// copied.
+    /// The client metadata worth keeping for the store (its policy, GeoIP
+    /// database, device labels), or `None` when it uses none (the
+    /// default): then nothing is copied.
     pub(crate) fn client(&self, ip: Option<IpAddr>, user_agent: Option<&str>) -> Option<Client> {
-        let policy = self.store.config().metadata;
-        let ip = ip.filter(|_| policy.ip != crate::IpTracking::Off);
-        let user_agent = user_agent.filter(|_| policy.user_agent).map(str::to_owned);
+        // Kept when the policy records them, or the store locates,
+        // labels or compares them (features `geoip`, `devices`).
+        let (want_ip, want_user_agent) = self.store.client_wanted();
+        let ip = ip.filter(|_| want_ip);
+        let user_agent = user_agent.filter(|_| want_user_agent).map(str::to_owned);
         (ip.is_some() || user_agent.is_some()).then_some(Client { ip, user_agent })
     }
 
@@ -749,6 +751,36 @@ impl LazySession {
     /// As [`load`](LazySession::load).
     pub fn meta(&mut self, name: &str) -> Result<Option<&str>> {
         Ok(self.load()?.meta(name))
+    }
+
+    /// [`Session::location`], loading first if needed.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](LazySession::load).
+    pub fn location(&mut self) -> Result<Option<crate::Location>> {
+        Ok(self.load()?.location())
+    }
+
+    /// [`Session::device`], loading first if needed.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](LazySession::load).
+    pub fn device(&mut self) -> Result<Option<&str>> {
+        Ok(self.load()?.device())
+    }
+
+    /// [`Session::client_change`]: whether this request's client is on
+    /// another network (or in another country) than the one recorded for
+    /// the session, loading first if needed (the adapters have reported the
+    /// client by then).
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](LazySession::load).
+    pub fn client_change(&mut self) -> Result<Option<crate::ClientChange>> {
+        Ok(self.load()?.client_change())
     }
 
     /// [`Session::is_new`], loading first if needed.

@@ -539,7 +539,7 @@ fn session_table(out: &mut String, page: &Page<'_>, user: &str, sessions: &[Sess
     let base = page.base;
     out.push_str(
         "<table id=\"sessions\">\n<thead><tr><th>Created</th><th>Last active</th><th>IP address</th>\
-         <th>User agent</th><th>Other</th><th></th></tr></thead>\n<tbody>\n",
+         <th>Location</th><th>Device</th><th>User agent</th><th>Other</th><th></th></tr></thead>\n<tbody>\n",
     );
     for info in sessions {
         out.push_str("<tr class=\"session\"><td>");
@@ -547,10 +547,14 @@ fn session_table(out: &mut String, page: &Page<'_>, user: &str, sessions: &[Sess
         out.push_str("</td><td>");
         stamp(out, page.now, info.last_active);
         let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "—".into());
+        let location = info.location.as_ref().map(ToString::to_string);
         let _ = write!(
             out,
-            "</td><td>{}</td><td class=\"ua\">{}</td><td>",
+            "</td><td>{}</td><td class=\"location\">{}</td><td class=\"device\">{}</td>\
+             <td class=\"ua\">{}</td><td>",
             Esc(&dash(&info.ip)),
+            Esc(&dash(&location)),
+            Esc(&dash(&info.device)),
             Esc(&dash(&info.user_agent))
         );
         if info.fields.is_empty() {
