@@ -16,17 +16,25 @@
 //!   or /48 (IPv6) network, and the user agent, encrypted in the session.
 //! * Serves plain HTTP, so the cookie's `Secure` flag is turned off (and it
 //!   says so on start).
+//! * With `TRUST_PROXY=1`, takes the client's address from
+//!   `X-Forwarded-For` sent by a proxy on 127.0.0.1 (never by default).
 //!
 //! Routes (text/plain unless noted):
 //!
 //! | route | what it does |
 //! |---|---|
-//! | `GET /` | counts visits in the session: `visits: N` and `user: NAME` (or `anonymous`) |
-//! | `POST /login` (form field `user`) | renews the session id, binds the session to the user: `logged in as NAME` |
+//! | `GET /` | counts visits in the session: `visits: N` and `user: NAME` (or `anonymous`), and once after a login `flash: welcome NAME` |
+//! | `GET /csrf` | the session's CSRF token (for `X-CSRF-Token` or a form field `csrf_token`) |
+//! | `POST /login` (form field `user`) | renews the session id, binds the session to the user, leaves the flash message `welcome NAME` for the next page: `logged in as NAME` |
 //! | `POST /logout` | destroys the session and removes the cookie: `logged out` |
 //! | `GET /sessions` | the signed-in user's live sessions, newest first, 50 per page, one line each: `session HANDLE created TIME last-active TIME ip IP agent AGENT`, the visitor's own line ending with ` current`; when there are more, a last line `next /sessions?after=CURSOR` (401 when not signed in, 400 for a cursor that is not the user's) |
 //! | `POST /sessions/revoke-others` | ends the user's other sessions: `revoked N` (401 when not signed in) |
 //! | `GET /health` | `ok`, never touches the session |
+//!
+//! Every `POST` from a browser on another site (`Sec-Fetch-Site:
+//! cross-site`, or a foreign `Origin`) is refused with 403; requests
+//! without browser headers (curl) pass. A request that sends a CSRF token
+//! must send the session's own (403 otherwise).
 //! | `/admin/…` | the admin page (HTML), see below |
 //!
 //! # The admin page
@@ -69,7 +77,7 @@ use ring::hmac;
 use rouille::{Request, Response};
 use sha2::{Digest, Sha256};
 use stored_session::adapters::rouille::with_session;
-use stored_session::adapters::{CookiePolicy, LazySession, Sessions};
+use stored_session::adapters::{CookiePolicy, LazySession, Sessions, TrustedProxies};
 use stored_session::admin::{self, escape_html, Admin};
 use stored_session::{
     Config, Cursor, Error, IpTracking, MetadataPolicy, Page, SessionId, SessionStore,
@@ -104,6 +112,16 @@ fn run() -> Result<(), String> {
     let policy = CookiePolicy::new().with_secure(false);
     let sessions =
         Sessions::with_policy(store, policy).map_err(|e| format!("cookie policy: {e}"))?;
+    // TRUST_PROXY=1: a reverse proxy on this machine forwards the client's
+    // address in X-Forwarded-For; believe it from 127.0.0.1 only.
+    let trust_proxy = std::env::var("TRUST_PROXY").is_ok_and(|v| v == "1");
+    let sessions = if trust_proxy {
+        sessions
+            .with_trusted_proxies(TrustedProxies::new().with("127.0.0.1"))
+            .map_err(|e| format!("trusted proxies: {e}"))?
+    } else {
+        sessions
+    };
     let admin_token = std::env::var("ADMIN_TOKEN").ok();
     let demo = Demo::new(sessions, admin_token.as_deref());
 
@@ -115,6 +133,9 @@ fn run() -> Result<(), String> {
     println!("stored-session demo on {base}/");
     println!("sessions in {}", stored_session::redact_url(&url));
     println!("recording client metadata: IP address truncated to /24 or /48, user agent");
+    if trust_proxy {
+        println!("TRUST_PROXY=1: the client address comes from X-Forwarded-For sent by 127.0.0.1");
+    }
     if admin_enabled {
         println!("admin page: {base}/admin/ (sign in at {base}/admin/login with $ADMIN_TOKEN, or send Authorization: Bearer $ADMIN_TOKEN)");
     } else {
@@ -235,19 +256,62 @@ pub fn app(demo: &Demo, request: &Request) -> Response {
     if path == "/admin" || path.starts_with("/admin/") {
         return admin_routes(demo, request);
     }
+    if let Some(refused) = cross_site(sessions, request) {
+        return refused;
+    }
     match (request.method(), path.as_str()) {
         ("GET", "/health") => Response::text("ok"),
         ("GET", "/") => with_session(sessions, request, index),
+        ("GET", "/csrf") => with_session(sessions, request, csrf_token),
         ("POST", "/login") => with_session(sessions, request, |s| login(request, s)),
-        ("POST", "/logout") => with_session(sessions, request, logout),
+        ("POST", "/logout") => with_session(sessions, request, |s| logout(request, s)),
         ("GET", "/sessions") => with_session(sessions, request, |s| {
             list_sessions(sessions, s, request.get_param("after"))
         }),
         ("POST", "/sessions/revoke-others") => {
-            with_session(sessions, request, |s| revoke_others(sessions, s))
+            with_session(sessions, request, |s| revoke_others(sessions, request, s))
         }
         _ => Response::text("not found\n").with_status_code(404),
     }
+}
+
+/// The demo's forgery check on every unsafe request: a browser's
+/// cross-site request (`Sec-Fetch-Site: cross-site`, or an `Origin` that is
+/// not this server) is refused with 403 before any session work; requests
+/// without browser headers (curl, scripts) pass this check. A request that
+/// sends a CSRF token (form field `csrf_token` or header `X-CSRF-Token`,
+/// the value of `GET /csrf`) must send the session's own. An application
+/// whose pages hold forms requires the token on every unsafe request:
+/// `stored_session::adapters::rouille::check_csrf`.
+fn cross_site(sessions: &Sessions, request: &Request) -> Option<Response> {
+    sessions
+        .csrf()
+        .verify_origin(request.method(), |name| request.header(name))
+        .err()
+        .map(|rejection| {
+            Response::text(format!("forbidden: {}\n", rejection.reason())).with_status_code(403)
+        })
+}
+
+/// Checks a CSRF token when the request sends one (see [`cross_site`]).
+fn token_check(
+    request: &Request,
+    session: &mut LazySession,
+    form_token: Option<&str>,
+) -> stored_session::Result<Option<Response>> {
+    if form_token.is_none() && request.header("X-CSRF-Token").is_none() {
+        return Ok(None);
+    }
+    stored_session::adapters::rouille::check_csrf(session, request, form_token)
+}
+
+/// The form field `csrf_token` of an urlencoded body, if any.
+fn form_token(request: &Request) -> Option<String> {
+    rouille::input::post::raw_urlencoded_post_input(request)
+        .ok()?
+        .into_iter()
+        .find(|(name, _)| name == "csrf_token")
+        .map(|(_, value)| value)
 }
 
 /// `/admin/…`: the login form, then the admin page for authorized requests.
@@ -315,33 +379,51 @@ fn index(session: &mut LazySession) -> stored_session::Result<Response> {
     let user = session
         .get::<String>("user")?
         .unwrap_or_else(|| "anonymous".into());
-    Ok(Response::text(format!("visits: {visits}\nuser: {user}\n")))
+    let mut body = format!("visits: {visits}\nuser: {user}\n");
+    // Set by the login for the next page, shown once.
+    if let Some(flash) = session.take_flash::<String>("notice")? {
+        body.push_str(&format!("flash: {flash}\n"));
+    }
+    Ok(Response::text(body))
+}
+
+/// `GET /csrf`: the session's CSRF token, for scripts that send it back
+/// as `X-CSRF-Token` (or a form field `csrf_token`).
+fn csrf_token(session: &mut LazySession) -> stored_session::Result<Response> {
+    Ok(Response::text(format!("{}\n", session.csrf_token()?)))
 }
 
 fn login(request: &Request, session: &mut LazySession) -> stored_session::Result<Response> {
-    let user = match rouille::input::post::raw_urlencoded_post_input(request) {
-        Ok(fields) => fields
-            .into_iter()
-            .find(|(name, _)| name == "user")
-            .map(|(_, value)| value.trim().to_owned()),
-        Err(_) => None,
+    let fields = rouille::input::post::raw_urlencoded_post_input(request).unwrap_or_default();
+    let field = |wanted: &str| {
+        fields
+            .iter()
+            .find(|(name, _)| name == wanted)
+            .map(|(_, value)| value.trim().to_owned())
     };
+    if let Some(refused) = token_check(request, session, field("csrf_token").as_deref())? {
+        return Ok(refused);
+    }
+    let user = field("user");
     let Some(user) = user.filter(|u| !u.is_empty() && u.len() <= 64) else {
         return Ok(
             Response::text("form field `user` (1 to 64 characters) required\n")
                 .with_status_code(400),
         );
     };
-    let session = session.load()?;
     // New id on login: a cookie planted before login is worthless after it.
     session.renew();
     session.insert("user", &user)?;
     session.set_user(user.clone());
+    session.flash("notice", &format!("welcome {user}"))?;
     Ok(Response::text(format!("logged in as {user}")))
 }
 
-fn logout(session: &mut LazySession) -> stored_session::Result<Response> {
-    session.destroy()?;
+fn logout(request: &Request, session: &mut LazySession) -> stored_session::Result<Response> {
+    if let Some(refused) = token_check(request, session, form_token(request).as_deref())? {
+        return Ok(refused);
+    }
+    session.destroy();
     Ok(Response::text("logged out"))
 }
 
@@ -392,8 +474,12 @@ fn list_sessions(
 /// Ends every other session of the signed-in user.
 fn revoke_others(
     sessions: &Sessions,
+    request: &Request,
     session: &mut LazySession,
 ) -> stored_session::Result<Response> {
+    if let Some(refused) = token_check(request, session, form_token(request).as_deref())? {
+        return Ok(refused);
+    }
     let session = session.load()?;
     if session.user_id().is_none() {
         return Ok(not_signed_in());

@@ -11,9 +11,11 @@
 //!   the file `.stored-session-key` (created on the first run), so restarts
 //!   keep sessions.
 //! * Records client metadata: the IP address truncated to its /24 or /48
-//!   network (from `Request::client_ip()`) and the user agent.
+//!   network (the TCP peer's: no proxy is trusted) and the user agent.
 //! * Serves plain HTTP, so the cookie's `Secure` flag is turned off (and it
 //!   says so on start).
+//! * With `TRUST_PROXY=1`, takes the client's address from
+//!   `X-Forwarded-For` sent by a proxy on 127.0.0.1 (never by default).
 //!
 //! Routes (text/plain): `GET /` counts visits (`visits: N`, `user: NAME` or
 //! `anonymous`); `POST /login` with form field `user` renews the session id
@@ -25,14 +27,21 @@
 //! are more (400 for a cursor that is not the user's);
 //! `POST /sessions/revoke-others` ends the user's other sessions
 //! (`revoked N`); `GET /health` answers `ok` without touching the session.
+//! After a login, the next `GET /` shows `flash: welcome NAME` once.
+//! `GET /csrf` answers the session's CSRF token. Every `POST` from a
+//! browser on another site (`Sec-Fetch-Site: cross-site`, or a foreign
+//! `Origin`) is refused with 403; requests without browser headers (curl)
+//! pass; a request that sends a token (`X-CSRF-Token` or a form field
+//! `csrf_token`) must send the session's own.
 //! The admin page is in the rouille demo (`demo`).
 
 use rocket::form::Form;
 use rocket::http::Status;
 use rocket::tokio::task::block_in_place;
 use rocket::{get, post, routes, FromForm, State};
-use stored_session::adapters::rocket::{SessionFairing, SessionGuard};
-use stored_session::adapters::{CookiePolicy, Sessions};
+use stored_session::adapters::rocket::{CsrfCheck, SessionFairing, SessionGuard};
+use stored_session::adapters::{CookiePolicy, Sessions, TrustedProxies};
+use stored_session::csrf::CsrfRejection;
 use stored_session::{Config, Cursor, Error, IpTracking, MetadataPolicy, Page, SessionStore};
 
 #[path = "support/keys.rs"]
@@ -48,30 +57,101 @@ fn index(session: SessionGuard<'_>) -> Result<String, Status> {
         .get::<String>("user")
         .map_err(internal)?
         .unwrap_or_else(|| "anonymous".into());
-    Ok(format!("visits: {visits}\nuser: {user}\n"))
+    let mut body = format!("visits: {visits}\nuser: {user}\n");
+    // Set by the login for the next page, shown once.
+    if let Some(flash) = session.take_flash::<String>("notice").map_err(internal)? {
+        body.push_str(&format!("flash: {flash}\n"));
+    }
+    Ok(body)
+}
+
+/// `GET /csrf`: the session's CSRF token, for scripts that send it back as
+/// `X-CSRF-Token` (or a form field `csrf_token`).
+#[get("/csrf")]
+fn csrf_token(session: SessionGuard<'_>) -> String {
+    format!("{}\n", session.csrf_token())
+}
+
+/// Why an unsafe request was not served.
+#[derive(rocket::Responder)]
+enum Refused {
+    /// A forgery check failed: 403.
+    Forgery(CsrfRejection),
+    /// Anything else.
+    Status(Status),
+}
+
+impl From<Status> for Refused {
+    fn from(status: Status) -> Self {
+        Refused::Status(status)
+    }
+}
+
+impl From<CsrfRejection> for Refused {
+    fn from(rejection: CsrfRejection) -> Self {
+        Refused::Forgery(rejection)
+    }
+}
+
+/// The demo's forgery check on every unsafe request: a browser's
+/// cross-site request (`Sec-Fetch-Site: cross-site`, or a foreign
+/// `Origin`) is refused with 403; requests without browser headers (curl)
+/// pass. A request that sends a CSRF token must send the session's own. An
+/// application whose pages hold forms requires the token on every unsafe
+/// request (`CsrfCheck::verify` alone).
+fn forgery_check(
+    csrf: &CsrfCheck,
+    session: &SessionGuard<'_>,
+    form_token: Option<&str>,
+) -> Result<(), CsrfRejection> {
+    csrf.verify_origin()?;
+    if form_token.is_some() || csrf.carries_token() {
+        csrf.verify(session, form_token)?;
+    }
+    Ok(())
 }
 
 #[derive(FromForm)]
 struct Login {
     #[field(validate = len(1..=64))]
     user: String,
+    csrf_token: Option<String>,
 }
 
 #[post("/login", data = "<form>")]
-fn login(session: SessionGuard<'_>, form: Form<Login>) -> Result<String, Status> {
-    let user = form.into_inner().user;
+fn login(csrf: CsrfCheck, session: SessionGuard<'_>, form: Form<Login>) -> Result<String, Refused> {
+    let form = form.into_inner();
+    forgery_check(&csrf, &session, form.csrf_token.as_deref())?;
+    let user = form.user;
     let mut session = session.lock();
     // New id on login: a cookie planted before login is worthless after it.
     session.renew();
     session.insert("user", &user).map_err(internal)?;
     session.set_user(user.clone());
+    session
+        .flash("notice", &format!("welcome {user}"))
+        .map_err(internal)?;
     Ok(format!("logged in as {user}"))
 }
 
-#[post("/logout")]
-fn logout(session: SessionGuard<'_>) -> &'static str {
+#[derive(FromForm)]
+struct Token {
+    csrf_token: Option<String>,
+}
+
+#[post("/logout", data = "<form>")]
+fn logout(
+    csrf: CsrfCheck,
+    session: SessionGuard<'_>,
+    form: Option<Form<Token>>,
+) -> Result<&'static str, Refused> {
+    forgery_check(
+        &csrf,
+        &session,
+        form.as_ref().and_then(|f| f.csrf_token.as_deref()),
+    )?;
     session.destroy();
-    "logged out"
+    Ok("logged out")
 }
 
 /// The signed-in user's live sessions, one line each, 50 per page. The
@@ -118,11 +198,21 @@ fn sessions(
 }
 
 /// Ends the signed-in user's other sessions.
-#[post("/sessions/revoke-others")]
-fn revoke_others(session: SessionGuard<'_>, store: &State<SessionStore>) -> Result<String, Status> {
+#[post("/sessions/revoke-others", data = "<form>")]
+fn revoke_others(
+    csrf: CsrfCheck,
+    session: SessionGuard<'_>,
+    form: Option<Form<Token>>,
+    store: &State<SessionStore>,
+) -> Result<String, Refused> {
+    forgery_check(
+        &csrf,
+        &session,
+        form.as_ref().and_then(|f| f.csrf_token.as_deref()),
+    )?;
     let session = session.lock();
     if session.user_id().is_none() {
-        return Err(Status::Unauthorized);
+        return Err(Status::Unauthorized.into());
     }
     let revoked = block_in_place(|| store.revoke_others(&session)).map_err(internal)?;
     Ok(format!("revoked {revoked}"))
@@ -136,6 +226,22 @@ fn health() -> &'static str {
 fn internal(error: stored_session::Error) -> Status {
     eprintln!("session error: {error}");
     Status::InternalServerError
+}
+
+/// The demo's routes on `sessions` (the tests serve this too).
+pub fn app(sessions: Sessions) -> rocket::Rocket<rocket::Build> {
+    rocket::build().attach(SessionFairing::new(sessions)).mount(
+        "/",
+        routes![
+            index,
+            csrf_token,
+            login,
+            logout,
+            sessions,
+            revoke_others,
+            health
+        ],
+    )
 }
 
 #[rocket::main]
@@ -171,6 +277,16 @@ async fn run() -> Result<(), String> {
     // Plain HTTP: a Secure cookie would not come back from most browsers.
     let sessions = Sessions::with_policy(store, CookiePolicy::new().with_secure(false))
         .map_err(|e| format!("cookie policy: {e}"))?;
+    // TRUST_PROXY=1: a reverse proxy on this machine forwards the client's
+    // address in X-Forwarded-For; believe it from 127.0.0.1 only.
+    let sessions = if std::env::var("TRUST_PROXY").is_ok_and(|v| v == "1") {
+        println!("TRUST_PROXY=1: the client address comes from X-Forwarded-For sent by 127.0.0.1");
+        sessions
+            .with_trusted_proxies(TrustedProxies::new().with("127.0.0.1"))
+            .map_err(|e| format!("trusted proxies: {e}"))?
+    } else {
+        sessions
+    };
     println!(
         "note: plain HTTP, so the session cookie's Secure flag is OFF; keep it on in production"
     );
@@ -178,12 +294,8 @@ async fn run() -> Result<(), String> {
     let figment = rocket::Config::figment()
         .merge(("address", "127.0.0.1"))
         .merge(("port", port));
-    rocket::custom(figment)
-        .attach(SessionFairing::new(sessions))
-        .mount(
-            "/",
-            routes![index, login, logout, sessions, revoke_others, health],
-        )
+    app(sessions)
+        .configure(figment)
         .launch()
         .await
         .map_err(|e| format!("server failed: {e}"))?;

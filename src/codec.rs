@@ -52,6 +52,13 @@ pub(crate) struct Payload {
     /// limits).
     #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
     pub expiry: Option<StoredExpiry>,
+    /// Flash messages waiting for a later request, each MessagePack-encoded
+    /// (absent when there are none: older payloads decode unchanged).
+    #[serde(rename = "f", default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub flashes: BTreeMap<String, ByteBuf>,
+    /// The session's CSRF token, once one was asked for.
+    #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
+    pub csrf: Option<String>,
 }
 
 /// The payload as `load` reads it: the values go straight into the map type
@@ -69,6 +76,10 @@ pub(crate) struct LoadedPayload {
     pub user: Option<String>,
     #[serde(rename = "e", default)]
     pub expiry: Option<StoredExpiry>,
+    #[serde(rename = "f", default, deserialize_with = "values_from_bytes")]
+    pub flashes: BTreeMap<String, Vec<u8>>,
+    #[serde(rename = "k", default)]
+    pub csrf: Option<String>,
 }
 
 impl LoadedPayload {
@@ -121,6 +132,14 @@ pub(crate) struct PayloadRef<'a> {
     pub user: Option<&'a str>,
     #[serde(rename = "e", skip_serializing_if = "Option::is_none")]
     pub expiry: Option<StoredExpiry>,
+    #[serde(
+        rename = "f",
+        serialize_with = "values_as_bytes",
+        skip_serializing_if = "is_empty"
+    )]
+    pub flashes: &'a BTreeMap<String, Vec<u8>>,
+    #[serde(rename = "k", skip_serializing_if = "Option::is_none")]
+    pub csrf: Option<&'a str>,
 }
 
 impl PayloadRef<'_> {
@@ -143,7 +162,10 @@ impl PayloadRef<'_> {
     /// sized once instead of growing while the encoder writes.
     pub fn encoded_len_hint(&self) -> usize {
         const FRAMING: usize = 32;
-        let values: usize = self.data.iter().map(|(k, v)| k.len() + v.len() + 10).sum();
+        let values: usize = (self.data.iter().chain(self.flashes))
+            .map(|(k, v)| k.len() + v.len() + 10)
+            .sum::<usize>()
+            + self.csrf.map_or(0, |t| t.len() + 10);
         let meta: usize = self.meta.iter().map(|(k, v)| k.len() + v.len() + 10).sum();
         // An expiry takes at most 12 bytes (map header, key, a u64/i64).
         FRAMING + values + meta + self.user.map_or(0, |u| u.len() + 5) + 12
@@ -161,8 +183,8 @@ fn values_as_bytes<S: serde::Serializer>(
     )
 }
 
-fn is_empty(meta: &&BTreeMap<String, String>) -> bool {
-    meta.is_empty()
+fn is_empty<V>(map: &&BTreeMap<String, V>) -> bool {
+    map.is_empty()
 }
 
 impl Payload {
@@ -217,6 +239,7 @@ mod tests {
                 meta: meta.clone(),
                 user: user.map(str::to_owned),
                 expiry,
+                ..Default::default()
             };
             let borrowed = PayloadRef {
                 created_at: 1_800_000_000,
@@ -224,6 +247,8 @@ mod tests {
                 meta,
                 user,
                 expiry,
+                flashes: &BTreeMap::new(),
+                csrf: None,
             };
             let bytes = borrowed.encode().unwrap();
             assert_eq!(bytes, owned.encode().unwrap());
@@ -268,6 +293,65 @@ mod tests {
                 Payload::decode(bad).is_some()
             );
         }
+    }
+
+    #[test]
+    fn flashes_and_csrf_token_round_trip_and_are_optional() {
+        let data: BTreeMap<String, Vec<u8>> =
+            [("n".to_owned(), encode_value(&42u32).unwrap())].into();
+        let flashes: BTreeMap<String, Vec<u8>> =
+            [("notice".to_owned(), encode_value("saved").unwrap())].into();
+        let meta = BTreeMap::new();
+        let token = "t".repeat(43);
+        let borrowed = PayloadRef {
+            created_at: 1_800_000_000,
+            data: &data,
+            meta: &meta,
+            user: None,
+            expiry: Some(StoredExpiry::BrowserSession),
+            flashes: &flashes,
+            csrf: Some(&token),
+        };
+        let bytes = borrowed.encode().unwrap();
+        assert!(borrowed.encoded_len_hint() >= bytes.len());
+        let owned = Payload::decode(&bytes).unwrap();
+        assert_eq!(owned.encode().unwrap(), bytes);
+        assert_eq!(owned.csrf.as_deref(), Some(token.as_str()));
+        assert_eq!(owned.flashes["notice"].as_slice(), flashes["notice"]);
+        let loaded = LoadedPayload::decode(&bytes).unwrap();
+        assert_eq!(loaded.flashes, flashes);
+        assert_eq!(loaded.csrf.as_deref(), Some(token.as_str()));
+        assert_eq!(loaded.expiry, Some(StoredExpiry::BrowserSession));
+        assert_eq!(loaded.data, data);
+
+        // Without flashes or a token, the payload is byte for byte what it
+        // was before either existed, and such a payload decodes to neither.
+        let plain = PayloadRef {
+            flashes: &BTreeMap::new(),
+            csrf: None,
+            expiry: None,
+            ..borrowed
+        };
+        let plain_bytes = plain.encode().unwrap();
+        let mut legacy = Vec::new();
+        #[derive(Serialize)]
+        struct Before<'a> {
+            #[serde(rename = "c")]
+            created_at: i64,
+            #[serde(rename = "d")]
+            data: BTreeMap<&'a str, &'a serde_bytes::Bytes>,
+        }
+        let before = Before {
+            created_at: 1_800_000_000,
+            data: data
+                .iter()
+                .map(|(k, v)| (k.as_str(), serde_bytes::Bytes::new(v)))
+                .collect(),
+        };
+        rmp_serde::encode::write_named(&mut legacy, &before).unwrap();
+        assert_eq!(plain_bytes, legacy);
+        let loaded = LoadedPayload::decode(&legacy).unwrap();
+        assert!(loaded.flashes.is_empty() && loaded.csrf.is_none() && loaded.expiry.is_none());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::backend::Cutoffs;
+use crate::check::StartupCheck;
 use crate::clock::Clock;
 
 /// How a [`SessionStore`](crate::SessionStore) treats sessions.
@@ -71,6 +72,33 @@ pub struct Config {
     /// enforce the cap is logged (target `stored_session`, level warn) and
     /// does not fail the commit, whose cookie must still reach the browser.
     pub max_sessions_per_user: Option<u32>,
+    /// What [`StoreBuilder::open`](crate::StoreBuilder::open) and
+    /// [`open_migrated`](crate::StoreBuilder::open_migrated) do with the
+    /// start-up check ([`SessionStore::check`](crate::SessionStore::check):
+    /// the table exists, and the keyring opens the most recent sessions).
+    /// Default: [`StartupCheck::Warn`].
+    pub startup_check: StartupCheck,
+    /// The GeoIP database that places sessions: with one, a session records
+    /// its client's country and city (encrypted, with its metadata) when it
+    /// is created, at each login (a save that renews it or binds it to a
+    /// user) and when its client moves to another network; see
+    /// [`SessionInfo::location`](crate::SessionInfo::location). When `None`
+    /// (the default), [`StoreBuilder::open`](crate::StoreBuilder::open) and
+    /// [`open_migrated`](crate::StoreBuilder::open_migrated) open the file
+    /// named by the environment variable `STORED_SESSION_GEOIP`, if set
+    /// ([`GeoIp::from_env`](crate::GeoIp::from_env)).
+    #[cfg(feature = "geoip")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "geoip")))]
+    pub geoip: Option<crate::GeoIp>,
+    /// Whether sessions record a device label parsed from the client's
+    /// `User-Agent` ("Firefox on Linux"; encrypted, with the metadata) when
+    /// they are created and at each login; see
+    /// [`SessionInfo::device`](crate::SessionInfo::device). The user agent
+    /// itself is recorded only if [`Config::metadata`] says so. Default:
+    /// false.
+    #[cfg(feature = "devices")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "devices")))]
+    pub devices: bool,
 }
 
 const DAY: u64 = 24 * 60 * 60;
@@ -87,6 +115,11 @@ impl Default for Config {
             log_events: true,
             metadata: crate::MetadataPolicy::default(),
             max_sessions_per_user: None,
+            startup_check: StartupCheck::default(),
+            #[cfg(feature = "geoip")]
+            geoip: None,
+            #[cfg(feature = "devices")]
+            devices: false,
         }
     }
 }
@@ -151,6 +184,53 @@ impl Config {
     /// ```
     pub fn max_sessions_per_user(mut self, cap: Option<u32>) -> Self {
         self.max_sessions_per_user = cap;
+        self
+    }
+
+    /// Sets [`Config::startup_check`].
+    ///
+    /// ```
+    /// use stored_session::{Config, StartupCheck};
+    ///
+    /// let config = Config::default().startup_check(StartupCheck::Fail);
+    /// assert_eq!(config.startup_check, StartupCheck::Fail);
+    /// assert_eq!(Config::default().startup_check, StartupCheck::Warn);
+    /// ```
+    pub fn startup_check(mut self, policy: StartupCheck) -> Self {
+        self.startup_check = policy;
+        self
+    }
+
+    /// Sets [`Config::geoip`]. A missing or damaged file is an
+    /// [`Error::Config`](crate::Error::Config) from
+    /// [`GeoIp::open`](crate::GeoIp::open), at start-up.
+    ///
+    /// ```no_run
+    /// use stored_session::{Config, GeoIp};
+    ///
+    /// let config = Config::default().geoip(Some(GeoIp::open("GeoLite2-City.mmdb")?));
+    /// # let _ = config;
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    #[cfg(feature = "geoip")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "geoip")))]
+    pub fn geoip(mut self, database: Option<crate::GeoIp>) -> Self {
+        self.geoip = database;
+        self
+    }
+
+    /// Sets [`Config::devices`].
+    ///
+    /// ```
+    /// use stored_session::Config;
+    ///
+    /// assert!(Config::default().devices(true).devices);
+    /// assert!(!Config::default().devices);
+    /// ```
+    #[cfg(feature = "devices")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "devices")))]
+    pub fn devices(mut self, on: bool) -> Self {
+        self.devices = on;
         self
     }
 

@@ -15,6 +15,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::id::StoredId;
+use crate::metadata::ClientChange;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,6 +35,15 @@ pub enum EventKind {
     Trim,
     /// A presented cookie did not yield its session; see [`RejectReason`].
     Rejected,
+    /// A loaded session's client is on another network than the one
+    /// recorded, perhaps in another country; see [`ClientChange`] in
+    /// [`Event::client_change`] and
+    /// [`Session::client_change`](crate::Session::client_change). Emitted
+    /// by [`SessionStore::save`](crate::SessionStore::save) after the
+    /// session (with its client's new network and location) was saved;
+    /// `sid` is the session's id after the save (a renewed one's new id).
+    /// Takes no time of its own and affects no rows.
+    ClientChanged,
 }
 
 impl EventKind {
@@ -47,6 +57,7 @@ impl EventKind {
             EventKind::Delete => "session_delete.stored_session",
             EventKind::Trim => "session_trim.stored_session",
             EventKind::Rejected => "session_rejected.stored_session",
+            EventKind::ClientChanged => "session_client_changed.stored_session",
         }
     }
 
@@ -59,6 +70,7 @@ impl EventKind {
             EventKind::Delete => "Session Delete",
             EventKind::Trim => "Session Trim",
             EventKind::Rejected => "Session Rejected",
+            EventKind::ClientChanged => "Session Client Changed",
         }
     }
 }
@@ -71,9 +83,20 @@ pub enum RejectReason {
     Malformed,
     /// No live row has this id: never issued, deleted, or idle/absolutely expired.
     NotFound,
-    /// The row's envelope failed to open: tampered, truncated, moved from
-    /// another row, or sealed with a key no longer on the keyring.
+    /// The row's envelope failed to open under a key on the keyring:
+    /// tampered, truncated, moved from another row, or its plain
+    /// `created_at` column disagrees with the authenticated one.
     Tampered,
+    /// The row's envelope names a key that is not on the store's keyring: a
+    /// configuration problem (the keys were changed, or the key that sealed
+    /// it was dropped from the ring too early), not tampering. The row and
+    /// the browser's cookie are left alone, so the session opens again once
+    /// that key is back on the ring; the request gets a fresh session (see
+    /// [`SessionStore::load`](crate::SessionStore::load)). Logged at error
+    /// level (target `stored_session`) with the hashed id and the key id.
+    /// An envelope whose key id bytes were altered lands here too: without
+    /// the key there is no telling the two apart.
+    UnknownKey,
     /// The envelope opened but its content could not be decoded.
     Undecodable,
     /// The authenticated creation time is past the absolute lifetime.
@@ -96,6 +119,8 @@ pub struct Event {
     pub rows: u64,
     /// For [`EventKind::Rejected`], why.
     pub reason: Option<RejectReason>,
+    /// For [`EventKind::ClientChanged`], how the client moved.
+    pub client_change: Option<ClientChange>,
 }
 
 impl Event {
@@ -114,6 +139,7 @@ impl Event {
             duration,
             rows,
             reason: None,
+            client_change: None,
         }
     }
 
@@ -137,7 +163,13 @@ impl fmt::Display for Event {
         if let Some(reason) = &self.reason {
             extra.push(format!("reason: {reason:?}"));
         }
-        if !matches!(self.kind, EventKind::Read | EventKind::Rejected) {
+        if let Some(change) = &self.client_change {
+            extra.push(format!("change: {change:?}"));
+        }
+        if !matches!(
+            self.kind,
+            EventKind::Read | EventKind::Rejected | EventKind::ClientChanged
+        ) {
             extra.push(format!("rows: {}", self.rows));
         }
         if !extra.is_empty() {

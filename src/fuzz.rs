@@ -214,6 +214,16 @@ pub fn payload(data: &[u8]) {
     assert_eq!(loaded.meta, decoded.meta);
     assert_eq!(loaded.user, decoded.user);
     assert_eq!(loaded.expiry, decoded.expiry);
+    assert_eq!(loaded.csrf, decoded.csrf);
+    assert!(
+        loaded.flashes.len() == decoded.flashes.len()
+            && loaded
+                .flashes
+                .iter()
+                .zip(&decoded.flashes)
+                .all(|((lk, lv), (dk, dv))| lk == dk && lv.as_slice() == dv.as_slice()),
+        "load decoded other flashes than Payload::decode"
+    );
     assert!(
         loaded.data.len() == decoded.data.len()
             && loaded
@@ -231,6 +241,8 @@ pub fn payload(data: &[u8]) {
         meta: &loaded.meta,
         user: loaded.user.as_deref(),
         expiry: loaded.expiry,
+        flashes: &loaded.flashes,
+        csrf: loaded.csrf.as_deref(),
     }
     .encode()
     .expect("a decoded payload re-encodes");
@@ -248,7 +260,7 @@ pub fn payload(data: &[u8]) {
         updated_at: loaded.created_at,
         stale_key: false,
     };
-    let session = Session::loaded(
+    let mut session = Session::loaded(
         crate::SessionId::generate(),
         record,
         loaded,
@@ -267,6 +279,14 @@ pub fn payload(data: &[u8]) {
     }
     let _ = session.created_at();
     let _ = format!("{session:?}");
+    // Whatever the token, a POST carrying any other one is refused.
+    let csrf = crate::csrf::Csrf::new();
+    let header = |_: &str| None::<&str>;
+    assert!(csrf
+        .verify(&session, "POST", header, Some("not-the-token"))
+        .is_err());
+    let _ = session.flashes::<IgnoredAny>();
+    let _ = session.take_flash::<String>("notice");
 }
 
 /// Seed inputs for each target: `(target, file name, bytes)`. Written to
@@ -324,9 +344,20 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         data,
         meta: BTreeMap::new(),
         user: None,
-        expiry: None,
+        ..Payload::default()
     };
     let empty = Payload::default();
+    let mut flashed = full.clone();
+    flashed.flashes.insert(
+        "notice".to_owned(),
+        ByteBuf::from(codec::encode_value("saved").expect("encodes")),
+    );
+    flashed.csrf = Some("k".repeat(43));
+    out.push((
+        "payload",
+        "flash-and-csrf".into(),
+        flashed.encode().expect("encodes"),
+    ));
     let full_bytes = full.encode().expect("encodes");
     out.push(("payload", "full".into(), full_bytes.clone()));
     out.push(("payload", "empty".into(), empty.encode().expect("encodes")));

@@ -56,6 +56,8 @@
 //! | `testing` | | `testing`: helpers for your application's tests (turns on `sqlite` and `adapters`) |
 //! | `cli` | | the `stored-session` binary (migrate, install, trim, stats, keygen, rotate-keys) |
 //! | `admin` | | `admin`: an HTML admin page (statistics, per-user lookup, revoking); its rouille and `http` glue come with those features |
+//! | `geoip` | | `GeoIp`: sessions record their country and city from a MaxMind or DB-IP `.mmdb` file you supply |
+//! | `devices` | | `Config::devices`: sessions record a device label ("Firefox on Linux") parsed from the user agent |
 //!
 //! # Choosing the database
 //!
@@ -108,7 +110,16 @@
 //! * **Keys.** A [`Keyring`] has one current key and any number of older
 //!   ones; sessions opened with an older key are re-encrypted on their next
 //!   write, and [`rotate_keys`] re-encrypts the rest. Key material is redacted
-//!   from `Debug` and zeroized on drop.
+//!   from `Debug` and zeroized on drop. A session sealed under a key that is
+//!   not on the ring is a configuration problem, not tampering
+//!   ([`RejectReason::UnknownKey`]): its row and its cookie are kept, so it
+//!   opens again once the key is back.
+//! * **Start-up check.** [`StoreBuilder::open`] and
+//!   [`StoreBuilder::open_migrated`] run [`SessionStore::check`]: the table
+//!   exists ([`Error::MissingTable`] says how to create it) and the keyring
+//!   opens the most recently active sessions ([`Error::KeyringMismatch`]
+//!   when it opens fewer than half). By default they log what it finds;
+//!   [`Config::startup_check`] makes them fail instead, or skips it.
 //!
 //! # Correctness under concurrent requests
 //!
@@ -184,11 +195,88 @@
 //! # Ok::<(), stored_session::Error>(())
 //! ```
 //!
+//! # Devices and locations
+//!
+//! With feature `geoip` and a `.mmdb` file (`GeoIp`, MaxMind GeoIP2 or
+//! GeoLite2 City or Country, DB-IP City or Country Lite; you download it,
+//! the crate bundles none), each session records where its client is:
+//! country (ISO code and name) and city. With feature `devices` and
+//! `Config::devices`, it records what the client is: "Firefox on Linux",
+//! "Safari on iPhone". Both are recorded when a session is created and at
+//! each login (a save that renews it or binds it to a user), encrypted
+//! with the session's metadata, and shown in
+//! [`sessions_of`](SessionStore::sessions_of) ([`SessionInfo::device`],
+//! [`SessionInfo::location`]). The IP address itself is recorded only as
+//! [`Config::metadata`] says (not at all by default).
+//!
+//! When a loaded session's client is on another network (its IPv4 /24 or
+//! IPv6 /48 differs from the recorded one) the session says so,
+//! [`Session::client_change`], and its save emits an
+//! [`EventKind::ClientChanged`] event: an application can ask for the
+//! password again, or tell the user. The recorded network and location then
+//! follow the client, so each move is reported once. When the IP is not
+//! recorded, the comparison uses a keyed hash of the network inside the
+//! encrypted metadata, never the address.
+//!
+//! ```
+//! # #[cfg(all(feature = "geoip", feature = "devices"))] {
+//! # // A tiny database standing in for GeoLite2-City.mmdb.
+//! # #[derive(serde::Serialize)] struct Names { en: &'static str }
+//! # #[derive(serde::Serialize)] struct Country { iso_code: &'static str, names: Names }
+//! # #[derive(serde::Serialize)] struct City { names: Names }
+//! # #[derive(serde::Serialize)] struct Record { country: Country, city: City }
+//! # let mut db = maxminddb_writer::Database::default();
+//! # db.metadata.ip_version = maxminddb_writer::metadata::IpVersion::V6;
+//! # db.metadata.binary_format_major_version = 2;
+//! # db.metadata.database_type = "GeoLite2-City".into();
+//! # for (net, code, country, city) in [("::81.2.69.0/120", "GB", "United Kingdom", "London"),
+//! #                                    ("::89.160.20.0/120", "SE", "Sweden", "Linköping")] {
+//! #     let record = Record { country: Country { iso_code: code, names: Names { en: country } },
+//! #                           city: City { names: Names { en: city } } };
+//! #     let data = db.insert_value(record).unwrap();
+//! #     db.insert_node(net.parse::<maxminddb_writer::paths::IpAddrWithMask>().unwrap(), data);
+//! # }
+//! # let path = std::env::temp_dir().join(format!("doctest-{}.mmdb", std::process::id()));
+//! # std::fs::write(&path, db.write_to(Vec::new()).unwrap()).unwrap();
+//! use stored_session::{ClientChange, Config, GeoIp, Keyring, SessionStore};
+//!
+//! let config = Config::default()
+//!     .geoip(Some(GeoIp::open(&path)?)) // a missing or damaged file fails here
+//!     .devices(true);
+//! let store = SessionStore::builder(Keyring::generate())
+//!     .config(config)
+//!     .open_migrated("sqlite::memory:")?;
+//!
+//! // Login. (The adapters report each request's client themselves.)
+//! let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+//! let mut session = store.load(None)?;
+//! session.set_client(Some("81.2.69.142".parse().unwrap()), Some(firefox));
+//! session.set_user("alice");
+//! session.renew();
+//! let _ = store.save(&mut session)?;
+//!
+//! // The "your devices" page.
+//! let page = store.sessions_of("alice", Some(&session), Default::default())?;
+//! let me = &page.sessions[0];
+//! assert_eq!(me.device.as_deref(), Some("Firefox on Linux"));
+//! assert_eq!(me.location.as_ref().unwrap().to_string(), "London, GB");
+//! assert_eq!(me.location.as_ref().unwrap().country.as_deref(), Some("United Kingdom"));
+//! assert_eq!(me.ip, None); // not recorded under the default policy
+//!
+//! // A later request from another country.
+//! session.set_client(Some("89.160.20.112".parse().unwrap()), Some(firefox));
+//! assert_eq!(session.client_change(), Some(ClientChange::Country));
+//! # std::fs::remove_file(&path).ok();
+//! # }
+//! # Ok::<(), stored_session::Error>(())
+//! ```
+//!
 //! # Events
 //!
 //! Every operation emits an [`Event`]: name (`session_read.stored_session`,
 //! `session_write…`, `session_touch…`, `session_renew…`,
-//! `session_delete…`, `session_trim…`, `session_rejected…`), hashed id,
+//! `session_delete…`, `session_trim…`, `session_rejected…`,
+//! `session_client_changed…`), hashed id,
 //! duration and rows affected. Subscribe with [`SessionStore::subscribe`];
 //! the built-in subscriber logs each one through `log` at debug level under
 //! the target `stored_session` (turn it off with
@@ -214,6 +302,7 @@ pub mod adapters;
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
 mod backend;
+mod check;
 mod clock;
 mod codec;
 mod config;
@@ -221,9 +310,14 @@ mod config;
 #[cfg(any(feature = "adapters", feature = "admin"))]
 mod cookie_header;
 mod crypto;
+pub mod csrf;
+#[cfg(feature = "devices")]
+mod device;
 mod error;
 mod events;
 mod expiry;
+#[cfg(feature = "geoip")]
+mod geoip;
 // --- reliability suite (issue 7): fuzzing entry points, not public API ---
 // Only with the internal `fuzzing` feature (the fuzz crate, the corpus
 // replay test): its fixed, public keys never reach an application's build.
@@ -256,18 +350,22 @@ pub use backend::{Backend, Database, PoolOptions};
 pub use backend::{MysqlPool, STRICT_SQL_MODE};
 #[cfg(feature = "sqlite")]
 pub use backend::{SqliteConnections, SqlitePool};
+pub use check::{CheckReport, StartupCheck};
 pub use clock::{Clock, ManualClock};
 pub use config::Config;
 pub use crypto::{Key, Keyring, ENVELOPE_OVERHEAD};
 pub use error::{Error, Result};
 pub use events::{Event, EventKind, RejectReason, SubscriptionId};
 pub use expiry::{CookieLifetime, Expiry};
+#[cfg(feature = "geoip")]
+#[cfg_attr(docsrs, doc(cfg(feature = "geoip")))]
+pub use geoip::GeoIp;
 pub use id::{SessionId, StoredId, SESSION_ID_LEN};
-pub use metadata::{IpTracking, MetadataPolicy};
+pub use metadata::{ClientChange, IpTracking, Location, MetadataPolicy};
 pub use redact::redact_url;
 pub use rotate::{rotate_keys, RotateReport, Rotation};
 pub use session::Session;
-pub use stats::{Percentiles, Stats};
+pub use stats::{KeyUsage, Percentiles, Stats};
 pub use store::{CookieAction, SessionStore, StoreBuilder};
 
 /// NOT PUBLIC API: hooks for this crate's own benchmarks (`benches/micro.rs`,

@@ -43,8 +43,12 @@ fn secret_ranges(text: &str) -> Vec<std::ops::Range<usize>> {
             .map_or(text.len(), |i| start + i);
         if let Some(at) = text[start..authority_end].rfind('@') {
             let at = start + at;
+            // An empty password (`user:@host`) is no password: nothing
+            // to hide, so the URL is shown as it is.
             if let Some(colon) = text[start..at].find(':') {
-                ranges.push(start + colon + 1..at);
+                if start + colon + 1 < at {
+                    ranges.push(start + colon + 1..at);
+                }
             }
         }
     }
@@ -204,6 +208,15 @@ mod tests {
             ("postgres://app@db/x", "postgres://app@db/x"),
             ("sqlite://data/sessions.db", "sqlite://data/sessions.db"),
             ("postgres://a:b@c@host/db", "postgres://a:***@host/db"),
+            // Only where there was a password.
+            ("postgres://app:@db/x", "postgres://app:@db/x"),
+            ("postgres://db:5432/x", "postgres://db:5432/x"),
+            (
+                "mysql://root@127.0.0.1:3306/test",
+                "mysql://root@127.0.0.1:3306/test",
+            ),
+            ("postgres://db/x?password=", "postgres://db/x?password="),
+            ("postgres://[::1]:5432/x", "postgres://[::1]:5432/x"),
         ];
         for (input, expected) in cases {
             assert_eq!(url(input), expected, "{input}");

@@ -5,13 +5,14 @@ use std::fmt;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use zeroize::Zeroize;
 
 use crate::codec::{self, LoadedPayload, PayloadRef};
 use crate::crypto::Salt;
 use crate::error::Result;
 use crate::expiry::Expiry;
 use crate::id::{SessionId, StoredId};
-use crate::metadata::MetadataPolicy;
+use crate::metadata::{ClientChange, ClientRecorder, ClientState, Location, MetadataPolicy};
 
 /// What the store knows about the row a session was loaded from.
 #[derive(Debug, Clone)]
@@ -61,10 +62,18 @@ pub struct Session {
     meta: BTreeMap<String, String>,
     /// How long the session lives (encrypted with the data).
     expiry: Expiry,
+    /// Flash messages as they will be stored: those waiting when the session
+    /// was loaded, minus those read, plus those set (see `flash`).
+    flashes: BTreeMap<String, Vec<u8>>,
+    /// The CSRF token, once one was asked for (see `csrf_token`).
+    csrf: Option<String>,
     /// What this request did to it (the delta against the original).
     changes: Changes,
     /// What `set_client` records (from the store's config).
     metadata_policy: MetadataPolicy,
+    /// The client of this request beyond the policy: location, device,
+    /// network comparison (see `metadata::ClientState`).
+    client: ClientState,
 }
 
 /// What a request did to its session since it was loaded or last saved.
@@ -81,6 +90,11 @@ struct Changes {
     meta: BTreeSet<String>,
     /// The expiry changed.
     expiry: bool,
+    /// Flash keys set (for a later request), and flash keys read (removed).
+    flashes_set: BTreeSet<String>,
+    flashes_taken: BTreeSet<String>,
+    /// The CSRF token was created or rotated.
+    csrf: bool,
     renew: bool,
     destroyed: bool,
 }
@@ -95,6 +109,9 @@ impl Changes {
             || !self.removed.is_empty()
             || !self.meta.is_empty()
             || self.expiry
+            || !self.flashes_set.is_empty()
+            || !self.flashes_taken.is_empty()
+            || self.csrf
     }
 }
 
@@ -110,8 +127,11 @@ impl Session {
             user: None,
             meta: BTreeMap::new(),
             expiry: Expiry::Default,
+            flashes: BTreeMap::new(),
+            csrf: None,
             changes: Changes::default(),
             metadata_policy,
+            client: ClientState::default(),
         }
     }
 
@@ -129,10 +149,37 @@ impl Session {
         session.meta = payload.meta;
         session.user = payload.user;
         session.expiry = Expiry::from_stored(payload.expiry);
+        session.flashes = payload.flashes;
+        session.csrf = payload.csrf;
         session
     }
 
     // ---- The store's view of the delta, and its book-keeping. ----
+
+    /// Records location, device and network as the store's `recorder`
+    /// says (`None`: only what the metadata policy says).
+    pub(crate) fn attach_client_recorder(
+        &mut self,
+        recorder: Option<std::sync::Arc<ClientRecorder>>,
+    ) {
+        self.client.attach(recorder);
+    }
+
+    /// At a creation or a login: records the location, network tag and
+    /// device of the client this request reported.
+    pub(crate) fn record_client(&mut self) {
+        for (name, value) in self.client.record() {
+            self.put_meta(name, value);
+        }
+    }
+
+    /// The client change to report once the save succeeded; reported, it
+    /// is forgotten (a later save of the same session does not repeat it).
+    pub(crate) fn take_client_change(&mut self) -> Option<ClientChange> {
+        let change = self.client.change();
+        self.client.reset();
+        change
+    }
 
     /// The row the session was read from or last written to.
     pub(crate) fn record(&self) -> Option<&Record> {
@@ -178,6 +225,8 @@ impl Session {
             meta: &self.meta,
             user: self.user.as_deref(),
             expiry: self.expiry.stored(),
+            flashes: &self.flashes,
+            csrf: self.csrf.as_deref(),
         }
     }
 
@@ -250,6 +299,12 @@ impl Session {
         self.user = user;
         if !self.changes.expiry {
             self.expiry = Expiry::from_stored(base.expiry);
+        }
+        let mut flashes = base.flashes;
+        self.merge_flashes_into(&mut flashes);
+        self.flashes = flashes;
+        if !self.changes.csrf {
+            self.csrf = base.csrf;
         }
         self.record = Some(record);
     }
@@ -332,7 +387,10 @@ impl Session {
     }
 
     /// Removes every value. The row stays (under the same id) unless the
-    /// session ends up empty at commit, in which case it is deleted.
+    /// session ends up empty at commit (no values, user binding, flash
+    /// message or CSRF token), in which case it is deleted. Flash messages
+    /// and the CSRF token are not values: they stay (use
+    /// [`destroy`](Session::destroy) to end everything).
     pub fn clear(&mut self) {
         if !self.data.is_empty() || self.record.is_some() {
             self.changes.cleared = true;
@@ -347,8 +405,16 @@ impl Session {
     /// old id stops working in the same transaction. Only the id changes:
     /// the session keeps its creation time, so renewing never extends the
     /// absolute lifetime ([`Config::max_lifetime`](crate::Config)).
+    ///
+    /// The [CSRF token](Session::csrf_token), if the session has one, is
+    /// replaced by a fresh one at once: forms rendered after `renew` carry
+    /// the new token, and tokens handed out before it stop verifying.
+    /// Values, the user binding and [flash messages](Session::flash) are kept.
     pub fn renew(&mut self) {
         self.changes.renew = true;
+        if self.csrf.is_some() {
+            self.replace_csrf_token();
+        }
     }
 
     /// Ends the session (logout): at commit its row is deleted and the
@@ -382,6 +448,9 @@ impl Session {
         self.user = None;
         self.meta.clear();
         self.expiry = Expiry::Default;
+        self.flashes.clear();
+        self.csrf = None;
+        self.client.reset();
         let destroyed = self.changes.destroyed;
         self.changes = Changes {
             destroyed,
@@ -478,7 +547,19 @@ impl Session {
     /// [`MetadataPolicy`](crate::MetadataPolicy) allows (nothing by default).
     /// The adapters call this for you. A value equal to the stored one is not
     /// a change, so a returning visitor costs no write.
+    ///
+    /// With a GeoIP database ([`Config::geoip`](crate::Config), feature
+    /// `geoip`) or device labels ([`Config::devices`](crate::Config),
+    /// feature `devices`), the session also records where and what the
+    /// client is when it is created and at each login (see
+    /// [`location`](Session::location), [`device`](Session::device)); for a
+    /// session loaded from its row, a client on another network than the
+    /// recorded one is reported by [`client_change`](Session::client_change).
     pub fn set_client(&mut self, ip: Option<std::net::IpAddr>, user_agent: Option<&str>) {
+        let loaded = self.record.is_some();
+        for (name, value) in self.client.observe(&self.meta, loaded, ip, user_agent) {
+            self.put_meta(name, value);
+        }
         let policy = self.metadata_policy;
         if let Some(ip) = ip.and_then(|ip| policy.ip(ip)) {
             self.put_meta(crate::metadata::IP, Some(ip));
@@ -491,11 +572,49 @@ impl Session {
     /// Sets an application metadata field (e.g. a coarse location the app
     /// computed), shown in [`SessionInfo`](crate::SessionInfo) listings and
     /// stored encrypted. `None` removes it. The names `ip` and `user_agent`
-    /// belong to [`set_client`](Session::set_client) and are ignored here.
+    /// and those starting with `client.` belong to the store
+    /// ([`set_client`](Session::set_client)) and are ignored here.
     pub fn set_meta(&mut self, name: &str, value: Option<&str>) {
-        if name != crate::metadata::IP && name != crate::metadata::USER_AGENT {
+        if !crate::metadata::is_reserved(name) {
             self.put_meta(name, value.map(str::to_owned));
         }
+    }
+
+    /// Where the session's client was when it was created, at its last
+    /// login, or when it last moved to another network, as the store's
+    /// GeoIP database placed it (feature `geoip`); `None` without one, or
+    /// for an address the database does not place.
+    pub fn location(&self) -> Option<Location> {
+        Location::from_meta(&self.meta)
+    }
+
+    /// The device label recorded when the session was created or at its
+    /// last login ("Firefox on Linux", feature `devices` with
+    /// [`Config::devices`](crate::Config)).
+    pub fn device(&self) -> Option<&str> {
+        self.meta(crate::metadata::DEVICE)
+    }
+
+    /// How the client this request reported to
+    /// [`set_client`](Session::set_client) (the adapters call it) moved
+    /// since the session's network was recorded: to another network
+    /// ([`ClientChange::Network`]), or to another country as well
+    /// ([`ClientChange::Country`]). For an application that challenges
+    /// (asks for the password again) or alerts. `None` for a new session,
+    /// on the same network (IPv4 /24, IPv6 /48), or when the store compares
+    /// no networks (it does when it records IP addresses,
+    /// [`Config::metadata`](crate::Config), or has a GeoIP database). The
+    /// store also emits an
+    /// [`EventKind::ClientChanged`](crate::EventKind::ClientChanged) event
+    /// when it saves the session.
+    ///
+    /// The session's recorded network and location follow the client (they
+    /// are saved with the session): a move is reported once, not on every
+    /// later request from the new network. To keep challenging until the
+    /// user answers, mark the session yourself (e.g. insert a flag that
+    /// the password check removes).
+    pub fn client_change(&self) -> Option<ClientChange> {
+        self.client.change()
     }
 
     /// A metadata field (`ip`, `user_agent`, or the application's own).
@@ -514,10 +633,14 @@ impl Session {
         self.changes.meta.insert(name.to_owned());
     }
 
-    /// Whether there is anything worth storing: values or a user binding.
-    /// (Client metadata alone never creates a row.)
+    /// Whether there is anything worth storing: values, a user binding,
+    /// a flash message or a CSRF token. (Client metadata alone never
+    /// creates a row.)
     pub(crate) fn has_content(&self) -> bool {
-        !self.data.is_empty() || self.user.is_some()
+        !self.data.is_empty()
+            || self.user.is_some()
+            || !self.flashes.is_empty()
+            || self.csrf.is_some()
     }
 
     /// Whether the session has no stored row yet.
@@ -525,7 +648,9 @@ impl Session {
         self.record.is_none()
     }
 
-    /// Whether this request changed the session (values, renew or destroy).
+    /// Whether this request changed the session (values, user binding,
+    /// metadata, flash messages set or read, the CSRF token created or
+    /// rotated, renew or destroy).
     pub fn is_modified(&self) -> bool {
         self.changes.edits_payload() || self.changes.renew || self.changes.destroyed
     }
@@ -545,6 +670,216 @@ impl Session {
     /// from here however often the id changes.
     pub fn created_at(&self) -> chrono::DateTime<chrono::Utc> {
         chrono::DateTime::from_timestamp(self.created_at, 0).unwrap_or_default()
+    }
+
+    /// Leaves a flash message for a later request: `value` is stored under
+    /// `key` and [`take_flash`](Session::take_flash) or
+    /// [`flashes`](Session::flashes) in a later request returns it once,
+    /// removing it. Typical use: set it before a redirect, show it on the
+    /// page the browser is redirected to ("saved", "welcome back").
+    ///
+    /// * **For a later request, not this one.** A flash set by this request
+    ///   is not returned by `take_flash`/`flashes` in this request (as
+    ///   Rails' `flash`, not `flash.now`): a layout that always renders
+    ///   flashes does not swallow the message meant for the page after the
+    ///   redirect. To show a message in this response, pass it to your
+    ///   template directly. (After a [`save`](crate::SessionStore::save),
+    ///   a later load or the same `Session` sees it.)
+    /// * **One per key, kept until read.** Setting a key again replaces the
+    ///   waiting message under it. A message nobody reads waits as long as
+    ///   the session lives; [`destroy`](Session::destroy) drops it,
+    ///   [`renew`](Session::renew) and [`clear`](Session::clear) keep it.
+    /// * **Merged per key.** Two overlapping requests that each set a flash
+    ///   both keep theirs, and a flash read by one request stays read
+    ///   whatever another request writes meanwhile (the store's per-key
+    ///   merge, as for values). Two overlapping requests that both loaded
+    ///   the session before either saved may both read the same message.
+    /// * Flashes are stored encrypted with the values, apart from them:
+    ///   [`get`](Session::get), [`keys`](Session::keys) and
+    ///   [`len`](Session::len) do not see them, and any key is allowed.
+    ///
+    /// ```
+    /// # use stored_session::{CookieAction, Keyring, SessionStore};
+    /// # let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
+    /// // POST /profile: save, then redirect.
+    /// let mut session = store.load(None)?;
+    /// session.flash("notice", "Profile saved")?;
+    /// assert_eq!(session.take_flash::<String>("notice")?, None); // not in this request
+    /// let CookieAction::Set(id, _) = store.save(&mut session)? else { unreachable!() };
+    ///
+    /// // GET /profile: shown once.
+    /// let mut session = store.load(Some(id.as_cookie_value()))?;
+    /// assert_eq!(session.take_flash::<String>("notice")?.as_deref(), Some("Profile saved"));
+    /// # let _ = store.save(&mut session)?;
+    ///
+    /// // Reload: gone.
+    /// let mut session = store.load(Some(id.as_cookie_value()))?;
+    /// assert!(session.flashes::<String>()?.is_empty());
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`](crate::Error::Encode) when `value` cannot be
+    /// serialized (nothing is stored).
+    pub fn flash<T: Serialize + ?Sized>(
+        &mut self,
+        key: impl Into<String>,
+        value: &T,
+    ) -> Result<()> {
+        let key = key.into();
+        let bytes = codec::encode_value(value)?;
+        self.changes.flashes_taken.remove(&key);
+        self.changes.flashes_set.insert(key.clone());
+        if let Some(mut old) = self.flashes.insert(key, bytes) {
+            old.zeroize();
+        }
+        Ok(())
+    }
+
+    /// Reads the flash message under `key` left by an earlier request, and
+    /// removes it: the removal is saved with the session, so no later
+    /// request sees it again. `None` when there is none, or when the only
+    /// one was set by this request (see [`flash`](Session::flash)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`](crate::Error::Decode) when the message is not a
+    /// `T` (it is removed all the same).
+    pub fn take_flash<T: DeserializeOwned>(&mut self, key: &str) -> Result<Option<T>> {
+        if self.changes.flashes_set.contains(key) {
+            return Ok(None);
+        }
+        let Some(mut bytes) = self.flashes.remove(key) else {
+            return Ok(None);
+        };
+        self.changes.flashes_taken.insert(key.to_owned());
+        let value = codec::decode_value(key, &bytes).map(Some);
+        bytes.zeroize();
+        value
+    }
+
+    /// Reads every flash message left by earlier requests, by key, and
+    /// removes them (as [`take_flash`](Session::take_flash) does for one).
+    /// Messages set by this request stay for a later one.
+    ///
+    /// ```
+    /// # use std::collections::BTreeMap;
+    /// # use stored_session::{CookieAction, Keyring, SessionStore};
+    /// # let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
+    /// let mut session = store.load(None)?;
+    /// session.flash("alert", "Card declined")?;
+    /// session.flash("notice", "Order kept in your cart")?;
+    /// let CookieAction::Set(id, _) = store.save(&mut session)? else { unreachable!() };
+    ///
+    /// let mut session = store.load(Some(id.as_cookie_value()))?;
+    /// let shown: BTreeMap<String, String> = session.flashes()?;
+    /// assert_eq!(shown.keys().collect::<Vec<_>>(), ["alert", "notice"]);
+    /// assert!(session.flashes::<String>()?.is_empty()); // read once
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`](crate::Error::Decode) for the first message (in
+    /// key order) that is not a `T`; every waiting message is removed all
+    /// the same.
+    pub fn flashes<T: DeserializeOwned>(&mut self) -> Result<BTreeMap<String, T>> {
+        let waiting: Vec<String> = self
+            .flashes
+            .keys()
+            .filter(|k| !self.changes.flashes_set.contains(*k))
+            .cloned()
+            .collect();
+        let mut out = BTreeMap::new();
+        let mut first_error = None;
+        for key in waiting {
+            match self.take_flash(&key) {
+                Ok(Some(value)) => {
+                    out.insert(key, value);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// The session's CSRF token, created on first use: 256 random bits as
+    /// 43 URL-safe characters (`A-Z a-z 0-9 - _`), safe in a form field, a
+    /// header or a `<meta>` tag without escaping. Put it in every form
+    /// (field `csrf_token`) or send it as `X-CSRF-Token`, and check unsafe
+    /// requests with [`Csrf::verify`](crate::csrf::Csrf::verify).
+    ///
+    /// The token is the same in every request of the session, is stored
+    /// encrypted with the session (never in a cookie of its own, never
+    /// logged, not in `Debug`), changes on [`renew`](Session::renew) (call
+    /// it on login) and ends with the session. Creating it makes the
+    /// session worth storing: an anonymous visitor who is shown a form
+    /// gets a session row and cookie, so that the form's POST can be
+    /// checked.
+    ///
+    /// ```
+    /// # use stored_session::{CookieAction, Keyring, SessionStore};
+    /// # let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
+    /// let mut session = store.load(None)?;
+    /// let token = session.csrf_token();
+    /// assert_eq!(token.len(), 43);
+    /// let form = format!(r#"<input type="hidden" name="csrf_token" value="{token}">"#);
+    /// # let _ = form;
+    /// let CookieAction::Set(id, _) = store.save(&mut session)? else { unreachable!() };
+    ///
+    /// let mut session = store.load(Some(id.as_cookie_value()))?;
+    /// assert_eq!(session.csrf_token(), token); // stable across requests
+    /// session.renew(); // login
+    /// assert_ne!(session.csrf_token(), token); // rotated
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Only if the operating system's random number generator fails, as
+    /// [`SessionId::generate`](crate::SessionId::generate).
+    pub fn csrf_token(&mut self) -> String {
+        match &self.csrf {
+            Some(token) => token.clone(),
+            None => self.replace_csrf_token(),
+        }
+    }
+
+    /// The stored CSRF token, without creating one (for the verifier).
+    pub(crate) fn csrf_secret(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+
+    /// Draws a new CSRF token, forgetting the old one; the new token.
+    fn replace_csrf_token(&mut self) -> String {
+        let token =
+            crate::id::random_text().expect("operating system random number generator failed");
+        if let Some(mut old) = self.csrf.replace(token.clone()) {
+            old.zeroize();
+        }
+        self.changes.csrf = true;
+        token
+    }
+
+    /// Re-applies this request's flash changes on top of a newer version's
+    /// after a write conflict: what it read stays removed, what it set is
+    /// written, every other key is the newer version's.
+    fn merge_flashes_into(&self, base: &mut BTreeMap<String, Vec<u8>>) {
+        for key in &self.changes.flashes_taken {
+            base.remove(key);
+        }
+        for key in &self.changes.flashes_set {
+            if let Some(v) = self.flashes.get(key) {
+                base.insert(key.clone(), v.clone());
+            }
+        }
     }
 
     /// Re-applies this request's metadata and user changes on top of a newer
@@ -588,10 +923,9 @@ impl Session {
 }
 
 impl Drop for Session {
-    /// Decrypted values, the user id and the metadata do not outlive the
-    /// session in freed memory.
+    /// Decrypted values, the user id, the metadata, the flash messages and
+    /// the CSRF token do not outlive the session in freed memory.
     fn drop(&mut self) {
-        use zeroize::Zeroize;
         for value in self.data.values_mut() {
             value.zeroize();
         }
@@ -600,6 +934,12 @@ impl Drop for Session {
         }
         for value in self.meta.values_mut() {
             value.zeroize();
+        }
+        for value in self.flashes.values_mut() {
+            value.zeroize();
+        }
+        if let Some(token) = self.csrf.as_mut() {
+            token.zeroize();
         }
     }
 }

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use crate::backend::{Bucket, Database, Ranked};
 use crate::config::Config;
+use crate::crypto::key_id_of_field;
 use crate::error::Result;
 use crate::store::SessionStore;
 
@@ -67,6 +68,17 @@ impl Percentiles {
     }
 }
 
+/// How many live sessions were sealed under one key, as their envelope
+/// headers say (see [`Stats::sessions_by_key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyUsage {
+    /// The key's public id ([`Key::id`](crate::Key::id)); never key material.
+    pub key_id: u32,
+    /// Live sessions whose envelope names it.
+    pub sessions: u64,
+}
+
 /// A snapshot of the sessions table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -90,6 +102,19 @@ pub struct Stats {
     pub created_per_hour: [u64; 24],
     /// Live sessions last active in each of the last 24 hours, oldest first.
     pub active_per_hour: [u64; 24],
+    /// Live sessions per key id named in their envelope header, most used
+    /// first (ties by key id). Envelopes too short to name a key are not
+    /// listed. Read from the headers by the database (no key needed), so
+    /// after a rotation it shows when no live session uses the old key.
+    pub sessions_by_key: Vec<KeyUsage>,
+    /// Of the `live` sessions, how many the store's keyring cannot open
+    /// because their envelope names a key that is not on the ring (or none
+    /// at all): `Some` from [`SessionStore::stats`], `None` from
+    /// [`Database::stats`], which has no keys to compare with. Counted from
+    /// the envelope headers, without decrypting: an envelope that names a
+    /// key on the ring but was tampered with is not counted here
+    /// ([`SessionStore::check`] decrypts a sample).
+    pub unreadable: Option<u64>,
 }
 
 impl SessionStore {
@@ -99,8 +124,13 @@ impl SessionStore {
     /// and maximum, a `GROUP BY` per hour, percentiles ranked with window
     /// functions): the store receives a few dozen rows however large the
     /// table, and decrypts nothing. The database still scans every live row
-    /// (to count them and rank their sizes): meant for operators and admin
-    /// pages, not for every request.
+    /// (to count them, rank their sizes and group them by the key id in
+    /// their envelope header): meant for operators and admin pages, not for
+    /// every request.
+    ///
+    /// Unlike [`Database::stats`], it reports
+    /// [`unreadable`](Stats::unreadable): the live sessions whose envelope
+    /// names a key that is not on this store's keyring.
     ///
     /// # Errors
     ///
@@ -114,12 +144,25 @@ impl SessionStore {
     /// session.insert("k", "v")?;
     /// let _ = store.save(&mut session)?;
     /// let stats = store.stats()?;
-    /// assert_eq!((stats.live, stats.expired), (1, 0));
+    /// assert_eq!((stats.live, stats.expired, stats.unreadable), (1, 0, Some(0)));
     /// assert!(stats.payload_bytes.max > 0);
+    /// assert_eq!(stats.sessions_by_key[0].key_id, store.keyring().current().id());
+    ///
+    /// // Another keyring on the same table cannot open that session.
+    /// let other = SessionStore::builder(Keyring::generate()).build(store.database().clone());
+    /// assert_eq!(other.stats()?.unreadable, Some(1));
     /// # Ok::<(), stored_session::Error>(())
     /// ```
     pub fn stats(&self) -> Result<Stats> {
-        self.database().stats(self.config())
+        let mut stats = self.database().stats(self.config())?;
+        let on_ring = stats
+            .sessions_by_key
+            .iter()
+            .filter(|k| self.sealer().knows(k.key_id))
+            .map(|k| k.sessions)
+            .sum::<u64>();
+        stats.unreadable = Some(stats.live.saturating_sub(on_ring));
+        Ok(stats)
     }
 }
 
@@ -137,7 +180,9 @@ impl Database {
     ///
     /// Computed by the database as aggregates (see [`SessionStore::stats`]):
     /// a few dozen rows reach the client however large the table, and
-    /// nothing is decrypted.
+    /// nothing is decrypted. Without keys it cannot tell which sessions are
+    /// unreadable ([`Stats::unreadable`] is `None`), but it lists the key
+    /// ids in use ([`Stats::sessions_by_key`]).
     ///
     /// # Errors
     ///
@@ -153,6 +198,7 @@ impl Database {
     /// let stats = db.stats(&Config::default().idle_timeout(Some(Duration::from_secs(3600))))?;
     /// assert_eq!((stats.live, stats.expired, stats.users), (0, 0, 0));
     /// assert_eq!(stats.oldest_activity, None);
+    /// assert_eq!(stats.unreadable, None); // no keys: unknown
     /// # Ok::<(), stored_session::Error>(())
     /// ```
     pub fn stats(&self, config: &Config) -> Result<Stats> {
@@ -170,6 +216,17 @@ impl Database {
             out
         };
         let per_user = Percentiles::from_ranked(&raw.per_user);
+        let mut sessions_by_key: Vec<KeyUsage> = raw
+            .keys
+            .iter()
+            .filter_map(|k| {
+                Some(KeyUsage {
+                    key_id: key_id_of_field(&k.kid)?,
+                    sessions: k.n.max(0) as u64,
+                })
+            })
+            .collect();
+        sessions_by_key.sort_by(|a, b| b.sessions.cmp(&a.sessions).then(a.key_id.cmp(&b.key_id)));
         Ok(Stats {
             live: raw.live.max(0) as u64,
             expired: raw.expired.max(0) as u64,
@@ -180,6 +237,8 @@ impl Database {
             sessions_per_user: per_user,
             created_per_hour: hourly(&raw.created),
             active_per_hour: hourly(&raw.active),
+            sessions_by_key,
+            unreadable: None,
         })
     }
 }

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::events::{Event, EventKind, Events, RejectReason, Stopwatch, SubscriptionId};
 use crate::expiry::{CookieLifetime, Expiry};
 use crate::id::{SessionId, StoredId};
+use crate::metadata::ClientRecorder;
 use crate::session::{Record, Session};
 use crate::Keyring;
 use zeroize::Zeroizing;
@@ -57,6 +58,9 @@ struct Inner {
     macs: Macs,
     config: Config,
     events: Events,
+    /// What sessions record about their client beyond the metadata policy
+    /// (location, device, network); `None` when nothing.
+    client: Option<Arc<ClientRecorder>>,
 }
 
 /// What the response must do with the session cookie after a
@@ -190,10 +194,16 @@ impl StoreBuilder {
     /// The builder's client-side deadline applies to this pool
     /// ([`PoolOptions::operation_timeout`]); its connection and server-side
     /// timeouts do not (see [`PoolOptions`] for what to set yourself).
+    ///
+    /// It makes no query, so it does not run the start-up check
+    /// ([`Config::startup_check`]): call [`SessionStore::check`] once the
+    /// table is migrated.
     pub fn build(self, database: impl Into<Database>) -> SessionStore {
         let events = Events::new(self.config.log_events);
+        let client = ClientRecorder::new(&self.config, &self.keyring);
         SessionStore {
             inner: Arc::new(Inner {
+                client,
                 db: database
                     .into()
                     .with_operation_timeout(self.pool.operation_timeout),
@@ -209,23 +219,57 @@ impl StoreBuilder {
     /// `postgres://…`, `postgresql://…`, `mysql://…`, `mariadb://…`,
     /// `sqlite://path`, `sqlite::memory:`, or a plain SQLite file path.
     ///
+    /// Then runs the start-up check ([`SessionStore::check`]: the table
+    /// exists, the keyring opens the most recent sessions) as
+    /// [`Config::startup_check`] says: by default
+    /// ([`StartupCheck::Warn`](crate::StartupCheck::Warn)) it logs what it
+    /// finds and never fails, so a store opened before
+    /// [`run_migrations`](SessionStore::run_migrations) still opens (with a
+    /// warning that the table is missing; [`open_migrated`](StoreBuilder::open_migrated)
+    /// migrates first).
+    ///
     /// # Errors
     ///
     /// [`Error::Config`] for an unsupported URL or a backend whose feature is
-    /// off, or when the database cannot be reached within the acquire timeout.
+    /// off; [`Error::Connection`] at once, with the driver's reason, when the
+    /// database cannot be reached or opened (see [`Database::open`]);
+    /// [`Error::PoolTimeout`] only if the pool then cannot check out a
+    /// connection within the acquire timeout. With feature `geoip`,
+    /// [`Error::Config`] when `Config::geoip` is `None` and the file named
+    /// by `STORED_SESSION_GEOIP` is missing or not a MaxMind DB. With
+    /// [`StartupCheck::Fail`](crate::StartupCheck::Fail), the check's errors:
+    /// [`Error::MissingTable`], [`Error::KeyringMismatch`], database and pool
+    /// failures.
     pub fn open(self, url: &str) -> Result<SessionStore> {
+        let policy = self.config.startup_check;
+        let store = self.open_unchecked(url)?;
+        store.startup_check(policy)?;
+        Ok(store)
+    }
+
+    /// [`open`](StoreBuilder::open) without the start-up check.
+    #[allow(unused_mut)] // `mut` for the `geoip` feature only
+    fn open_unchecked(mut self, url: &str) -> Result<SessionStore> {
+        #[cfg(feature = "geoip")]
+        if self.config.geoip.is_none() {
+            self.config.geoip = crate::GeoIp::from_env()?;
+        }
         let db = Database::open(url, &self.pool)?;
         Ok(self.build(db))
     }
 
-    /// [`open`](StoreBuilder::open), then run the embedded migrations.
+    /// Opens a pool as [`open`](StoreBuilder::open) does, runs the embedded
+    /// migrations, then the start-up check (as [`Config::startup_check`]
+    /// says; the table exists by then, so it is about the keys).
     ///
     /// # Errors
     ///
     /// As [`open`](StoreBuilder::open), plus [`Error::Migration`].
     pub fn open_migrated(self, url: &str) -> Result<SessionStore> {
-        let store = self.open(url)?;
+        let policy = self.config.startup_check;
+        let store = self.open_unchecked(url)?;
         store.run_migrations()?;
+        store.startup_check(policy)?;
         Ok(store)
     }
 }
@@ -332,6 +376,19 @@ impl SessionStore {
     /// decrypt. A fresh session never reuses the presented id, and it is
     /// not written until it holds data.
     ///
+    /// Each rejected cookie emits a [`EventKind::Rejected`] event with its
+    /// [`RejectReason`]. One case differs: a session sealed under a key
+    /// that is not on the keyring ([`RejectReason::UnknownKey`]) is a
+    /// configuration problem, not tampering. It is logged at error level
+    /// (hashed id and key id only), its row is left alone, and the fresh
+    /// session counts as one for which no cookie was presented: saved
+    /// empty, it answers [`CookieAction::Keep`] rather than
+    /// [`Remove`](CookieAction::Remove), so the browser keeps the cookie
+    /// and the session opens again once its key is back on the ring. (A
+    /// request that stores data in the fresh session gets a new id,
+    /// [`CookieAction::Set`], as any new session does; that visitor's old
+    /// session then stays in the table until it expires.)
+    ///
     /// # Errors
     ///
     /// Only database and pool failures.
@@ -366,13 +423,32 @@ impl SessionStore {
             return Ok(self.fresh(now, true));
         };
         match self.open_row(&sid, row, now) {
-            Ok((payload, meta)) => Ok(Session::loaded(
-                id,
-                meta.record(sid),
-                payload,
-                self.inner.config.metadata,
-            )),
-            Err(reason) => {
+            Ok((payload, meta)) => {
+                let mut session =
+                    Session::loaded(id, meta.record(sid), payload, self.inner.config.metadata);
+                session.attach_client_recorder(self.inner.client.clone());
+                Ok(session)
+            }
+            Err(Unopened {
+                reason: RejectReason::UnknownKey,
+                unknown_key,
+            }) => {
+                // A configuration problem, not an attack: keep the row and
+                // leave the cookie alone (the fresh session does not count
+                // as having presented one, so an empty save is `Keep`), so
+                // the session opens again once its key is back on the ring.
+                let key = unknown_key.map_or_else(|| "?".to_owned(), |id| format!("{id:08x}"));
+                log::error!(
+                    target: "stored_session",
+                    "rejected stored session {sid}: UnknownKey: it was sealed under key {key}, \
+                     which is not on the keyring (a configuration problem, not tampering: \
+                     were the keys changed?); the session and its cookie are kept, \
+                     and this request gets a fresh session"
+                );
+                self.reject(Some(sid), RejectReason::UnknownKey, started);
+                Ok(self.fresh(now, false))
+            }
+            Err(Unopened { reason, .. }) => {
                 log::warn!(target: "stored_session", "rejected stored session {sid}: {reason:?}; issuing a fresh session");
                 self.reject(Some(sid), reason, started);
                 Ok(self.fresh(now, true))
@@ -381,7 +457,21 @@ impl SessionStore {
     }
 
     fn fresh(&self, now: i64, had_cookie: bool) -> Session {
-        Session::fresh(now, had_cookie, self.inner.config.metadata)
+        let mut session = Session::fresh(now, had_cookie, self.inner.config.metadata);
+        session.attach_client_recorder(self.inner.client.clone());
+        session
+    }
+
+    /// Whether the store uses the client's IP address and user agent
+    /// (recorded, located, labelled or compared): what the adapters keep
+    /// of a request for [`Session::set_client`].
+    #[cfg_attr(not(feature = "adapters"), allow(dead_code))]
+    pub(crate) fn client_wanted(&self) -> (bool, bool) {
+        let policy = self.inner.config.metadata;
+        match &self.inner.client {
+            Some(client) => (client.wants_ip(), client.wants_user_agent()),
+            None => (policy.ip != crate::IpTracking::Off, policy.user_agent),
+        }
     }
 
     fn reject(&self, sid: Option<StoredId>, reason: RejectReason, started: Stopwatch) {
@@ -397,7 +487,7 @@ impl SessionStore {
         sid: &StoredId,
         row: Row,
         now: i64,
-    ) -> std::result::Result<(LoadedPayload, RowMeta), RejectReason> {
+    ) -> std::result::Result<(LoadedPayload, RowMeta), Unopened> {
         let mut data = Zeroizing::new(row.data);
         let (plaintext, opened) = self
             .inner
@@ -405,15 +495,22 @@ impl SessionStore {
             .open(sid, row.version, &mut data)
             .map_err(|e: OpenError| {
                 log::debug!(target: "stored_session", "envelope of {sid} did not open: {e:?}");
-                RejectReason::Tampered
+                match e {
+                    // Not tampering: the ring lacks the key that sealed it.
+                    OpenError::UnknownKey(key_id) => Unopened {
+                        reason: RejectReason::UnknownKey,
+                        unknown_key: Some(key_id),
+                    },
+                    _ => RejectReason::Tampered.into(),
+                }
             })?;
         let payload = LoadedPayload::decode(plaintext).ok_or(RejectReason::Undecodable)?;
         if payload.created_at != row.created_at {
             // The plain column was changed behind the store's back.
-            return Err(RejectReason::Tampered);
+            return Err(RejectReason::Tampered.into());
         }
         if payload.created_at <= self.inner.config.lifetime_cutoff(now) {
-            return Err(RejectReason::Expired);
+            return Err(RejectReason::Expired.into());
         }
         // The session's own deadline, from the authenticated payload: moving
         // the `expires_at` column does not extend it either.
@@ -421,7 +518,7 @@ impl SessionStore {
             .at()
             .is_some_and(|at| at <= now)
         {
-            return Err(RejectReason::Expired);
+            return Err(RejectReason::Expired.into());
         }
         Ok((
             payload,
@@ -472,6 +569,15 @@ impl SessionStore {
     /// After a successful save the session is clean and may be used and
     /// saved again.
     ///
+    /// Where and what the client is (`Config::geoip` and `Config::devices`,
+    /// features `geoip` and `devices`): a save that creates the session
+    /// or logs in (renews it, or binds it to a user) records the location,
+    /// network and device of the client reported to
+    /// [`Session::set_client`] first. A session whose client moved to
+    /// another network ([`Session::client_change`]) is saved with its new
+    /// network and location, then an [`EventKind::ClientChanged`] event is
+    /// emitted.
+    ///
     /// # Errors
     ///
     /// [`Error::PayloadTooLarge`] (nothing written), database and pool
@@ -485,9 +591,31 @@ impl SessionStore {
         let binds_user = session.binds_user();
         let expiry_changed = session.expiry_changed();
         let idle_clock_before = session.record().map(|r| r.updated_at);
+        // Location, device and network are recorded at a creation (also of
+        // the anonymous session that follows a `destroy`) and at a login.
+        if session.has_content()
+            && (session.is_new()
+                || session.is_destroyed()
+                || session.renew_requested()
+                || binds_user)
+        {
+            session.record_client();
+        }
         let action = self.save_inner(session, now)?;
         if binds_user {
             self.enforce_session_cap(session); // Config::max_sessions_per_user (users.rs)
+        }
+        if let Some(change) = session.take_client_change() {
+            if let Some(sid) = session.stored_id() {
+                let mut e = Event::new(
+                    EventKind::ClientChanged,
+                    Some(sid),
+                    std::time::Duration::ZERO,
+                    0,
+                );
+                e.client_change = Some(change);
+                self.emit(e);
+            }
         }
         session.mark_clean();
         // The one place that gives the cookie its lifetime, and says whether
@@ -948,6 +1076,23 @@ impl SessionStore {
 
     pub(crate) fn macs(&self) -> &Macs {
         &self.inner.macs
+    }
+}
+
+/// Why `open_row` did not open a row.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Unopened {
+    pub(crate) reason: RejectReason,
+    /// For [`RejectReason::UnknownKey`], the id of the key that sealed it.
+    pub(crate) unknown_key: Option<u32>,
+}
+
+impl From<RejectReason> for Unopened {
+    fn from(reason: RejectReason) -> Self {
+        Unopened {
+            reason,
+            unknown_key: None,
+        }
     }
 }
 

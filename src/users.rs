@@ -29,7 +29,7 @@ use crate::backend::{Database, UserRow};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventKind};
 use crate::id::StoredId;
-use crate::metadata;
+use crate::metadata::{self, Location};
 use crate::session::Session;
 use crate::store::SessionStore;
 
@@ -172,7 +172,17 @@ pub struct SessionInfo {
     pub ip: Option<String>,
     /// The recorded user agent, if tracked.
     pub user_agent: Option<String>,
-    /// The application's own metadata fields.
+    /// The device, e.g. `Firefox on Linux` or `Safari on iPhone`, parsed
+    /// from the user agent when the session was created or at its last
+    /// login (feature `devices` with [`Config::devices`](crate::Config)).
+    pub device: Option<String>,
+    /// Where the client was when the session was created, at its last
+    /// login, or when it last moved to another network (feature `geoip`
+    /// with a database, see [`Config`](crate::Config)); `None` when not
+    /// recorded or not known.
+    pub location: Option<Location>,
+    /// The application's own metadata fields (those set with
+    /// [`Session::set_meta`]).
     pub fields: BTreeMap<String, String>,
     /// Whether this is the session the listing was made from.
     pub current: bool,
@@ -309,8 +319,11 @@ impl SessionStore {
             return None;
         }
         let mut fields = payload.meta;
+        let location = Location::from_meta(&fields);
         let ip = fields.remove(metadata::IP);
         let user_agent = fields.remove(metadata::USER_AGENT);
+        let device = fields.remove(metadata::DEVICE);
+        fields.retain(|name, _| !metadata::is_reserved(name));
         let at = |t: i64| DateTime::from_timestamp(t, 0).unwrap_or_default();
         Some(SessionInfo {
             handle: self.handle(&sid, row.id),
@@ -318,6 +331,8 @@ impl SessionStore {
             last_active: at(row.updated_at),
             ip,
             user_agent,
+            device,
+            location,
             fields,
             current: current == Some(sid),
         })

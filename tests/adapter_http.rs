@@ -18,8 +18,8 @@ use common::{count, Harness};
 use http::header::{HeaderValue, COOKIE, SET_COOKIE};
 use http::{Request, Response, StatusCode};
 use stored_session::adapters::http::{begin, finish, handle, ClientAddr};
-use stored_session::adapters::{CookiePolicy, LazySession, Sessions};
-use stored_session::{EventKind, SessionId};
+use stored_session::adapters::{CookiePolicy, LazySession, Sessions, TrustedProxies};
+use stored_session::{EventKind, Keyring, SessionId, SessionStore};
 
 type Body = Vec<u8>;
 
@@ -57,7 +57,7 @@ fn app(sessions: &Sessions, request: Request<Body>) -> Response<Body> {
                 Ok(text(format!("logged in as {user}")))
             }
             ("POST", "/logout") => {
-                session.destroy()?;
+                session.destroy();
                 Ok(text("logged out"))
             }
             ("GET", "/break") => {
@@ -283,7 +283,78 @@ fn client_metadata_follows_the_store_policy(h: &Harness) {
     );
 }
 
+/// A restart with another key answers with a fresh session but leaves the
+/// browser's cookie alone (no `Set-Cookie` removing it), so the session is
+/// back when the right key is; a tampered row's cookie is still removed.
+fn a_key_change_keeps_the_cookie(h: &Harness) {
+    let policy = || CookiePolicy::new().with_secure(false);
+    let (server, _) = start(h, policy());
+    let mut jar = Jar::new("id");
+    jar.send(server.addr, "GET", "/", b"");
+    let value = jar.value.clone().expect("a cookie");
+    drop(server);
+
+    let wrong = h.store_with(SessionStore::builder(Keyring::generate()).config(h.config()));
+    let wrong = Sessions::with_policy(wrong, policy()).unwrap();
+    let shared = wrong.clone();
+    let server = serve(move |r| app(&shared, r));
+    let r = jar.send(server.addr, "GET", "/peek", b"");
+    assert_eq!((r.status, r.body.as_str()), (200, "visits: 0"));
+    assert!(r.set_cookies().is_empty(), "{:?}", r.set_cookies());
+    assert_eq!(jar.value.as_deref(), Some(value.as_str()));
+    drop(server);
+
+    let (server, sessions) = start(h, policy());
+    let r = jar.send(server.addr, "GET", "/peek", b"");
+    assert_eq!(r.body, "visits: 1");
+
+    let db = sessions.store().database();
+    let sid = SessionId::parse(&value).unwrap().stored_id();
+    let mut data = common::row(db, &sid).unwrap().data;
+    let last = data.len() - 1;
+    data[last] ^= 1;
+    common::set_data(db, sid.as_bytes(), &data);
+    let r = jar.send(server.addr, "GET", "/peek", b"");
+    assert_eq!(r.body, "visits: 0");
+    assert!(r
+        .session_cookie("id")
+        .unwrap()
+        .starts_with("id=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0"));
+}
+
+fn forwarded_client_ip_only_from_trusted_proxies(h: &Harness) {
+    let store = h.store_with_metadata();
+    adapter_support::forwarded_client_ip_cases(&store, &|sessions| {
+        let server = serve(move |r| app(&sessions, r));
+        (server.addr, Box::new(server))
+    });
+
+    // A `ClientAddr` the application inserted is used as it is: no header
+    // is read for it, even from a trusted peer.
+    let sessions = Sessions::new(store.clone())
+        .with_trusted_proxies(TrustedProxies::new().with("127.0.0.1"))
+        .unwrap();
+    let mut request = Request::post("/login")
+        .header("X-Forwarded-For", "203.0.113.7")
+        .body(b"user=ines".to_vec())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert("127.0.0.1:9".parse::<SocketAddr>().unwrap());
+    request
+        .extensions_mut()
+        .insert(ClientAddr("198.51.100.77".parse().unwrap()));
+    assert_eq!(app(&sessions, request).status(), StatusCode::OK);
+    let list = store
+        .sessions_of("ines", None, Default::default())
+        .unwrap()
+        .sessions;
+    assert_eq!(list[0].ip.as_deref(), Some("198.51.100.0"));
+}
+
 backend_suite!(
+    forwarded_client_ip_only_from_trusted_proxies,
+    a_key_change_keeps_the_cookie,
     client_metadata_follows_the_store_policy,
     visit_login_logout_cycle,
     untouched_session_costs_no_query_and_sets_no_cookie,

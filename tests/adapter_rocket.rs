@@ -528,7 +528,7 @@ fn permit_wait_is_bounded(h: &Harness) {
 }
 
 fn client_metadata_follows_the_store_policy(h: &Harness) {
-    // Policy on: `Request::client_ip()` (here the peer) and the agent.
+    // Policy on: the peer (`Request::remote()`) and the agent.
     let store = h.store_with_metadata();
     let client = Client::untracked(app(Sessions::new(store.clone()))).unwrap();
     let login = |client: &Client, user: &str, remote: &str, extra: Option<Header<'static>>| {
@@ -551,14 +551,15 @@ fn client_metadata_follows_the_store_policy(h: &Harness) {
         .sessions;
     assert_eq!(list[0].ip.as_deref(), Some("198.51.100.0"));
     assert_eq!(list[0].user_agent.as_deref(), Some("MetaTest/1.0 (rocket)"));
-    // Rocket's ip_header (X-Real-IP by default) decides client_ip().
-    let proxy = Header::new("X-Real-IP", "203.0.113.200");
-    login(&client, "olga", "127.0.0.1:4711", Some(proxy));
+    // Rocket's ip_header (X-Real-IP by default), which any client can
+    // send, is not read: the peer is recorded.
+    let spoof = Header::new("X-Real-IP", "203.0.113.200");
+    login(&client, "olga", "127.0.0.1:4711", Some(spoof));
     let list = store
         .sessions_of("olga", None, Default::default())
         .unwrap()
         .sessions;
-    assert_eq!(list[0].ip.as_deref(), Some("203.0.113.0"));
+    assert_eq!(list[0].ip.as_deref(), Some("127.0.0.0"));
 
     // Default policy: nothing is recorded.
     let plain = h.store();
@@ -574,7 +575,17 @@ fn client_metadata_follows_the_store_policy(h: &Harness) {
     );
 }
 
+/// Over real HTTP (Rocket's server, not the local client).
+fn forwarded_client_ip_only_from_trusted_proxies(h: &Harness) {
+    let store = h.store_with_metadata();
+    adapter_support::forwarded_client_ip_cases(&store, &|sessions| {
+        let server = adapter_support::serve_rocket(app(sessions));
+        (server.addr, Box::new(server))
+    });
+}
+
 backend_suite!(
+    forwarded_client_ip_only_from_trusted_proxies,
     client_metadata_follows_the_store_policy,
     visit_login_logout_cycle,
     tracked_client_keeps_the_session,

@@ -53,7 +53,7 @@ fn app(sessions: &Sessions, request: &Request) -> Response {
         },
         (POST) (/logout) => {
             with_session(sessions, request, |session| {
-                session.destroy()?;
+                session.destroy();
                 Ok(Response::text("logged out"))
             })
         },
@@ -355,7 +355,16 @@ fn client_metadata_follows_the_store_policy(h: &Harness) {
     );
 }
 
+fn forwarded_client_ip_only_from_trusted_proxies(h: &Harness) {
+    let store = h.store_with_metadata();
+    adapter_support::forwarded_client_ip_cases(&store, &|sessions| {
+        let server = serve(sessions);
+        (server.addr, Box::new(server))
+    });
+}
+
 backend_suite!(
+    forwarded_client_ip_only_from_trusted_proxies,
     client_metadata_follows_the_store_policy,
     visit_login_logout_cycle,
     untouched_session_costs_no_query_and_sets_no_cookie,

@@ -216,6 +216,7 @@ fn renders_statistics_and_chart(h: &Harness) {
             "{glue:?}"
         );
         assert!(page.contains("<dt>Users</dt><dd>2<small>"));
+        assert!(!page.contains("<dt>Unreadable</dt>"), "every session opens");
         // The chart: 24 hourly groups; 2 created three hours ago, 5 now.
         assert_eq!(page.matches("<g class=\"hour\"").count(), 24);
         let created: Vec<u64> = page
@@ -828,7 +829,34 @@ fn nonce_cookie_is_host_prefixed_over_https(h: &Harness) {
     assert_eq!(count(store.database()), 0);
 }
 
+/// Sessions sealed under a key that is not on the store's ring (the keys
+/// were changed) are shown apart from the ones it can open.
+fn shows_sessions_the_keyring_cannot_open(h: &Harness) {
+    let store = h.store_with_metadata();
+    seed(&store);
+    let elsewhere = SessionStore::builder(Keyring::generate())
+        .config(h.config())
+        .build(store.database().clone());
+    sign_in(&elsewhere, "carol", "C/1", "192.0.2.1");
+    sign_in(&elsewhere, "carol", "C/2", "192.0.2.1");
+    let admin = Admin::new(store.clone());
+    for glue in GLUES {
+        let page = Browser::new(&admin, glue).get("/admin/").body;
+        assert!(
+            page.contains("<dt>Live sessions</dt><dd>7<small>"),
+            "{glue:?}"
+        );
+        assert!(
+            page.contains(
+                "<dt>Unreadable</dt><dd>2<small>of those: sealed under a key not on the ring</small>"
+            ),
+            "{glue:?}"
+        );
+    }
+}
+
 backend_suite!(
+    shows_sessions_the_keyring_cannot_open,
     renders_statistics_and_chart,
     lookup_lists_a_users_sessions,
     everything_shown_is_escaped,

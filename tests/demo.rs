@@ -352,7 +352,69 @@ fn sessions_are_paged(h: &Harness) {
     assert_eq!(r.status, 400, "zoe's cursor for yan");
 }
 
+/// The first page after a login shows the login's flash message, the next
+/// one does not; a cross-site POST is refused with 403 before anything is
+/// done, curl's passes; a request that sends a CSRF token must send the
+/// session's own.
+fn flash_and_forgery(h: &Harness) {
+    let (server, sessions) = start(h, None);
+    let addr = server.addr;
+    let (jar, agent) = browser(addr, "carol", "Browser/1.0");
+    let first = get(&jar, addr, "/", &agent);
+    assert!(first.body.contains("user: carol\n"), "{first:?}");
+    assert!(first.body.ends_with("flash: welcome carol\n"), "{first:?}");
+    let second = get(&jar, addr, "/", &agent);
+    assert!(!second.body.contains("flash:"), "{second:?}");
+
+    // A cross-site login attempt: refused, and no session is created.
+    let before = sessions.store().stats().unwrap().live;
+    let form = b"Content-Type: application/x-www-form-urlencoded".as_slice();
+    for header in [
+        b"Sec-Fetch-Site: cross-site".as_slice(),
+        b"Origin: https://evil.example".as_slice(),
+    ] {
+        let r = send(addr, "POST", "/login", &[header, form], b"user=mallory");
+        assert_eq!(r.status, 403, "{r:?}");
+        assert!(r.set_cookies().is_empty(), "{r:?}");
+    }
+    assert_eq!(sessions.store().stats().unwrap().live, before);
+    // Logout from another site: refused, the session lives on.
+    let cookie = jar.header().unwrap();
+    let r = send(
+        addr,
+        "POST",
+        "/logout",
+        &[&cookie, b"Sec-Fetch-Site: cross-site"],
+        b"",
+    );
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(get(&jar, addr, "/", &agent).body.contains("user: carol"));
+
+    // A token from GET /csrf: the wrong one is refused, the right one passes.
+    let token = get(&jar, addr, "/csrf", &agent).body.trim().to_owned();
+    assert_eq!(token.len(), 43);
+    let r = send(
+        addr,
+        "POST",
+        "/logout",
+        &[&cookie, b"X-CSRF-Token: forged"],
+        b"",
+    );
+    assert_eq!(r.status, 403, "{r:?}");
+    let same_origin = format!("Origin: http://{addr}");
+    let good = format!("X-CSRF-Token: {token}");
+    let r = send(
+        addr,
+        "POST",
+        "/logout",
+        &[&cookie, same_origin.as_bytes(), good.as_bytes()],
+        b"",
+    );
+    assert_eq!((r.status, r.body.as_str()), (200, "logged out"), "{r:?}");
+}
+
 backend_suite!(
+    flash_and_forgery,
     sessions_routes,
     sessions_are_paged,
     admin_is_disabled_without_a_token,

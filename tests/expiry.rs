@@ -629,7 +629,7 @@ fn the_adapters_write_the_cookie_the_expiry_asks_for(h: &Harness) {
     // POST /login with "remember me".
     let mut login = sessions.begin(Vec::<String>::new());
     login.insert("user", "alice").unwrap();
-    login.load().unwrap().set_expiry(Expiry::Idle(REMEMBER));
+    login.set_expiry(Expiry::Idle(REMEMBER));
     let set = login.finish().unwrap().expect("a cookie");
     assert!(
         set.header_value().contains("; Max-Age=2592000"),

@@ -154,7 +154,90 @@ fn default_logging_can_be_disabled(h: &Harness) {
     assert_eq!(lines_about(&[sid.to_string()]).len(), 1);
 }
 
+/// A session sealed under a key not on the ring is logged as a
+/// configuration problem (error level, `UnknownKey`, the key id), never as
+/// tampering; the start-up check logs a missing table (warn) and a keyring
+/// that opens nothing (error). No line holds a cookie value or a key.
+fn unknown_key_and_startup_check_lines(h: &Harness) {
+    install();
+    let old_key = Key::generate();
+    let old_text = old_key.to_base64().to_string();
+    // Opened before migrating: the check warns that the table is missing.
+    let store = SessionStore::builder(Keyring::new(old_key.clone()))
+        .config(h.config())
+        .open(&h.url)
+        .unwrap();
+    // (Only this test opens before migrating, so the line is its own.)
+    let table = "start-up check: the stored_sessions table does not exist: \
+                 run `stored-session migrate` or `store.run_migrations()` before the first request";
+    assert!(
+        LINES
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(lvl, target, l)| *lvl == log::Level::Warn
+                && target == "stored_session"
+                && l.starts_with(table)),
+        "no warning about the missing table"
+    );
+    store.run_migrations().unwrap();
+    let mut s = store.load(None).unwrap();
+    s.insert("k", "v").unwrap();
+    let value = cookie(store.save(&mut s).unwrap());
+    let sid = stored_session::SessionId::parse(&value)
+        .unwrap()
+        .stored_id();
+
+    // Restart with another key: the check's error names the old key id.
+    let new_key = Key::generate();
+    let new_text = new_key.to_base64().to_string();
+    let restarted = SessionStore::builder(Keyring::new(new_key))
+        .config(h.config())
+        .open_migrated(&h.url)
+        .unwrap();
+    let old_id = format!("{:08x}", old_key.id());
+    let mismatch: Vec<_> = lines_about(&[format!("(key ids {old_id})")])
+        .into_iter()
+        .filter(|(_, _, l)| l.starts_with("start-up check: the keyring"))
+        .collect();
+    assert!(
+        mismatch.iter().any(|(lvl, _, l)| *lvl == log::Level::Error
+            && l.contains("opens 0 of the 1 most recently active sessions")),
+        "{mismatch:#?}"
+    );
+
+    assert!(restarted.load(Some(&value)).unwrap().is_new());
+    let about = lines_about(&[sid.to_string()]);
+    let rejected: Vec<_> = about
+        .iter()
+        .filter(|(_, _, l)| l.starts_with("rejected stored session"))
+        .collect();
+    assert_eq!(rejected.len(), 1, "{about:#?}");
+    let (level, target, line) = rejected[0];
+    assert_eq!(
+        (*level, target.as_str()),
+        (log::Level::Error, "stored_session")
+    );
+    assert!(
+        line.contains("UnknownKey")
+            && line.contains(&old_id)
+            && line.contains("not tampering")
+            && !line.contains("Tampered"),
+        "{line}"
+    );
+    for line in all_lines() {
+        for secret in [&value, &old_text, &new_text] {
+            assert!(
+                !line.contains(secret.as_str()),
+                "secret in log line: {line}"
+            );
+        }
+    }
+}
+
 backend_suite!(
     no_raw_id_or_key_in_any_log_line,
-    default_logging_can_be_disabled
+    default_logging_can_be_disabled,
+    unknown_key_and_startup_check_lines
 );

@@ -6,8 +6,10 @@
 //!   envelope, another key id, a changed `created_at` column), or a mutated
 //!   cookie value is presented (bit flips, truncations, extensions,
 //!   substitutions). Every one must give a fresh, empty session, exactly one
-//!   `Rejected` event with the right reason, no query for a malformed value,
-//!   no write, and leave the real session intact. CI: 520 per backend (40 of each kind);
+//!   `Rejected` event with the right reason (`UnknownKey` when the header
+//!   names a key not on the ring: the cookie is then kept, not removed), no
+//!   query for a malformed value, no write, and leave the real session
+//!   intact. CI: 520 per backend (40 of each kind);
 //!   `--ignored`: 100,000 per backend.
 //! * In process, at the envelope level, through the fuzz entry point
 //!   (`__fuzz::envelope`, the store's own sealer): 100,000 random mutations,
@@ -106,6 +108,21 @@ fn mutate_envelope(
     out
 }
 
+/// Why the store rejects a mutated envelope: a well-formed header whose
+/// key id is on no key of the ring (`ring_ids`) is an unknown key, whatever
+/// else changed; everything else is tampering.
+fn envelope_reason(envelope: &[u8], ring_ids: &[u32]) -> RejectReason {
+    let long_enough = envelope.len() >= HEADER_LEN + 16;
+    let known_format = matches!(envelope.first(), Some(1 | 2)) && envelope.get(1) == Some(&1);
+    if long_enough && known_format {
+        let id = u32::from_be_bytes(envelope[2..6].try_into().unwrap());
+        if !ring_ids.contains(&id) {
+            return RejectReason::UnknownKey;
+        }
+    }
+    RejectReason::Tampered
+}
+
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 fn mutate_cookie(rng: &mut Rng, kind: Mutation, original: &str) -> String {
@@ -146,6 +163,7 @@ fn mutate_cookie(rng: &mut Rng, kind: Mutation, original: &str) -> String {
 fn tamper_through_the_store(h: &Harness, n: usize) {
     let previous = Key::generate();
     let previous_id = previous.id();
+    let ring_ids = [h.keyring.current().id(), previous_id];
     let store = h.store_with(
         SessionStore::builder(h.keyring.clone().with_previous(previous).unwrap())
             .config(h.config()),
@@ -217,7 +235,11 @@ fn tamper_through_the_store(h: &Harness, n: usize) {
                     continue; // e.g. a random byte equal to the one it replaced
                 }
                 set_data(store.database(), &originals[a].sid, &mutated);
-                (cookies[a].clone(), RejectReason::Tampered, true)
+                (
+                    cookies[a].clone(),
+                    envelope_reason(&mutated, &ring_ids),
+                    true,
+                )
             }
         };
         events.lock().unwrap().clear();
@@ -242,14 +264,25 @@ fn tamper_through_the_store(h: &Harness, n: usize) {
                 "mutation {i} ({kind:?})"
             );
             if expect_read {
-                let found = u64::from(expected_reason == RejectReason::Tampered);
+                let found = u64::from(matches!(
+                    expected_reason,
+                    RejectReason::Tampered | RejectReason::UnknownKey
+                ));
                 assert_eq!(seen[0].rows, found, "mutation {i} ({kind:?})");
             }
         }
-        // The fresh session writes nothing and clears the bad cookie.
+        // The fresh session writes nothing and clears the bad cookie, but
+        // one sealed under a key not on the ring is a configuration
+        // problem: its cookie is left alone.
+        let action = if expected_reason == RejectReason::UnknownKey {
+            stored_session::CookieAction::Keep
+        } else {
+            stored_session::CookieAction::Remove
+        };
         assert_eq!(
             store.save(&mut session).unwrap(),
-            stored_session::CookieAction::Remove
+            action,
+            "mutation {i} ({kind:?})"
         );
         // Put the real row back.
         match kind {

@@ -18,7 +18,47 @@
 //!    `Set-Cookie` to send, if any: the new id after a first write or a
 //!    [`renew`](crate::Session::renew), a removal after
 //!    [`destroy`](crate::Session::destroy) or when the presented cookie named
-//!    no live session, or a refreshed `Max-Age` cookie.
+//!    no live session, or a refreshed `Max-Age` cookie. When it fails, the
+//!    response is [`Sessions::error_response`] instead (see
+//!    [Failures](#failures)).
+//!
+//! # Failures
+//!
+//! When the session cannot be loaded, when the handler returns a
+//! [`crate::Error`], or when the commit at the end of the request fails
+//! (a session over [`Config::max_payload`](crate::Config::max_payload), a
+//! database outage), the adapter answers with an [`ErrorResponse`]: the
+//! application's, from the one error handler it sets with
+//! [`Sessions::with_error_handler`] (it gets the typed error and the
+//! [`Stage`]), or by default [`ErrorResponse::for_error`]: `413` for
+//! [`Error::PayloadTooLarge`], `503` when
+//! retrying later may work (no pooled connection in time, a database that
+//! did not answer in time or dropped the connection), `500` otherwise, with
+//! a one-line plain-text body; the details go to the log, never to the
+//! client. Every adapter honours the same handler.
+//!
+//! Every failed load and commit, and every error a handler returns, is
+//! logged through `log` at `error` level under the target `stored_session`,
+//! with the session's hashed id (`2::…`, as in the store's events) and never
+//! its cookie value, whether or not an error handler is set:
+//!
+//! ```text
+//! session commit failed (sid: "2::9f86d0…"): session payload of 2097224 bytes exceeds the maximum of 1048576 bytes
+//! ```
+//!
+//! What a failed commit means for the response and the cookie: nothing the
+//! handler changed in the session was saved, so the handler's response
+//! (its status, headers, cookies and body, which may say "saved" or
+//! "logged out") is dropped and the error response is sent in its place
+//! (in Rocket the security headers Rocket's `Shield` set, and `Server`,
+//! are kept). No `Set-Cookie` for the session is sent: the browser keeps
+//! the cookie it had, which still names the session as it was before the
+//! request (after a failed [`destroy`](crate::Session::destroy) the visitor
+//! is still signed in; after a failed [`renew`](crate::Session::renew) the
+//! old id still works; a new session gets no cookie). After an
+//! [`Error::Timeout`] the database may have applied
+//! the write all the same; the cookie the browser kept then may name no
+//! session, and it gets a fresh one on its next request.
 //!
 //! Bad `Cookie` headers (absent, empty, unparsable, not UTF-8, huge, NUL
 //! bytes, or the session cookie twice with different values) never fail a
@@ -55,16 +95,41 @@
 //! A returning visitor with the same (truncated) address and agent costs no
 //! write either. Where the address comes from:
 //!
-//! | adapter | IP address | user agent |
+//! | adapter | IP address (the peer) | user agent |
 //! |---|---|---|
 //! | `rouille` | `Request::remote_addr()` (the TCP peer) | `User-Agent` header |
-//! | `rocket` | `Request::client_ip()` (Rocket's `ip_header`, `X-Real-IP` by default, else the peer) | `User-Agent` header |
-//! | `http` | a [`ClientAddr`](http::ClientAddr) (or `SocketAddr`) request extension the server inserts | `User-Agent` header |
+//! | `rocket` | `Request::remote()` (the TCP peer; Rocket's `ip_header`, `X-Real-IP` by default, is not read) | `User-Agent` header |
+//! | `http` | a `SocketAddr` request extension the server inserts (the peer), unless the application inserted a [`ClientAddr`](http::ClientAddr), which is used as it is | `User-Agent` header |
 //!
-//! Behind a reverse proxy the TCP peer is the proxy: call
-//! [`LazySession::set_client`] yourself, with the address your trusted
-//! proxy forwarded, before the session is first used (the last call before
-//! loading wins).
+//! # Behind a proxy
+//!
+//! Behind a reverse proxy (nginx, HAProxy, a load balancer, a CDN) the TCP
+//! peer is the proxy. Name your proxies with
+//! [`Sessions::with_trusted_proxies`], and every adapter takes the client's
+//! address from their forwarding header, through the one rule of
+//! [`TrustedProxies::client_ip`]: a request whose peer is not a trusted
+//! proxy is the client's own, its `X-Forwarded-For` and `Forwarded`
+//! headers ignored; from a trusted proxy, the header's entries are read from
+//! the right, skipping trusted proxies, and the first other address is the
+//! client's (the left-most entries are whatever the client sent, so they are
+//! never believed). Only one header is read, `X-Forwarded-For` unless
+//! [`ForwardedHeader::Forwarded`] is chosen: the one your proxies write.
+//! Nothing is trusted by default, since any client can send these headers.
+//!
+//! ```
+//! use stored_session::adapters::{Sessions, TrustedProxies};
+//! use stored_session::{Keyring, SessionStore};
+//!
+//! let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
+//! // nginx on the same host, and the load balancers of the private network.
+//! let sessions = Sessions::new(store)
+//!     .with_trusted_proxies(TrustedProxies::new().with("127.0.0.1").with("10.0.0.0/8"))?;
+//! # let _ = sessions;
+//! # Ok::<(), stored_session::Error>(())
+//! ```
+//!
+//! An application can still call [`LazySession::set_client`] itself before
+//! the session is first used (the last call before loading wins).
 //!
 //! | feature | module | shape |
 //! |---|---|---|
@@ -72,7 +137,8 @@
 //! | `rocket` | `adapters::rocket` | a fairing (`rocket::SessionFairing`) and a request guard (`rocket::SessionGuard`) |
 //! | `http` | `adapters::http` | `http::Request` in, `http::Response` out: `http::handle` |
 //!
-//! Another framework needs only the three calls above:
+//! Another framework needs only the three calls above (and
+//! [`Sessions::error_response`] for a failure):
 //!
 //! ```
 //! use stored_session::adapters::Sessions;
@@ -103,14 +169,18 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::csrf::{Csrf, CsrfRejection};
+use crate::error::{Error, Result};
+use crate::id::{SessionId, StoredId};
 use crate::session::Session;
 use crate::store::{CookieAction, SessionStore};
 
 mod cookie;
+mod failure;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+mod proxies;
 #[cfg(feature = "rocket")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rocket")))]
 pub mod rocket;
@@ -120,6 +190,10 @@ pub mod rouille;
 
 pub(crate) use self::cookie::Presented;
 pub use self::cookie::{CookiePolicy, SetCookie, HOST_PREFIX};
+pub(crate) use self::failure::log_failure;
+use self::failure::{respond, ErrorHandler};
+pub use self::failure::{ErrorResponse, Stage};
+pub use self::proxies::{ForwardedHeader, TrustedProxies};
 /// The `SameSite` attribute values, from the `cookie` crate.
 pub use ::cookie::SameSite;
 
@@ -139,6 +213,12 @@ pub use ::cookie::SameSite;
 pub struct Sessions {
     store: SessionStore,
     policy: Arc<CookiePolicy>,
+    /// The application's error handler; `None`: [`ErrorResponse::for_error`].
+    on_error: Option<ErrorHandler>,
+    /// The CSRF rules the adapters' checks apply.
+    csrf: Arc<Csrf>,
+    /// The reverse proxies whose forwarding header names the client.
+    proxies: Arc<TrustedProxies>,
 }
 
 impl Sessions {
@@ -148,6 +228,9 @@ impl Sessions {
         Sessions {
             store,
             policy: Arc::new(CookiePolicy::default()),
+            on_error: None,
+            csrf: Arc::new(Csrf::new()),
+            proxies: Arc::default(),
         }
     }
 
@@ -155,14 +238,123 @@ impl Sessions {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`](crate::Error::Config) when the policy is invalid (see
+    /// [`Error::Config`] when the policy is invalid (see
     /// [`CookiePolicy::validate`]).
     pub fn with_policy(store: SessionStore, policy: CookiePolicy) -> Result<Self> {
         policy.validate()?;
         Ok(Sessions {
             store,
             policy: Arc::new(policy),
+            on_error: None,
+            csrf: Arc::new(Csrf::new()),
+            proxies: Arc::default(),
         })
+    }
+
+    /// Answers every failed session operation with `handler`'s response,
+    /// on every adapter built from these sessions: a load that failed, a
+    /// handler that returned a [`crate::Error`], a commit that failed (see
+    /// [the module docs](self#failures)). The handler gets the typed error
+    /// and the [`Stage`] it happened in; the default, without a handler, is
+    /// [`ErrorResponse::for_error`] (`413` for [`Error::PayloadTooLarge`],
+    /// `503` when retrying later may work, `500` otherwise). A handler that
+    /// panics gets the default response. The failure is logged at `error`
+    /// level whether or not a handler is set.
+    ///
+    /// The handler runs on the request's thread (in Rocket, on an async
+    /// worker): keep it quick, and do not block on the session store in it.
+    ///
+    /// ```
+    /// use stored_session::adapters::{ErrorResponse, Sessions, Stage};
+    /// use stored_session::{Error, Keyring, SessionStore};
+    ///
+    /// let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
+    /// let sessions = Sessions::new(store).with_error_handler(|error, stage| match error {
+    ///     Error::PayloadTooLarge { .. } => {
+    ///         ErrorResponse::json(413, r#"{"error":"your cart is too big to save"}"#)
+    ///     }
+    ///     _ if ErrorResponse::for_error(error).status() == 503 => {
+    ///         ErrorResponse::json(503, r#"{"error":"try again shortly"}"#)
+    ///             .with_header("Retry-After", "5")
+    ///     }
+    ///     _ => ErrorResponse::json(500, format!(r#"{{"error":"session {stage} failed"}}"#)),
+    /// });
+    /// let response = sessions.error_response(&Error::IdsExhausted, Stage::Commit);
+    /// assert_eq!(response.body(), r#"{"error":"session commit failed"}"#);
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    pub fn with_error_handler<F>(mut self, handler: F) -> Self
+    where
+        F: Fn(&Error, Stage) -> ErrorResponse + Send + Sync + 'static,
+    {
+        self.on_error = Some(Arc::new(handler));
+        self
+    }
+
+    /// Reads the client's address from `proxies`' forwarding header
+    /// (`X-Forwarded-For` unless set otherwise) when the request comes from
+    /// one of them, on every adapter built from these sessions (see
+    /// [Behind a proxy](self#behind-a-proxy)). By default no proxy is
+    /// trusted: the client's address is the TCP peer's, whatever the
+    /// request's headers say.
+    ///
+    /// ```
+    /// use stored_session::adapters::{Sessions, TrustedProxies};
+    /// use stored_session::{Keyring, SessionStore};
+    ///
+    /// let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
+    /// let sessions = Sessions::new(store)
+    ///     .with_trusted_proxies(TrustedProxies::new().with("127.0.0.1").with("10.0.0.0/8"))?;
+    /// assert!(sessions.trusted_proxies().contains("10.20.30.40".parse().unwrap()));
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when an entry of `proxies` is not an address or a
+    /// CIDR network (see [`TrustedProxies::validate`]).
+    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Result<Self> {
+        proxies.validate()?;
+        self.proxies = Arc::new(proxies);
+        Ok(self)
+    }
+
+    /// The trusted reverse proxies (none by default).
+    pub fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.proxies
+    }
+
+    /// The response for a failed session operation: the error handler's
+    /// (see [`with_error_handler`](Sessions::with_error_handler)), or the
+    /// default [`ErrorResponse::for_error`]. The adapters call this; glue
+    /// for another framework does the same, then logs nothing more (the
+    /// failed load or commit was logged already).
+    pub fn error_response(&self, error: &Error, stage: Stage) -> ErrorResponse {
+        respond(self.on_error.as_ref(), error, stage)
+    }
+
+    /// Sets the CSRF rules the adapters' checks apply (form field, header,
+    /// extra allowed origins; see [`Csrf`]). Default: `Csrf::new()`.
+    ///
+    /// ```
+    /// use stored_session::adapters::Sessions;
+    /// use stored_session::csrf::Csrf;
+    /// use stored_session::{Keyring, SessionStore};
+    ///
+    /// let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
+    /// let sessions = Sessions::new(store)
+    ///     .with_csrf(Csrf::new().with_allowed_origin("https://app.example.com")?);
+    /// assert_eq!(sessions.csrf().allowed_origins().count(), 1);
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    pub fn with_csrf(mut self, csrf: Csrf) -> Self {
+        self.csrf = Arc::new(csrf);
+        self
+    }
+
+    /// The CSRF rules (see [`with_csrf`](Sessions::with_csrf)).
+    pub fn csrf(&self) -> &Csrf {
+        &self.csrf
     }
 
     /// The store.
@@ -192,29 +384,46 @@ impl Sessions {
             presented,
             session: None,
             client: None,
+            pending: Vec::new(),
+            load_failed: false,
         }
     }
 
     /// Loads the session a request presented (no query for a malformed or
     /// absent cookie).
+    /// A failure is logged at `error` level with the presented id's hash.
     pub(crate) fn load(&self, presented: &Presented) -> Result<Session> {
-        self.store.load(presented.as_load_arg())
+        self.store
+            .load(presented.as_load_arg())
+            .inspect_err(|error| {
+                let sid = presented
+                    .as_load_arg()
+                    .and_then(SessionId::parse)
+                    .map(|id| id.stored_id());
+                log_failure(Stage::Load, sid, error);
+            })
     }
 
-    /// The client metadata worth keeping under the store's policy, or
-    /// `None` when the policy records nothing (the default): then nothing is
-    /// copied.
+    /// The client metadata worth keeping for the store (its policy, GeoIP
+    /// database, device labels), or `None` when it uses none (the
+    /// default): then nothing is copied.
     pub(crate) fn client(&self, ip: Option<IpAddr>, user_agent: Option<&str>) -> Option<Client> {
-        let policy = self.store.config().metadata;
-        let ip = ip.filter(|_| policy.ip != crate::IpTracking::Off);
-        let user_agent = user_agent.filter(|_| policy.user_agent).map(str::to_owned);
+        // Kept when the policy records them, or the store locates,
+        // labels or compares them (features `geoip`, `devices`).
+        let (want_ip, want_user_agent) = self.store.client_wanted();
+        let ip = ip.filter(|_| want_ip);
+        let user_agent = user_agent.filter(|_| want_user_agent).map(str::to_owned);
         (ip.is_some() || user_agent.is_some()).then_some(Client { ip, user_agent })
     }
 
     /// Commits a loaded session and turns the store's verdict into the
-    /// `Set-Cookie` the response needs.
+    /// `Set-Cookie` the response needs. A failure is logged at `error`
+    /// level with the session's hashed id.
     pub(crate) fn commit(&self, session: &mut Session) -> Result<Option<SetCookie>> {
-        Ok(match self.store.save(session)? {
+        let action = self.store.save(session).inspect_err(|error| {
+            log_failure(Stage::Commit, session.stored_id(), error);
+        })?;
+        Ok(match action {
             CookieAction::Set(id, lifetime) => Some(self.policy.session_cookie(&id, lifetime)),
             CookieAction::Remove => Some(self.policy.removal_cookie()),
             // A persistent cookie follows the session's deadline: send it
@@ -229,23 +438,57 @@ impl Sessions {
     }
 }
 
+/// The response to a refused CSRF check: `403`, a fixed one-line reason
+/// (nothing from the request). Every adapter's check answers with it.
+#[cfg(any(feature = "rouille", feature = "rocket", feature = "http"))]
+pub(crate) fn csrf_refused(rejection: CsrfRejection) -> ErrorResponse {
+    log::info!(target: "stored_session", "refused a request: {}", rejection.reason());
+    ErrorResponse::text(
+        rejection.http_status(),
+        format!("forbidden: {}\n", rejection.reason()),
+    )
+}
+
 impl fmt::Debug for Sessions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sessions")
             .field("store", &self.store)
             .field("policy", &self.policy)
+            .field(
+                "error_handler",
+                &if self.on_error.is_some() {
+                    "custom"
+                } else {
+                    "default"
+                },
+            )
+            .field("trusted_proxies", &self.proxies)
             .finish()
     }
 }
 
 /// One request's session, loaded from the database on first use.
 ///
-/// Call [`load`](LazySession::load) for the full [`Session`] API, or the
-/// shortcuts ([`get`](LazySession::get), [`insert`](LazySession::insert),
-/// [`remove`](LazySession::remove), [`renew`](LazySession::renew),
-/// [`destroy`](LazySession::destroy)), which load as needed. If nothing does,
-/// the request costs no query and [`finish`](LazySession::finish) sets no
-/// cookie.
+/// It has the methods of [`Session`] a handler needs, with the same
+/// names:
+///
+/// * the reads ([`get`](LazySession::get), [`user_id`](LazySession::user_id),
+///   [`contains_key`](LazySession::contains_key), …) and the edits whose
+///   result depends on the stored values ([`insert`](LazySession::insert),
+///   [`remove`](LazySession::remove), [`take`](LazySession::take)) load
+///   the session first, so they return a `Result` (a failed load);
+/// * the edits that only record what the request wants
+///   ([`set_user`](LazySession::set_user), [`clear_user`](LazySession::clear_user),
+///   [`set_meta`](LazySession::set_meta), [`clear`](LazySession::clear),
+///   [`renew`](LazySession::renew), [`destroy`](LazySession::destroy))
+///   return what [`Session`]'s do and touch no database: they are applied,
+///   in the order they were made, when the session loads, at the latest in
+///   [`finish`](LazySession::finish) (where a failed load is then
+///   reported).
+///
+/// [`load`](LazySession::load) gives the full [`Session`]. A request that
+/// uses none of these costs no query, and [`finish`](LazySession::finish)
+/// sets no cookie.
 ///
 /// ```
 /// # use stored_session::adapters::Sessions;
@@ -256,6 +499,10 @@ impl fmt::Debug for Sessions {
 /// let visits = session.get::<u64>("visits")?.unwrap_or(0);
 /// session.insert("visits", &(visits + 1))?;
 /// assert!(session.is_loaded());
+/// // On login: bind the user and move to a new id.
+/// session.set_user("alice");
+/// session.renew();
+/// assert_eq!(session.user_id()?, Some("alice"));
 /// assert!(session.finish()?.is_some());
 /// # Ok::<(), stored_session::Error>(())
 /// ```
@@ -265,6 +512,48 @@ pub struct LazySession {
     session: Option<Session>,
     /// Client metadata to record once the session is loaded.
     client: Option<Client>,
+    /// Edits made before the session was loaded, applied on load in order.
+    pending: Vec<Pending>,
+    /// The last attempt to load the session failed.
+    load_failed: bool,
+}
+
+/// An edit recorded before the session was loaded.
+enum Pending {
+    SetUser(String),
+    ClearUser,
+    SetMeta(String, Option<String>),
+    SetExpiry(crate::Expiry),
+    Clear,
+    Renew,
+    Destroy,
+}
+
+impl Pending {
+    fn apply(&self, session: &mut Session) {
+        match self {
+            Pending::SetUser(user) => session.set_user(user.as_str()),
+            Pending::ClearUser => session.clear_user(),
+            Pending::SetMeta(name, value) => session.set_meta(name, value.as_deref()),
+            Pending::SetExpiry(expiry) => session.set_expiry(*expiry),
+            Pending::Clear => session.clear(),
+            Pending::Renew => session.renew(),
+            Pending::Destroy => session.destroy(),
+        }
+    }
+}
+
+impl Drop for Pending {
+    /// A user id or metadata never applied does not linger in freed memory
+    /// (as [`Session`] does with its own).
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        match self {
+            Pending::SetUser(user) => user.zeroize(),
+            Pending::SetMeta(_, Some(value)) => value.zeroize(),
+            _ => {}
+        }
+    }
 }
 
 /// A request's client address and user agent, kept only when the store's
@@ -283,24 +572,40 @@ impl Client {
 }
 
 impl LazySession {
-    /// The session, loaded now if this is its first use.
+    /// The session, loaded now if this is its first use (with the edits
+    /// made before, see [`LazySession`], applied).
     ///
     /// # Errors
     ///
     /// Database and pool failures only; a bad or unknown cookie gives a
-    /// fresh session.
+    /// fresh session. The failure is logged at `error` level, and
+    /// [`load_failed`](LazySession::load_failed) tells it until a later
+    /// attempt succeeds.
     pub fn load(&mut self) -> Result<&mut Session> {
         let session = match self.session.take() {
             Some(session) => session,
             None => {
-                let mut session = self.sessions.load(&self.presented)?;
+                let loaded = self.sessions.load(&self.presented);
+                self.load_failed = loaded.is_err();
+                let mut session = loaded?;
                 if let Some(client) = self.client.take() {
                     client.apply(&mut session);
+                }
+                for edit in self.pending.drain(..) {
+                    edit.apply(&mut session);
                 }
                 session
             }
         };
         Ok(self.session.insert(session))
+    }
+
+    /// The loaded session, or the pending edit recorded for the next load.
+    fn edit(&mut self, edit: Pending) {
+        match self.session.as_mut() {
+            Some(session) => edit.apply(session),
+            None => self.pending.push(edit),
+        }
     }
 
     /// Records the client's IP address and user agent on the session (see
@@ -335,6 +640,12 @@ impl LazySession {
         }
     }
 
+    /// The sessions (store, cookie policy, error handler) this request is
+    /// served under.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
     /// Whether the session was loaded (used) in this request.
     pub fn is_loaded(&self) -> bool {
         self.session.is_some()
@@ -343,6 +654,13 @@ impl LazySession {
     /// The session if it was loaded, without loading it.
     pub fn loaded(&self) -> Option<&Session> {
         self.session.as_ref()
+    }
+
+    /// Whether the last attempt to load the session failed (and none
+    /// succeeded since). The adapters use it to report a handler's `Err`
+    /// as [`Stage::Load`] rather than [`Stage::Handler`].
+    pub fn load_failed(&self) -> bool {
+        self.load_failed && self.session.is_none()
     }
 
     /// [`Session::get`], loading first if needed.
@@ -376,40 +694,315 @@ impl LazySession {
         Ok(self.load()?.remove(key))
     }
 
-    /// [`Session::renew`], loading first if needed.
+    /// [`Session::take`], loading first if needed.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](LazySession::load) and [`Session::take`].
+    pub fn take<T: DeserializeOwned>(&mut self, key: &str) -> Result<Option<T>> {
+        self.load()?.take(key)
+    }
+
+    /// [`Session::contains_key`], loading first if needed.
     ///
     /// # Errors
     ///
     /// As [`load`](LazySession::load).
-    pub fn renew(&mut self) -> Result<()> {
-        self.load()?.renew();
-        Ok(())
+    pub fn contains_key(&mut self, key: &str) -> Result<bool> {
+        Ok(self.load()?.contains_key(key))
     }
 
-    /// [`Session::destroy`], loading first if needed (the row must be known
-    /// to be deleted).
+    /// [`Session::keys`], loading first if needed.
     ///
     /// # Errors
     ///
     /// As [`load`](LazySession::load).
-    pub fn destroy(&mut self) -> Result<()> {
-        self.load()?.destroy();
-        Ok(())
+    pub fn keys(&mut self) -> Result<impl Iterator<Item = &str>> {
+        Ok(self.load()?.keys())
     }
 
-    /// Ends the request: commits the session if it was loaded and returns
-    /// the `Set-Cookie` the response must carry, if any. A session never
-    /// loaded costs nothing and returns `None`.
+    /// [`Session::len`], loading first if needed.
     ///
     /// # Errors
     ///
-    /// As [`SessionStore::save`]: nothing the handler did was saved, so
-    /// answer with an error status rather than the handler's response.
-    pub fn finish(mut self) -> Result<Option<SetCookie>> {
+    /// As [`load`](LazySession::load).
+    pub fn len(&mut self) -> Result<usize> {
+        Ok(self.load()?.len())
+    }
+
+    /// [`Session::is_empty`], loading first if needed.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](LazySession::load).
+    pub fn is_empty(&mut self) -> Result<bool> {
+        Ok(self.load()?.is_empty())
+    }
+
+    /// [`Session::user_id`], loading first if needed.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](LazySession::load).
+    pub fn user_id(&mut self) -> Result<Option<&str>> {
+        Ok(self.load()?.user_id())
+    }
+
+    /// [`Session::expiry`], loading first if needed.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](LazySession::load).
+    pub fn expiry(&mut self) -> Result<crate::Expiry> {
+        Ok(self.load()?.expiry())
+    }
+
+    /// [`Session::meta`], loading first if needed.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](LazySession::load).
+    pub fn meta(&mut self, name: &str) -> Result<Option<&str>> {
+        Ok(self.load()?.meta(name))
+    }
+
+    /// [`Session::location`], loading first if needed.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](LazySession::load).
+    pub fn location(&mut self) -> Result<Option<crate::Location>> {
+        Ok(self.load()?.location())
+    }
+
+    /// [`Session::device`], loading first if needed.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](LazySession::load).
+    pub fn device(&mut self) -> Result<Option<&str>> {
+        Ok(self.load()?.device())
+    }
+
+    /// [`Session::client_change`]: whether this request's client is on
+    /// another network (or in another country) than the one recorded for
+    /// the session, loading first if needed (the adapters have reported the
+    /// client by then).
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](LazySession::load).
+    pub fn client_change(&mut self) -> Result<Option<crate::ClientChange>> {
+        Ok(self.load()?.client_change())
+    }
+
+    /// [`Session::is_new`], loading first if needed.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](LazySession::load).
+    pub fn is_new(&mut self) -> Result<bool> {
+        Ok(self.load()?.is_new())
+    }
+
+    /// [`Session::stored_id`] (the hashed id, safe to log), loading first
+    /// if needed.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](LazySession::load).
+    pub fn stored_id(&mut self) -> Result<Option<StoredId>> {
+        Ok(self.load()?.stored_id())
+    }
+
+    /// [`Session::created_at`], loading first if needed.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](LazySession::load).
+    pub fn created_at(&mut self) -> Result<chrono::DateTime<chrono::Utc>> {
+        Ok(self.load()?.created_at())
+    }
+
+    /// [`Session::flash`]: a message for a later request (loads first).
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](LazySession::load), and [`Error::Encode`].
+    pub fn flash<T: Serialize + ?Sized>(
+        &mut self,
+        key: impl Into<String>,
+        value: &T,
+    ) -> Result<()> {
+        self.load()?.flash(key, value)
+    }
+
+    /// [`Session::take_flash`]: reads a flash once (loads first).
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](LazySession::load), and [`Error::Decode`].
+    pub fn take_flash<T: DeserializeOwned>(&mut self, key: &str) -> Result<Option<T>> {
+        self.load()?.take_flash(key)
+    }
+
+    /// [`Session::flashes`]: reads every waiting flash once (loads first).
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](LazySession::load), and [`Error::Decode`].
+    pub fn flashes<T: DeserializeOwned>(
+        &mut self,
+    ) -> Result<std::collections::BTreeMap<String, T>> {
+        self.load()?.flashes()
+    }
+
+    /// [`Session::csrf_token`]: the session's CSRF token, created on first
+    /// use (loads first). Put it in every form as the field
+    /// [`Csrf::field`] or send it in the header [`Csrf::header`].
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](LazySession::load).
+    pub fn csrf_token(&mut self) -> Result<String> {
+        Ok(self.load()?.csrf_token())
+    }
+
+    /// Applies [`Sessions::csrf`]'s rules to a request (see
+    /// [`Csrf::verify`]): a safe method (`GET`, `HEAD`, `OPTIONS`,
+    /// `TRACE`) passes without loading the session; any other must come
+    /// from this site (Fetch Metadata / `Origin`) and carry the session's
+    /// token in the header or `form_token` (the form field your code
+    /// parsed). The outer `Result` is a failed load; the inner one the
+    /// verdict, a rejection to answer with `403` (the adapters' `csrf_*`
+    /// helpers build that response).
+    ///
+    /// ```
+    /// use stored_session::adapters::Sessions;
+    /// use stored_session::csrf::CsrfRejection;
+    /// use stored_session::{Keyring, SessionStore};
+    ///
+    /// let store = SessionStore::builder(Keyring::generate()).open_migrated("sqlite::memory:")?;
+    /// let sessions = Sessions::new(store);
+    /// let mut session = sessions.begin(None::<&str>);
+    /// let token = session.csrf_token()?;
+    /// let headers = |name: &str| (name == "Sec-Fetch-Site").then_some("same-origin");
+    /// assert_eq!(session.verify_csrf("GET", headers, None)?, Ok(()));
+    /// assert_eq!(session.verify_csrf("POST", headers, Some(&token))?, Ok(()));
+    /// assert_eq!(
+    ///     session.verify_csrf("POST", headers, Some("forged"))?,
+    ///     Err(CsrfRejection::InvalidToken)
+    /// );
+    /// let cross = |name: &str| (name == "Sec-Fetch-Site").then_some("cross-site");
+    /// assert_eq!(session.verify_csrf("POST", cross, Some(&token))?, Err(CsrfRejection::CrossSite));
+    /// # Ok::<(), stored_session::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](LazySession::load), for an unsafe method.
+    pub fn verify_csrf<'h>(
+        &mut self,
+        method: &str,
+        headers: impl Fn(&str) -> Option<&'h str>,
+        form_token: Option<&str>,
+    ) -> Result<std::result::Result<(), CsrfRejection>> {
+        if crate::csrf::is_safe_method(method) {
+            return Ok(Ok(()));
+        }
+        let csrf = self.sessions.csrf.clone();
+        let session = self.load()?;
+        Ok(csrf.verify(session, method, headers, form_token))
+    }
+
+    /// [`Session::set_user`]: binds the session to `user_id` (applied when
+    /// the session loads, at the latest in [`finish`](LazySession::finish)).
+    pub fn set_user(&mut self, user_id: impl Into<String>) {
+        self.edit(Pending::SetUser(user_id.into()));
+    }
+
+    /// [`Session::clear_user`] (applied when the session loads, at the
+    /// latest in [`finish`](LazySession::finish)).
+    pub fn clear_user(&mut self) {
+        self.edit(Pending::ClearUser);
+    }
+
+    /// [`Session::set_meta`] (applied when the session loads, at the latest
+    /// in [`finish`](LazySession::finish)).
+    pub fn set_meta(&mut self, name: &str, value: Option<&str>) {
+        self.edit(Pending::SetMeta(name.to_owned(), value.map(str::to_owned)));
+    }
+
+    /// [`Session::set_expiry`]: how long the session lives, and the
+    /// cookie's lifetime with it ("remember me"; applied when the session
+    /// loads, at the latest in [`finish`](LazySession::finish)).
+    pub fn set_expiry(&mut self, expiry: crate::Expiry) {
+        self.edit(Pending::SetExpiry(expiry));
+    }
+
+    /// [`Session::clear`] (applied when the session loads, at the latest in
+    /// [`finish`](LazySession::finish)).
+    pub fn clear(&mut self) {
+        self.edit(Pending::Clear);
+    }
+
+    /// [`Session::renew`]: a new id at commit (call on login; applied when
+    /// the session loads, at the latest in [`finish`](LazySession::finish)).
+    pub fn renew(&mut self) {
+        self.edit(Pending::Renew);
+    }
+
+    /// [`Session::destroy`]: at commit the row is deleted and the cookie
+    /// removed (call on logout). Like [`Session::destroy`] it returns
+    /// nothing: the row must be known to be deleted, so an unloaded session
+    /// is loaded in [`finish`](LazySession::finish), where a failure is
+    /// reported; if the session is loaded later in the request, everything
+    /// it held is gone at once, as with [`Session::destroy`].
+    pub fn destroy(&mut self) {
+        self.edit(Pending::Destroy);
+    }
+
+    /// Ends the request: commits the session if it was loaded (or loads it
+    /// first when edits are pending) and returns the `Set-Cookie` the
+    /// response must carry, if any. A session never used costs nothing and
+    /// returns `None`.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](LazySession::load) and [`SessionStore::save`]: nothing
+    /// the handler did was saved, so answer with an error response (see
+    /// [`Sessions::error_response`]) rather than the handler's response,
+    /// and send no `Set-Cookie`. The failure is logged at `error` level.
+    pub fn finish(self) -> Result<Option<SetCookie>> {
+        self.finish_staged().map_err(|(error, _)| error)
+    }
+
+    /// [`finish`](LazySession::finish), telling a failed load of pending
+    /// edits ([`Stage::Load`]) from a failed commit ([`Stage::Commit`]).
+    pub(crate) fn finish_staged(mut self) -> Result<Option<SetCookie>, (Error, Stage)> {
+        if self.session.is_none() && !self.pending.is_empty() {
+            self.load().map_err(|error| (error, Stage::Load))?;
+        }
         match self.session.as_mut() {
-            Some(session) => self.sessions.commit(session),
+            Some(session) => self
+                .sessions
+                .commit(session)
+                .map_err(|error| (error, Stage::Commit)),
             None => Ok(None),
         }
+    }
+
+    /// The stage of a failure the handler returned, and its log line: a
+    /// failed load was logged already; any other error is logged here, with
+    /// the session's hashed id when it is known.
+    #[cfg(any(feature = "rouille", feature = "http"))]
+    pub(crate) fn handler_failed(&self, error: &Error) -> Stage {
+        if self.load_failed() {
+            return Stage::Load;
+        }
+        let sid = self.session.as_ref().and_then(Session::stored_id);
+        log_failure(Stage::Handler, sid, error);
+        Stage::Handler
     }
 }
 
@@ -418,6 +1011,7 @@ impl fmt::Debug for LazySession {
         f.debug_struct("LazySession")
             .field("presented", &self.presented)
             .field("session", &self.session)
+            .field("pending_edits", &self.pending.len())
             .finish()
     }
 }
@@ -464,22 +1058,6 @@ pub(crate) fn cache_headers<'a>(
         private: !has_cache_control,
         vary: Some(merged),
     }
-}
-
-/// The body sent with a failure's [`http_status`](crate::Error::http_status).
-#[cfg(any(feature = "rouille", feature = "rocket", feature = "http"))]
-pub(crate) fn error_body(status: u16) -> &'static str {
-    if status == 503 {
-        "service unavailable\n"
-    } else {
-        "internal server error\n"
-    }
-}
-
-/// Logs a failed session operation. Errors never carry a session id.
-#[cfg(any(feature = "rouille", feature = "rocket", feature = "http"))]
-pub(crate) fn log_failure(what: &str, error: &crate::Error) {
-    log::error!(target: "stored_session", "session {what} failed: {error}");
 }
 
 #[cfg(test)]

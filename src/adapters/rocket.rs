@@ -7,13 +7,31 @@
 //!   and adds its `Set-Cookie` with `adjoin_header`.
 //! * [`SessionGuard`] loads the session when a handler asks for it. A
 //!   handler that does not costs no query and gets no cookie. On load it
-//!   records the client's address (`Request::client_ip()`: Rocket's
-//!   `ip_header`, `X-Real-IP` by default, else the TCP peer; set
-//!   `ip_header = false` when no proxy sets it) and `User-Agent`, as far
-//!   as the store's [`MetadataPolicy`](crate::MetadataPolicy) allows (by
-//!   default nothing).
-//! * [`Error`] is a `Responder` (500, or 503 on pool
-//!   exhaustion), so handlers can return `Result<_, stored_session::Error>`.
+//!   records the client's address and `User-Agent`, as far as the store's
+//!   [`MetadataPolicy`](crate::MetadataPolicy) allows (by default
+//!   nothing). The address is the TCP peer's (`Request::remote()`), or,
+//!   when the peer is one of the [`Sessions`]'
+//!   [trusted proxies](Sessions::with_trusted_proxies), the client's
+//!   address in its forwarding header
+//!   ([`TrustedProxies::client_ip`](super::TrustedProxies::client_ip)).
+//!   Rocket's own `ip_header` (`X-Real-IP` by default, which any client
+//!   can send) is not read.
+//! * [`Error`] is a `Responder` (the [`Sessions`]' error response), so
+//!   handlers can return `Result<_, stored_session::Error>`.
+//!
+//! A failed load (the guard fails), a handler's `Err` and a failed commit
+//! are answered with the [`Sessions`]' error response
+//! ([`Sessions::with_error_handler`], by default `413` for an oversized
+//! session, `503` for an outage, `500` otherwise) and logged at `error`
+//! level. A failed guard goes through Rocket's catcher for the error
+//! response's status; the fairing then puts the error response in place
+//! of the catcher's (a handler that takes `Result<SessionGuard<'_>,
+//! stored_session::Error>` gets the typed error instead, and its own
+//! response is kept unless it has that same status). A failed commit
+//! replaces the handler's response in `on_response`: its status, headers
+//! and body are dropped, except the security headers Rocket's `Shield` (and
+//! `Server`) set, and no `Set-Cookie` is sent (see [the adapters'
+//! failures](super#failures)).
 //!
 //! The store blocks, so every load and commit runs on Tokio's blocking pool
 //! (`spawn_blocking`), never on an async worker. A semaphore with one permit
@@ -77,9 +95,11 @@ use ::rocket::{Build, Response, Rocket};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{cache_headers, error_body, log_failure, Presented, Sessions};
+use super::{cache_headers, log_failure, ErrorResponse, Presented, Sessions, Stage};
 use crate::backend::Database;
+use crate::csrf::{Csrf, CsrfRejection};
 use crate::error::{Error, Result};
+use crate::id::{SessionId, StoredId};
 use crate::session::Session;
 use crate::store::SessionStore;
 
@@ -104,6 +124,9 @@ struct Slot {
     /// The handler answered with a session [`Error`]: commit nothing, as the
     /// rouille and `http` adapters do when the handler fails.
     failed: AtomicBool,
+    /// The guard failed to load the session: the status it failed with (the
+    /// catcher's), and the error response to send in the catcher's place.
+    load_failure: Mutex<Option<(Status, ErrorResponse)>>,
 }
 
 /// The fairing: manages the store and commits sessions in `on_response`.
@@ -231,8 +254,27 @@ fn pool_acquire_timeout(database: &Database) -> Duration {
 /// # Errors
 ///
 /// [`Error::PoolTimeout`] (a 503) when no permit came free within the
-/// fairing's permit timeout; the work's own errors.
-async fn blocking<T, F>(shared: &Shared, work: F) -> Result<T>
+/// fairing's permit timeout, [`Error::TaskAborted`] when the task ended
+/// without an answer (both logged here, as the `stage` of `sid`); the
+/// work's own errors (logged by the work).
+async fn blocking<T, F>(shared: &Shared, stage: Stage, sid: Option<StoredId>, work: F) -> Result<T>
+where
+    F: FnOnce() -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut work_failed = false;
+    let outcome = run_blocking(shared, &mut work_failed, work).await;
+    if let Err(error) = &outcome {
+        if !work_failed {
+            log_failure(stage, sid, error);
+        }
+    }
+    outcome
+}
+
+/// [`blocking`] without the logging; `work_failed` is set when the error
+/// is the work's own.
+async fn run_blocking<T, F>(shared: &Shared, work_failed: &mut bool, work: F) -> Result<T>
 where
     F: FnOnce() -> Result<T> + Send + 'static,
     T: Send + 'static,
@@ -253,12 +295,69 @@ where
             })
         }
     };
-    spawn_blocking(move || {
+    let outcome = spawn_blocking(move || {
         let _permit = permit;
         work()
     })
     .await
-    .map_err(|_| Error::TaskAborted("a blocking session task panicked or was cancelled"))?
+    .map_err(|_| Error::TaskAborted("a blocking session task panicked or was cancelled"))?;
+    *work_failed = outcome.is_err();
+    outcome
+}
+
+/// Headers that describe the site rather than the handler's page (Rocket's
+/// `Server`, and the security policies `Shield` sets): kept when a failed
+/// commit replaces the handler's response.
+const SITE_HEADERS: &[&str] = &[
+    "Server",
+    "Strict-Transport-Security",
+    "X-Frame-Options",
+    "X-Content-Type-Options",
+    "X-XSS-Protection",
+    "X-DNS-Prefetch-Control",
+    "Permissions-Policy",
+    "Referrer-Policy",
+    "Expect-CT",
+    "Content-Security-Policy",
+    "Cross-Origin-Opener-Policy",
+    "Cross-Origin-Embedder-Policy",
+    "Cross-Origin-Resource-Policy",
+];
+
+/// A session failure's [`ErrorResponse`] as a Rocket response: its status,
+/// `Content-Type`, headers and body.
+fn build_response<'r>(error: &ErrorResponse) -> Response<'r> {
+    let body = error.body().to_owned();
+    let mut response = Response::build()
+        .status(Status::new(error.status()))
+        .raw_header("Content-Type", error.content_type().to_owned())
+        .sized_body(body.len(), Cursor::new(body))
+        .finalize();
+    for (name, value) in error.headers() {
+        response.adjoin_raw_header(name.to_owned(), value.to_owned());
+    }
+    response
+}
+
+/// Replaces `response` with `error`'s, keeping only the [`SITE_HEADERS`].
+fn replace_response(response: &mut Response<'_>, error: &ErrorResponse) {
+    let kept: Vec<Header<'static>> = response
+        .headers()
+        .iter()
+        .filter(|h| {
+            SITE_HEADERS
+                .iter()
+                .any(|k| h.name().as_str().eq_ignore_ascii_case(k))
+        })
+        .map(|h| Header::new(h.name().as_str().to_owned(), h.value().to_owned()))
+        .collect();
+    let mut fresh = build_response(error);
+    for header in kept {
+        if !fresh.headers().contains(header.name().as_str()) {
+            fresh.set_header(header);
+        }
+    }
+    *response = fresh;
 }
 
 fn lock(session: &Mutex<Session>) -> MutexGuard<'_, Session> {
@@ -287,6 +386,19 @@ impl Fairing for SessionFairing {
 
     async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
         let slot = request.local_cache(Slot::default);
+        let load_failure = slot
+            .load_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((status, error)) = load_failure {
+            // The catcher's answer to the failed guard (not a handler's own
+            // response to a `Result<SessionGuard, Error>`, unless it chose
+            // the same status).
+            if response.status() == status {
+                replace_response(response, &error);
+            }
+        }
         let Some(session) = slot.session.get() else {
             return; // the handler never asked for the session
         };
@@ -294,8 +406,10 @@ impl Fairing for SessionFairing {
             return; // the handler failed: its changes are not saved
         }
         let session = session.clone();
+        let sid = lock(&session).stored_id();
         let sessions = self.shared.sessions.clone();
-        let committed = blocking(&self.shared, move || sessions.commit(&mut lock(&session))).await;
+        let commit = move || sessions.commit(&mut lock(&session));
+        let committed = blocking(&self.shared, Stage::Commit, sid, commit).await;
         match committed {
             Ok(Some(cookie)) => {
                 response.adjoin_header(Header::new("Set-Cookie", cookie.header_value()));
@@ -313,12 +427,8 @@ impl Fairing for SessionFairing {
             }
             Ok(None) => {}
             Err(error) => {
-                log_failure("commit", &error);
-                let status = error.http_status();
-                let body = error_body(status);
-                response.set_status(Status::new(status));
-                response.set_header(::rocket::http::ContentType::Plain);
-                response.set_sized_body(body.len(), Cursor::new(body));
+                let answer = self.shared.sessions.error_response(&error, Stage::Commit);
+                replace_response(response, &answer);
             }
         }
     }
@@ -340,9 +450,12 @@ impl Fairing for SessionFairing {
 /// work in tests, and nothing from the network can reach that path.
 ///
 /// A route taking the guard aborts Rocket's launch when the fairing is not
-/// attached (the guard is a `Sentinel`). When the database fails, or the
-/// guard is reached some other way without the fairing, it fails with 500
-/// (503 when no pooled connection was free in time).
+/// attached (the guard is a `Sentinel`). When the database fails, the guard
+/// fails with the status of the [`Sessions`]' error response (by default
+/// 503 when retrying later may work, 500 otherwise; a status that is not
+/// 4xx or 5xx fails it with 500), and the fairing sends that error response
+/// in place of the catcher's. Reached some other way without the fairing,
+/// it fails with 500.
 ///
 /// ```
 /// use rocket::{get, post};
@@ -401,6 +514,149 @@ impl SessionGuard<'_> {
     pub fn destroy(&self) {
         self.lock().destroy()
     }
+
+    /// [`Session::flash`]: a message for a later request.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::flash`].
+    pub fn flash<T: Serialize + ?Sized>(&self, key: impl Into<String>, value: &T) -> Result<()> {
+        self.lock().flash(key, value)
+    }
+
+    /// [`Session::take_flash`]: reads a flash once.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::take_flash`].
+    pub fn take_flash<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.lock().take_flash(key)
+    }
+
+    /// [`Session::csrf_token`]: the session's CSRF token, created on first use.
+    pub fn csrf_token(&self) -> String {
+        self.lock().csrf_token()
+    }
+}
+
+/// The CSRF check of [`Sessions::csrf`] for a Rocket request: a request
+/// guard that captures the request's method and the headers the check reads
+/// (`Sec-Fetch-Site`, `Origin`, `Host`, the token header); call
+/// [`verify`](CsrfCheck::verify) with the session and the form field the
+/// handler received. A refusal is a [`CsrfRejection`], which answers `403`
+/// as a responder.
+///
+/// ```no_run
+/// # use rocket::{post, form::Form, FromForm};
+/// use stored_session::adapters::rocket::{CsrfCheck, SessionGuard};
+/// use stored_session::csrf::CsrfRejection;
+///
+/// #[derive(FromForm)]
+/// struct Transfer { csrf_token: Option<String>, amount: u64 }
+///
+/// #[post("/transfer", data = "<form>")]
+/// fn transfer(session: SessionGuard<'_>, csrf: CsrfCheck, form: Form<Transfer>) -> Result<String, CsrfRejection> {
+///     csrf.verify(&session, form.csrf_token.as_deref())?;
+///     Ok(format!("sent {}", form.amount))
+/// }
+/// ```
+pub struct CsrfCheck {
+    csrf: Arc<Csrf>,
+    method: String,
+    headers: Vec<(String, String)>,
+}
+
+impl CsrfCheck {
+    /// Applies the check (see [`Csrf::verify`]): safe methods pass; any
+    /// other must come from this site and carry the session's token in the
+    /// header or `form_token`.
+    ///
+    /// # Errors
+    ///
+    /// The [`CsrfRejection`] to answer with (`403`).
+    pub fn verify(
+        &self,
+        session: &SessionGuard<'_>,
+        form_token: Option<&str>,
+    ) -> std::result::Result<(), CsrfRejection> {
+        let lookup = |name: &str| {
+            self.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        self.csrf
+            .verify(&session.lock(), &self.method, lookup, form_token)
+    }
+
+    /// The origin half of the check alone (see [`Csrf::verify_origin`]):
+    /// for endpoints that rely on Fetch Metadata / `Origin` only. Loads
+    /// nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`CsrfRejection::CrossSite`] or [`CsrfRejection::ForeignOrigin`].
+    pub fn verify_origin(&self) -> std::result::Result<(), CsrfRejection> {
+        let lookup = |name: &str| {
+            self.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        self.csrf.verify_origin(&self.method, lookup)
+    }
+
+    /// Whether the request carries a token in the CSRF header.
+    pub fn carries_token(&self) -> bool {
+        let name = self.csrf.header();
+        self.headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+    }
+}
+
+impl fmt::Debug for CsrfCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The token header's value is a secret of the session.
+        f.debug_struct("CsrfCheck")
+            .field("method", &self.method)
+            .finish_non_exhaustive()
+    }
+}
+
+#[::rocket::async_trait]
+impl<'r> FromRequest<'r> for CsrfCheck {
+    type Error = Error;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        let Some(Managed(shared)) = request.rocket().state::<Managed>() else {
+            let error = Error::Config("CsrfCheck used without SessionFairing attached".into());
+            return Outcome::Error((Status::InternalServerError, error));
+        };
+        let csrf = shared.sessions.csrf.clone();
+        let mut headers = Vec::new();
+        for name in ["Sec-Fetch-Site", "Origin", "Host", csrf.header()] {
+            if let Some(value) = request.headers().get_one(name) {
+                headers.push((name.to_owned(), value.to_owned()));
+            }
+        }
+        Outcome::Success(CsrfCheck {
+            csrf,
+            method: request.method().as_str().to_owned(),
+            headers,
+        })
+    }
+}
+
+impl<'r, 'o: 'r> ::rocket::response::Responder<'r, 'o> for CsrfRejection {
+    fn respond_to(self, _: &'r Request<'_>) -> ::rocket::response::Result<'o> {
+        let answer = super::csrf_refused(self);
+        Response::build()
+            .status(Status::new(answer.status()))
+            .header(::rocket::http::ContentType::Plain)
+            .sized_body(answer.body().len(), Cursor::new(answer.body().to_owned()))
+            .ok()
+    }
 }
 
 impl fmt::Debug for SessionGuard<'_> {
@@ -425,25 +681,27 @@ impl ::rocket::Sentinel for SessionGuard<'_> {
     }
 }
 
-/// A session error as a response: plain-text 500, or 503 when no pooled
-/// connection was free in time. The details are logged, not sent. So a
-/// handler can return `Result<_, stored_session::Error>` and use `?`; when
-/// it returns `Err`, the session is not committed (nothing it changed is
-/// saved), as with the other adapters.
+/// A session error as a response: the [`Sessions`]' error response
+/// ([`Sessions::with_error_handler`], by default `503` when retrying later
+/// may work, `500` otherwise) for [`Stage::Handler`], logged at `error`
+/// level. So a handler can return `Result<_, stored_session::Error>` and use
+/// `?`; when it returns `Err`, the session is not committed (nothing it
+/// changed is saved), as with the other adapters.
 impl<'r> ::rocket::response::Responder<'r, 'static> for Error {
     fn respond_to(self, request: &'r Request<'_>) -> ::rocket::response::Result<'static> {
-        log_failure("handling", &self);
-        request
-            .local_cache(Slot::default)
-            .failed
-            .store(true, Ordering::SeqCst);
-        let status = self.http_status();
-        let body = error_body(status);
-        Response::build()
-            .status(Status::new(status))
-            .header(::rocket::http::ContentType::Plain)
-            .sized_body(body.len(), Cursor::new(body))
-            .ok()
+        let slot = request.local_cache(Slot::default);
+        slot.failed.store(true, Ordering::SeqCst);
+        // (`try_lock`: never wait here for a lock a stuck handler holds.)
+        let sid = slot
+            .session
+            .get()
+            .and_then(|s| s.try_lock().ok().and_then(|s| s.stored_id()));
+        log_failure(Stage::Handler, sid, &self);
+        let answer = match request.rocket().state::<Managed>() {
+            Some(Managed(shared)) => shared.sessions.error_response(&self, Stage::Handler),
+            None => ErrorResponse::for_error(&self),
+        };
+        Ok(build_response(&answer))
     }
 }
 
@@ -484,7 +742,7 @@ impl<'r> FromRequest<'r> for SessionGuard<'r> {
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
         let Some(Managed(shared)) = request.rocket().state::<Managed>() else {
             let error = Error::Config("SessionGuard used without SessionFairing attached".into());
-            log_failure("guard", &error);
+            log_failure(Stage::Load, None, &error);
             return Outcome::Error((Status::InternalServerError, error));
         };
         let slot = request.local_cache(Slot::default);
@@ -492,10 +750,22 @@ impl<'r> FromRequest<'r> for SessionGuard<'r> {
             return Outcome::Success(SessionGuard { session });
         }
         let presented = presented(&shared.sessions, request);
+        let sid = presented
+            .as_load_arg()
+            .and_then(SessionId::parse)
+            .map(|id| id.stored_id());
         // Client metadata, copied only when the store's policy records it.
+        let ip = request.remote().map(|peer| {
+            shared
+                .sessions
+                .trusted_proxies()
+                .client_ip(peer.ip(), |name| {
+                    request.headers().get(name).map(str::as_bytes)
+                })
+        });
         let client = shared
             .sessions
-            .client(request.client_ip(), request.headers().get_one("User-Agent"));
+            .client(ip, request.headers().get_one("User-Agent"));
         let sessions = shared.sessions.clone();
         let load = move || {
             let mut session = sessions.load(&presented)?;
@@ -504,14 +774,22 @@ impl<'r> FromRequest<'r> for SessionGuard<'r> {
             }
             Ok(session)
         };
-        match blocking(shared, load).await {
+        match blocking(shared, Stage::Load, sid, load).await {
             Ok(session) => {
                 let session = slot.session.get_or_init(|| Arc::new(Mutex::new(session)));
                 Outcome::Success(SessionGuard { session })
             }
             Err(error) => {
-                log_failure("load", &error);
-                Outcome::Error((Status::new(error.http_status()), error))
+                let answer = shared.sessions.error_response(&error, Stage::Load);
+                let status = match answer.status() {
+                    code @ 400..=599 => Status::new(code),
+                    _ => Status::InternalServerError,
+                };
+                *slot
+                    .load_failure
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some((status, answer));
+                Outcome::Error((status, error))
             }
         }
     }

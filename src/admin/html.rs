@@ -272,7 +272,15 @@ fn stats_section(out: &mut String, page: &Page<'_>) {
             Esc(note)
         );
     };
-    card(out, "Live sessions", &s.live.to_string(), "loadable now");
+    card(out, "Live sessions", &s.live.to_string(), "not expired");
+    if let Some(n) = s.unreadable.filter(|&n| n > 0) {
+        card(
+            out,
+            "Unreadable",
+            &n.to_string(),
+            "of those: sealed under a key not on the ring",
+        );
+    }
     card(out, "Expired", &s.expired.to_string(), "awaiting trim");
     card(out, "Users", &s.users.to_string(), "with a live session");
     card(
@@ -531,7 +539,7 @@ fn session_table(out: &mut String, page: &Page<'_>, user: &str, sessions: &[Sess
     let base = page.base;
     out.push_str(
         "<table id=\"sessions\">\n<thead><tr><th>Created</th><th>Last active</th><th>IP address</th>\
-         <th>User agent</th><th>Other</th><th></th></tr></thead>\n<tbody>\n",
+         <th>Location</th><th>Device</th><th>User agent</th><th>Other</th><th></th></tr></thead>\n<tbody>\n",
     );
     for info in sessions {
         out.push_str("<tr class=\"session\"><td>");
@@ -539,10 +547,14 @@ fn session_table(out: &mut String, page: &Page<'_>, user: &str, sessions: &[Sess
         out.push_str("</td><td>");
         stamp(out, page.now, info.last_active);
         let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "—".into());
+        let location = info.location.as_ref().map(ToString::to_string);
         let _ = write!(
             out,
-            "</td><td>{}</td><td class=\"ua\">{}</td><td>",
+            "</td><td>{}</td><td class=\"location\">{}</td><td class=\"device\">{}</td>\
+             <td class=\"ua\">{}</td><td>",
             Esc(&dash(&info.ip)),
+            Esc(&dash(&location)),
+            Esc(&dash(&info.device)),
             Esc(&dash(&info.user_agent))
         );
         if info.fields.is_empty() {

@@ -351,8 +351,10 @@ impl Admin {
     }
 
     /// Serves one request. Never fails: a store failure becomes a `500`
-    /// page (`503` when no pooled connection was free in time), logged
-    /// without any user or session id.
+    /// page (`503` when retrying later may work: no pooled connection was
+    /// free in time, the database did not answer in time or dropped the
+    /// connection; `400` for a page cursor this store did not issue),
+    /// logged without any user or session id.
     pub fn handle(&self, request: &AdminRequest<'_>) -> AdminResponse {
         let (path, query) = match request.target.split_once('?') {
             Some((p, q)) => (p, q),

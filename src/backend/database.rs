@@ -149,8 +149,9 @@ impl Database {
     /// Opens a pool from a URL: `postgres://…`/`postgresql://…`,
     /// `mysql://…`/`mariadb://…`, `sqlite://path`, `sqlite::memory:`, or a
     /// plain file path (SQLite), with `options` (pool size, timeouts, the
-    /// client-side deadline). A connection is made right away, so an
-    /// unreachable database fails here rather than at first use.
+    /// client-side deadline). A connection is made right away, so a
+    /// database that cannot be reached or opened fails here, at once and
+    /// saying why, rather than at first use.
     ///
     /// A `Database` needs no keys: it runs the table-wide maintenance that
     /// decrypts nothing ([`run_migrations`](Database::run_migrations),
@@ -172,9 +173,25 @@ impl Database {
     /// # Errors
     ///
     /// [`Error::Config`] for an unsupported URL or a backend whose feature
-    /// is off; [`Error::PoolTimeout`] when the database cannot be reached
-    /// within [`PoolOptions::acquire_timeout`]. Neither error's text
-    /// contains a password from `url`.
+    /// is off. [`Error::Connection`] when the first connection fails (an
+    /// unknown database or role, a wrong password, a refused connection, a
+    /// SQLite file that cannot be opened or is not a database) or does not
+    /// complete within [`PoolOptions::connect_timeout`]: returned as soon as
+    /// the driver gives up, with its reason. [`Error::PoolTimeout`] only if
+    /// the pool then cannot check out a connection of its own within
+    /// [`PoolOptions::acquire_timeout`]. No error's text contains a
+    /// password from `url`: the URL is shown with `***` in place of each
+    /// password it holds.
+    ///
+    /// ```
+    /// use stored_session::{Backend, Database, Error, PoolOptions};
+    ///
+    /// let missing = std::env::temp_dir().join("no-such-dir").join("sessions.db");
+    /// let err = Database::open(&missing.display().to_string(), &PoolOptions::default())
+    ///     .unwrap_err();
+    /// assert!(matches!(err, Error::Connection { backend: Backend::Sqlite, .. }));
+    /// assert!(err.to_string().starts_with("could not open the SQLite database at "));
+    /// ```
     pub fn open(url: &str, options: &PoolOptions) -> Result<Database> {
         // Whatever a driver says about a failed connection, it reaches the
         // caller (and the CLI's stderr) without the URL's passwords.

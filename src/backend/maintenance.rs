@@ -5,13 +5,14 @@
 //! expiry, so a session touched since its batch was chosen survives.
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable};
+use diesel::sql_types::{BigInt, Binary, Nullable};
 
 use super::database::{with_connection, Backend, Database};
 use super::dialect::{Dialect, DialectSql};
 use super::rows::Cutoffs;
 use super::user_lock::UserLock;
 use super::user_lock::UserLocking;
+use crate::crypto::KEY_ID_RANGE;
 use crate::error::{Error, Result};
 use crate::schema::stored_sessions::dsl as t;
 
@@ -79,8 +80,29 @@ pub(crate) struct Bucket {
     pub n: i64,
 }
 
+/// How many live sessions carry one key id field in their envelope header
+/// (`kid` is that field: 4 bytes, fewer for an envelope too short to hold one).
+#[derive(Debug, Clone, QueryableByName)]
+pub(crate) struct KeyIdCount {
+    #[diesel(sql_type = Binary)]
+    pub kid: Vec<u8>,
+    #[diesel(sql_type = BigInt)]
+    pub n: i64,
+}
+
+/// A live row as the start-up check samples it.
+#[derive(Debug, Clone, Queryable)]
+pub(crate) struct SampleRow {
+    pub sid: Vec<u8>,
+    pub data: Vec<u8>,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
 /// The statistics as the database computes them, every part an aggregate:
-/// the client receives at most 5 + 5 + 24 + 24 rows, however large the table.
+/// the client receives at most 5 + 5 + 24 + 24 rows, plus one per key id
+/// in use, however large the table.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Aggregates {
     pub live: i64,
@@ -95,6 +117,8 @@ pub(crate) struct Aggregates {
     pub created: Vec<Bucket>,
     /// Live sessions last active in each hour of the last day.
     pub active: Vec<Bucket>,
+    /// Live sessions per key id named in their envelope header.
+    pub keys: Vec<KeyIdCount>,
 }
 
 /// The percentiles [`Aggregates`] carries ranks for (besides min and max).
@@ -224,6 +248,58 @@ impl Database {
             ))
             .execute(conn)
             .map_err(Error::from)
+        })
+    }
+}
+
+impl Database {
+    /// Whether the `stored_sessions` table exists where the store's
+    /// statements look for it (SQLite: the main schema; PostgreSQL: the
+    /// `search_path`; MySQL: the connection's database): one catalog query.
+    pub(crate) fn table_exists(&self) -> Result<bool> {
+        #[derive(QueryableByName)]
+        struct Found {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let sql = match self.backend() {
+            Backend::Sqlite => {
+                "SELECT COUNT(*) AS n FROM sqlite_master \
+                 WHERE type = 'table' AND name = 'stored_sessions'"
+            }
+            Backend::Postgres => {
+                "SELECT CAST(CASE WHEN to_regclass('stored_sessions') IS NULL \
+                 THEN 0 ELSE 1 END AS BIGINT) AS n"
+            }
+            Backend::Mysql => {
+                "SELECT CAST(COUNT(*) AS SIGNED) AS n FROM information_schema.tables \
+                 WHERE table_schema = DATABASE() AND table_name = 'stored_sessions'"
+            }
+        };
+        with_connection!(self, |conn| {
+            diesel::sql_query(sql)
+                .get_result::<Found>(conn)
+                .map(|found| found.n > 0)
+                .map_err(Error::from)
+        })
+    }
+
+    /// The `limit` most recently active live rows, newest first: one
+    /// backward walk of the `updated_at` index that stops after `limit`
+    /// rows (`live!` is all expressions, which keeps the planner off the
+    /// other indexes). Only rows active within the store's idle timeout
+    /// are walked: a session idle for longer that lives on by its own
+    /// window is live but not recent.
+    pub(crate) fn recent_live(&self, limit: i64, cut: Cutoffs) -> Result<Vec<SampleRow>> {
+        with_connection!(self, |conn| {
+            t::stored_sessions
+                .select((t::sid, t::data, t::version, t::created_at, t::updated_at))
+                .filter(t::updated_at.gt(cut.idle))
+                .filter(live!(cut))
+                .order(t::updated_at.desc())
+                .limit(limit)
+                .load::<SampleRow>(conn)
+                .map_err(Error::from)
         })
     }
 }
@@ -520,6 +596,15 @@ impl Database {
         ));
         let created = hourly_sql("created_at");
         let active = hourly_sql("updated_at");
+        // The key id field of each envelope header, read by `substr` (the
+        // same function on every backend, 1-based): only the first bytes of
+        // each `data` value are needed.
+        let (kid_at, kid_len) = (KEY_ID_RANGE.start + 1, KEY_ID_RANGE.len());
+        let keys = format!(
+            "SELECT substr(data, {kid_at}, {kid_len}) AS kid, {n} AS n \
+             FROM stored_sessions WHERE {live} GROUP BY substr(data, {kid_at}, {kid_len})",
+            n = int("COUNT(*)"),
+        );
         with_connection!(self, |conn| {
             let (count, oldest, newest) = t::stored_sessions
                 .filter(live!(cut))
@@ -542,6 +627,7 @@ impl Database {
                 per_user: diesel::sql_query(&per_user).load::<Ranked>(conn)?,
                 created: diesel::sql_query(&created).load::<Bucket>(conn)?,
                 active: diesel::sql_query(&active).load::<Bucket>(conn)?,
+                keys: diesel::sql_query(&keys).load::<KeyIdCount>(conn)?,
             })
         })
     }

@@ -52,7 +52,7 @@ pub use self::postgres::PgPool;
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::SqlitePool;
 
-pub(crate) use self::maintenance::{Bucket, Ranked, TrimRule, UserRow};
+pub(crate) use self::maintenance::{Bucket, Ranked, SampleRow, TrimRule, UserRow};
 pub(crate) use self::repository::Binding;
 pub(crate) use self::rows::{Applied, Cutoffs, Plan, RenewResult, Row};
 pub(crate) use self::runner::is_unique_violation;

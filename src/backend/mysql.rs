@@ -2,15 +2,16 @@
 //! or malformed value is an error rather than silently truncated, and the
 //! statement and lock timeouts.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::{Connection, MysqlConnection, RunQueryDsl};
 
+use super::database::Backend;
 use super::dialect::backend_impls;
-use super::pool::{checked, millis, whole_seconds, PoolOptions};
-use crate::error::Result;
+use super::pool::{checked, first_connection, millis, whole_seconds, PoolOptions, Shared};
+use crate::error::{Error, Result};
 use crate::redact::url as redact_url;
 
 /// An r2d2 pool of MySQL / MariaDB connections.
@@ -101,24 +102,54 @@ impl CustomizeConnection<MysqlConnection, diesel::r2d2::Error> for Strict {
 }
 
 pub(super) fn open(url: &str, options: &PoolOptions) -> Result<MysqlPool> {
+    let given = url;
     let url = match url.strip_prefix("mariadb://") {
         Some(rest) => format!("mysql://{rest}"),
         None => url.to_owned(),
     };
+    let setup = Arc::new(Strict {
+        statement_timeout: options.statement_timeout,
+        lock_timeout: options.lock_timeout,
+        mariadb: OnceLock::new(),
+    });
+    first_connection::<MysqlConnection, _>(&url, &setup, options.connect_timeout).map_err(
+        |message| Error::Connection {
+            backend: Backend::Mysql,
+            target: redact_url(given),
+            message: with_os_error(&message),
+        },
+    )?;
     let pool = Pool::builder()
         .max_size(options.max_size.max(1))
         .min_idle(Some(0))
         .connection_timeout(options.acquire_timeout)
         .test_on_check_out(false)
-        .connection_customizer(Box::new(Strict {
-            statement_timeout: options.statement_timeout,
-            lock_timeout: options.lock_timeout,
-            mariadb: OnceLock::new(),
-        }))
+        .connection_customizer(Box::new(Shared(setup)))
         .build_unchecked(ConnectionManager::new(url.as_str()));
     checked(pool, options.acquire_timeout, || {
-        format!("could not connect to MySQL at {}", redact_url(&url))
+        format!("could not connect to MySQL at {}", redact_url(given))
     })
+}
+
+/// libmysqlclient ends "Can't connect to MySQL server on 'host:port'
+/// (111)" with the system's error number alone: add what it means
+/// ("(111: Connection refused)").
+fn with_os_error(message: &str) -> String {
+    let code = message
+        .strip_suffix(')')
+        .and_then(|m| m.rsplit_once('('))
+        .filter(|(head, _)| head.contains("Can't connect"))
+        .and_then(|(head, code)| Some((head, code.parse::<i32>().ok()?)));
+    match code {
+        Some((head, code)) if code > 0 => {
+            let text = std::io::Error::from_raw_os_error(code).to_string();
+            let text = text
+                .strip_suffix(&format!(" (os error {code})"))
+                .unwrap_or(&text);
+            format!("{head}({code}: {text})")
+        }
+        _ => message.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -126,6 +157,24 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn system_error_numbers_are_explained() {
+        let out = with_os_error("Can't connect to MySQL server on '127.0.0.1:1' (111)");
+        assert!(
+            out.starts_with("Can't connect to MySQL server on '127.0.0.1:1' (111: "),
+            "{out}"
+        );
+        assert!(out.ends_with(')') && out.len() > 60, "{out}");
+        for unchanged in [
+            "Access denied for user 'x'@'localhost' (using password: YES)",
+            "Unknown database 'x'",
+            "Can't connect to MySQL server on 'h' (x)",
+            "",
+        ] {
+            assert_eq!(with_os_error(unchanged), unchanged);
+        }
+    }
 
     #[test]
     fn setup_sql() {

@@ -1,11 +1,17 @@
 //! Pool settings ([`PoolOptions`]) and the steps shared by the backends
-//! that open a pool from a URL: timeouts in the units servers take, and the
-//! first checkout that proves the database is reachable.
+//! that open a pool from a URL: timeouts in the units servers take, the
+//! first connection that proves the database is reachable (and says why
+//! when it is not), and the first checkout.
 
 use std::time::Duration;
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-use diesel::r2d2::{ConnectionManager, Pool, R2D2Connection};
+use std::sync::Arc;
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+use diesel::r2d2::{
+    ConnectionManager, CustomizeConnection, ManageConnection, Pool, R2D2Connection,
+};
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 use crate::error::{Error, Result};
@@ -44,9 +50,13 @@ pub struct PoolOptions {
     /// Longest a new connection may take to be established. PostgreSQL:
     /// the libpq `connect_timeout` parameter (whole seconds, rounded up;
     /// libpq waits at least 2 s), added to the URL unless it sets one.
-    /// MySQL: not settable through Diesel; a connection that never
-    /// completes occupies one of r2d2's connector threads, never a caller,
-    /// which waits `acquire_timeout` at most. Default: 5 seconds.
+    /// MySQL: not settable through Diesel; the first connection of
+    /// [`Database::open`](crate::Database::open) is waited for this long at
+    /// most (then [`crate::Error::Connection`]; the attempt goes on, on a
+    /// helper thread, until the driver gives up), and a later connection
+    /// that never completes occupies one of r2d2's connector threads,
+    /// never a caller, which waits `acquire_timeout` at most. Default: 5
+    /// seconds.
     pub connect_timeout: Duration,
     /// Longest one statement may run on the server before the server
     /// cancels it with an error (the connection stays usable).
@@ -201,8 +211,84 @@ pub(super) fn millis(d: Duration) -> u128 {
     d.as_nanos().div_ceil(1_000_000).max(1)
 }
 
-/// Finishes a pool the store opened itself: one checkout proves the
-/// database is reachable, so `open` fails fast with a clear error.
+/// A connection customizer shared between the first connection of
+/// `open` (made on a helper thread) and the pool, so that what it learns
+/// once (MariaDB or MySQL) is learnt once.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+#[derive(Debug)]
+pub(super) struct Shared<S>(pub(super) Arc<S>);
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl<C, S> CustomizeConnection<C, diesel::r2d2::Error> for Shared<S>
+where
+    C: Send + 'static,
+    S: CustomizeConnection<C, diesel::r2d2::Error>,
+{
+    fn on_acquire(&self, conn: &mut C) -> std::result::Result<(), diesel::r2d2::Error> {
+        self.0.on_acquire(conn)
+    }
+}
+
+/// Makes one connection to `url` and sets it up with `setup`, as the pool
+/// will, on a helper thread, and waits at most `timeout` for it: the
+/// driver's reason (on one line) when it fails, a note when it does not
+/// answer in time. The connection is dropped either way; the pool opens
+/// its own.
+///
+/// This is what makes `open` fail fast and say why: r2d2's own checkout
+/// retries a failing connection until the acquire timeout and then
+/// reports only that it timed out. A thread that outlives `timeout` (a
+/// MySQL server that never answers: libmysqlclient's connect has no
+/// timeout Diesel can set) ends when the driver gives up, and drops what
+/// it made.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(super) fn first_connection<C, S>(
+    url: &str,
+    setup: &Arc<S>,
+    timeout: Duration,
+) -> std::result::Result<(), String>
+where
+    C: R2D2Connection + 'static,
+    S: CustomizeConnection<C, diesel::r2d2::Error>,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    let manager = ConnectionManager::<C>::new(url);
+    let setup = Arc::clone(setup);
+    let spawned = std::thread::Builder::new()
+        .name("stored-session-connect".into())
+        .spawn(move || {
+            let result = manager
+                .connect()
+                .and_then(|mut conn| setup.on_acquire(&mut conn));
+            let _ = tx.send(result.map_err(|e| one_line(&e.to_string())));
+        });
+    if let Err(e) = spawned {
+        return Err(format!("could not start a thread to connect: {e}"));
+    }
+    match rx.recv_timeout(timeout) {
+        Ok(result) => result,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(format!(
+            "no answer within the connect timeout ({timeout:?})"
+        )),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Err("the connecting thread ended without an answer".into())
+        }
+    }
+}
+
+/// A driver's message on one line: libpq's span several (`…failed:
+/// Connection refused\n\tIs the server running…`).
+pub(super) fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Finishes a pool the store opened itself, after [`first_connection`]
+/// succeeded: one checkout leaves a connection ready in the pool.
 ///
 /// The pools keep no idle minimum (`min_idle(Some(0))`): with one, r2d2
 /// replaces checked-out connections on background threads, and a process
@@ -226,5 +312,21 @@ where
             timeout,
             message: format!("{}: {e}", what()),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn driver_messages_on_one_line() {
+        assert_eq!(
+            super::one_line(
+                "connection to server at \"127.0.0.1\", port 1 failed: Connection refused\n\
+                 \tIs the server running on that host and accepting TCP/IP connections?\n"
+            ),
+            "connection to server at \"127.0.0.1\", port 1 failed: Connection refused \
+             Is the server running on that host and accepting TCP/IP connections?"
+        );
+        assert_eq!(super::one_line(""), "");
     }
 }

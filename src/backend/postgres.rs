@@ -2,13 +2,17 @@
 //! the URL, and the statement, lock and idle-in-transaction timeouts set on
 //! every new connection.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::{Connection, PgConnection};
 
+use super::database::Backend;
 use super::dialect::backend_impls;
-use super::pool::{checked, millis, whole_seconds, PoolOptions};
-use crate::error::Result;
+use super::pool::{checked, first_connection, millis, whole_seconds, PoolOptions, Shared};
+use crate::error::{Error, Result};
 use crate::redact::url as redact_url;
 
 /// An r2d2 pool of PostgreSQL connections.
@@ -31,6 +35,9 @@ struct Limits {
 
 impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for Limits {
     fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+        if self.sql.is_empty() {
+            return Ok(());
+        }
         conn.batch_execute(&self.sql)
             .map_err(diesel::r2d2::Error::QueryError)
     }
@@ -109,20 +116,48 @@ fn with_parameters(url: &str, options: &PoolOptions) -> String {
 }
 
 pub(super) fn open(url: &str, options: &PoolOptions) -> Result<PgPool> {
+    let given = url;
     let url = with_parameters(url, options);
-    let mut builder = Pool::builder()
+    let setup = Arc::new(Limits {
+        sql: limits_sql(options),
+    });
+    // The connection timeout is libpq's (in the URL); the helper
+    // thread's wait is a backstop a little past it.
+    let wait = connect_wait(&url, options.connect_timeout);
+    first_connection::<PgConnection, _>(&url, &setup, wait).map_err(|message| {
+        Error::Connection {
+            backend: Backend::Postgres,
+            target: redact_url(given),
+            message,
+        }
+    })?;
+    let pool = Pool::builder()
         .max_size(options.max_size.max(1))
         .min_idle(Some(0))
         .connection_timeout(options.acquire_timeout)
-        .test_on_check_out(false);
-    let sql = limits_sql(options);
-    if !sql.is_empty() {
-        builder = builder.connection_customizer(Box::new(Limits { sql }));
-    }
-    let pool = builder.build_unchecked(ConnectionManager::new(url.as_str()));
+        .test_on_check_out(false)
+        .connection_customizer(Box::new(Shared(setup)))
+        .build_unchecked(ConnectionManager::new(url.as_str()));
     checked(pool, options.acquire_timeout, || {
-        format!("could not connect to PostgreSQL at {}", redact_url(&url))
+        format!("could not connect to PostgreSQL at {}", redact_url(given))
     })
+}
+
+/// How long `open` waits for its first connection: a little longer than
+/// libpq's `connect_timeout` in `url` (whole seconds, at least 2), or than
+/// `default` when the URL sets none or 0 (no limit, for libpq).
+fn connect_wait(url: &str, default: Duration) -> Duration {
+    let base = url.split('#').next().unwrap_or(url);
+    let set = base
+        .split_once('?')
+        .map_or("", |(_, query)| query)
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("connect_timeout="))
+        .filter_map(|value| value.trim().parse::<u64>().ok())
+        .next_back()
+        .filter(|&seconds| seconds > 0);
+    let seconds = set.unwrap_or_else(|| whole_seconds(default)).max(2);
+    Duration::from_secs(seconds) + Duration::from_millis(500)
 }
 
 #[cfg(test)]
@@ -155,6 +190,20 @@ mod tests {
         assert_eq!(
             with_parameters("postgresql://h/db?", &o),
             "postgresql://h/db?connect_timeout=2"
+        );
+    }
+
+    #[test]
+    fn the_first_connection_waits_past_libpqs_timeout() {
+        let five = Duration::from_secs(5);
+        let wait = |url| connect_wait(url, five).as_millis();
+        assert_eq!(wait("postgres://h/db?connect_timeout=9&x=1"), 9_500);
+        assert_eq!(wait("postgres://h/db?connect_timeout=1"), 2_500);
+        assert_eq!(wait("postgres://h/db?connect_timeout=0"), 5_500);
+        assert_eq!(wait("postgres://h/db"), 5_500);
+        assert_eq!(
+            connect_wait("postgres://h/db", Duration::from_millis(10)).as_millis(),
+            2_500
         );
     }
 

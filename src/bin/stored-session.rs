@@ -30,8 +30,8 @@ use stored_session::{
 
 /// Maintain a stored-session database: migrations, trimming, statistics, keys.
 ///
-/// Keys come from STORED_SESSION_KEYS: one or more base64 keys (as printed by
-/// `keygen`) separated by commas or white space, the current key first. Only
+/// Keys come from STORED_SESSION_KEYS: one or more keys, base64 (as printed by
+/// `keygen`) or 64 hex digits, separated by commas or white space, the current key first. Only
 /// list, revoke --user and rotate-keys need them; migrate, trim, stats and
 /// revoke --all work on the table alone.
 ///
@@ -579,7 +579,12 @@ fn print_sessions(out: &mut impl Write, list: &[SessionInfo], json: bool) -> io:
                     "handle": i.handle.as_str(),
                     "created_at": i.created_at.to_rfc3339(),
                     "last_active": i.last_active.to_rfc3339(),
-                    "ip": i.ip, "user_agent": i.user_agent, "fields": i.fields,
+                    "ip": i.ip, "user_agent": i.user_agent,
+                    "device": i.device,
+                    "location": i.location.as_ref().map(|l| serde_json::json!({
+                        "country_code": l.country_code, "country": l.country, "city": l.city,
+                    })),
+                    "fields": i.fields,
                 })
             })
             .collect();
@@ -588,12 +593,16 @@ fn print_sessions(out: &mut impl Write, list: &[SessionInfo], json: bool) -> io:
     for i in list {
         writeln!(
             out,
-            "{}  created {}  last active {}  ip {}  agent {}",
+            "{}  created {}  last active {}  ip {}  agent {}  device {}  location {}",
             i.handle,
             i.created_at.to_rfc3339(),
             i.last_active.to_rfc3339(),
             i.ip.as_deref().unwrap_or("-"),
-            i.user_agent.as_deref().unwrap_or("-")
+            i.user_agent.as_deref().unwrap_or("-"),
+            i.device.as_deref().unwrap_or("-"),
+            i.location
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), ToString::to_string)
         )?;
     }
     writeln!(out, "{} session(s)", list.len())

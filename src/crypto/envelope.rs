@@ -38,6 +38,14 @@ const TAG_LEN: usize = 16;
 pub(crate) const HEADER_LEN: usize = 1 + 1 + 4 + SALT_LEN + NONCE_LEN;
 /// Bytes an envelope adds to its plaintext.
 pub const ENVELOPE_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
+/// Where the key id sits in the header (the same in both formats).
+pub(crate) const KEY_ID_RANGE: std::ops::Range<usize> = 2..6;
+
+/// The key id of an envelope header's key id field (the bytes at
+/// [`KEY_ID_RANGE`]), or `None` when there are not exactly four of them.
+pub(crate) fn key_id_of_field(field: &[u8]) -> Option<u32> {
+    <[u8; 4]>::try_from(field).ok().map(u32::from_be_bytes)
+}
 
 /// Why an envelope did not open. Never shown to the visitor; recorded in a
 /// `session_rejected` event and a warning.
@@ -45,7 +53,8 @@ pub const ENVELOPE_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
 pub(crate) enum OpenError {
     Truncated,
     UnknownVersion,
-    UnknownKey,
+    /// The header names this key id, which is not on the keyring.
+    UnknownKey(u32),
     Authentication,
 }
 
@@ -199,8 +208,11 @@ impl Sealer {
         if envelope[1] != ALG_AES256GCM_HKDF {
             return Err(OpenError::UnknownVersion);
         }
-        let key_id = u32::from_be_bytes([envelope[2], envelope[3], envelope[4], envelope[5]]);
-        let key = self.keyring.find(key_id).ok_or(OpenError::UnknownKey)?;
+        let key_id = key_id_of_field(&envelope[KEY_ID_RANGE]).ok_or(OpenError::Truncated)?;
+        let key = self
+            .keyring
+            .find(key_id)
+            .ok_or(OpenError::UnknownKey(key_id))?;
         let mut salt = [0u8; SALT_LEN];
         salt.copy_from_slice(&envelope[6..6 + SALT_LEN]);
         let mut nonce = [0u8; NONCE_LEN];
@@ -224,6 +236,11 @@ impl Sealer {
                 legacy,
             },
         ))
+    }
+
+    /// Whether `key_id` names a key on the keyring.
+    pub fn knows(&self, key_id: u32) -> bool {
+        self.keyring.find(key_id).is_some()
     }
 
     /// Whether sessions sealed under `key_id` should be re-encrypted.
@@ -324,7 +341,7 @@ mod tests {
             other
                 .open(&StoredId::of("a"), 1, &mut env.clone())
                 .unwrap_err(),
-            OpenError::UnknownKey
+            OpenError::UnknownKey(s.keyring.current().id())
         );
         assert_eq!(
             s.open(&StoredId::of("a"), 1, &mut env[..10].to_vec())

@@ -7,6 +7,7 @@ use crate::id::StoredId;
 
 const USER_KEY_INFO: &[u8] = b"stored-session v1 user binding";
 const HANDLE_INFO: &[u8] = b"stored-session v1 session handle";
+const NETWORK_INFO: &[u8] = b"stored-session v1 client network";
 #[cfg(feature = "admin")]
 const ADMIN_CSRF_INFO: &[u8] = b"stored-session v1 admin csrf";
 
@@ -83,6 +84,53 @@ impl Macs {
     pub fn admin_csrf(&self) -> &ring::hmac::Key {
         &self.admin_csrf
     }
+}
+
+/// The keys of the client network tag: a keyed hash of the client's
+/// network (IPv4 /24, IPv6 /48) kept inside the encrypted metadata when the
+/// IP address itself is not recorded, so a change of network can be told
+/// without storing any form of the address. One key per ring key, current
+/// first, so a tag made before a rotation still compares.
+#[derive(Clone)]
+pub(crate) struct NetworkKeys(Vec<ring::hmac::Key>);
+
+impl NetworkKeys {
+    /// The keys derived from `keyring`.
+    pub fn new(keyring: &Keyring) -> Self {
+        NetworkKeys(
+            keyring
+                .keys()
+                .iter()
+                .map(|k| k.hmac_key(NETWORK_INFO))
+                .collect(),
+        )
+    }
+
+    /// The tag of `network` under the current key.
+    pub fn tag(&self, network: &[u8]) -> [u8; 16] {
+        tag16(&self.0[0], network)
+    }
+
+    /// Which key on the ring made `tag` for `network` (0: the current one),
+    /// or `None` when none did (another network, or a key since dropped).
+    pub fn matches(&self, tag: &[u8], network: &[u8]) -> Option<usize> {
+        self.0.iter().position(|k| {
+            let expected = tag16(k, network);
+            tag.len() == expected.len()
+                && tag
+                    .iter()
+                    .zip(expected.iter())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+        })
+    }
+}
+
+fn tag16(key: &ring::hmac::Key, data: &[u8]) -> [u8; 16] {
+    let full = hmac32(key, data);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
 }
 
 fn hmac32(key: &ring::hmac::Key, data: &[u8]) -> [u8; 32] {

@@ -580,3 +580,103 @@ pub fn near_names(name: &str) -> Vec<NearName> {
         })
         .collect()
 }
+
+/// Logs `user` in with `POST /login` (form field `user`) at `addr`, from
+/// 127.0.0.1 with the extra `headers`, and returns the IP address recorded
+/// on the user's session (truncated as the store's policy says).
+pub fn recorded_ip(
+    addr: SocketAddr,
+    store: &SessionStore,
+    user: &str,
+    headers: &[&[u8]],
+) -> Option<String> {
+    let mut all: Vec<&[u8]> = vec![b"Content-Type: application/x-www-form-urlencoded"];
+    all.extend_from_slice(headers);
+    let reply = send(
+        addr,
+        "POST",
+        "/login",
+        &all,
+        format!("user={user}").as_bytes(),
+    );
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, format!("logged in as {user}").as_str())
+    );
+    let list = store
+        .sessions_of(user, None, Default::default())
+        .unwrap()
+        .sessions;
+    assert_eq!(list.len(), 1, "{user}");
+    list[0].ip.clone()
+}
+
+/// The client address every adapter records from a request that comes from
+/// 127.0.0.1 with forwarding headers, over real HTTP. `store` records
+/// truncated IPs (`Harness::store_with_metadata`); `start` serves the
+/// adapter's `POST /login` for the given sessions on a loopback port and
+/// returns its address and whatever keeps the server running.
+pub fn forwarded_client_ip_cases(
+    store: &SessionStore,
+    start: &dyn Fn(stored_session::adapters::Sessions) -> (SocketAddr, Box<dyn std::any::Any>),
+) {
+    use stored_session::adapters::{ForwardedHeader, Sessions, TrustedProxies};
+    let sessions = |proxies: TrustedProxies| {
+        Sessions::new(store.clone())
+            .with_trusted_proxies(proxies)
+            .unwrap()
+    };
+    let xff: &[u8] = b"X-Forwarded-For: 203.0.113.7";
+    let forwarded: &[u8] = b"Forwarded: for=\"[2001:db8:cafe::17]:4711\"";
+
+    // No trusted proxy (the default): the peer, whatever the headers say.
+    let (addr, server) = start(Sessions::new(store.clone()));
+    let ip = recorded_ip(addr, store, "plain", &[xff, forwarded]);
+    assert_eq!(ip.as_deref(), Some("127.0.0.0"));
+    drop(server);
+
+    // 127.0.0.1 trusted: the client its X-Forwarded-For names.
+    let (addr, server) = start(sessions(TrustedProxies::new().with("127.0.0.1")));
+    let ip = recorded_ip(addr, store, "behind", &[xff]);
+    assert_eq!(ip.as_deref(), Some("203.0.113.0"));
+    // A spoofed left-most entry is ignored, in one header line or two.
+    let spoofed: &[u8] = b"X-Forwarded-For: 198.51.100.9, 203.0.113.7";
+    let ip = recorded_ip(addr, store, "spoof1", &[spoofed]);
+    assert_eq!(ip.as_deref(), Some("203.0.113.0"));
+    let first: &[u8] = b"X-Forwarded-For: 198.51.100.9";
+    let ip = recorded_ip(addr, store, "spoof2", &[first, xff]);
+    assert_eq!(ip.as_deref(), Some("203.0.113.0"));
+    // Several lines are one list: a trusted hop in the last is skipped.
+    let hop: &[u8] = b"X-Forwarded-For: 127.0.0.1";
+    let ip = recorded_ip(addr, store, "two-lines", &[xff, hop]);
+    assert_eq!(ip.as_deref(), Some("203.0.113.0"));
+    // IPv6 (truncated to /48).
+    let v6: &[u8] = b"X-Forwarded-For: 2001:db8:cafe::17";
+    let ip = recorded_ip(addr, store, "six", &[v6]);
+    assert_eq!(ip.as_deref(), Some("2001:db8:cafe::"));
+    // `Forwarded` is not the configured header: ignored.
+    let ip = recorded_ip(addr, store, "other-header", &[forwarded]);
+    assert_eq!(ip.as_deref(), Some("127.0.0.0"));
+    // Garbage: the peer.
+    let garbage: &[u8] = b"X-Forwarded-For: not-an-ip";
+    let ip = recorded_ip(addr, store, "garbage", &[garbage]);
+    assert_eq!(ip.as_deref(), Some("127.0.0.0"));
+    drop(server);
+
+    // RFC 7239 `Forwarded` chosen: read, and X-Forwarded-For ignored.
+    let proxies = TrustedProxies::new()
+        .with("127.0.0.0/8")
+        .with_header(ForwardedHeader::Forwarded);
+    let (addr, server) = start(sessions(proxies));
+    let ip = recorded_ip(addr, store, "rfc7239", &[xff, forwarded]);
+    assert_eq!(ip.as_deref(), Some("2001:db8:cafe::"));
+    let ip = recorded_ip(addr, store, "rfc7239-xff", &[xff]);
+    assert_eq!(ip.as_deref(), Some("127.0.0.0"));
+    drop(server);
+
+    // Only another network trusted: 127.0.0.1's headers mean nothing.
+    let (addr, server) = start(sessions(TrustedProxies::new().with("10.0.0.0/8")));
+    let ip = recorded_ip(addr, store, "untrusted", &[xff]);
+    assert_eq!(ip.as_deref(), Some("127.0.0.0"));
+    drop(server);
+}
