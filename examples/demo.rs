@@ -16,6 +16,9 @@
 //!   or /48 (IPv6) network, and the user agent, encrypted in the session.
 //! * Serves plain HTTP, so the cookie's `Secure` flag is turned off (and it
 //!   says so on start).
+//! * With the `devices` feature, records a device label ("Firefox on
+//!   Linux"); with the `geoip` feature and `GEOIP_DB=/path/file.mmdb`, the
+//!   client's country and city (all encrypted in the session).
 //! * With `TRUST_PROXY=1`, takes the client's address from
 //!   `X-Forwarded-For` sent by a proxy on 127.0.0.1 (never by default).
 //!
@@ -27,7 +30,7 @@
 //! | `GET /csrf` | the session's CSRF token (for `X-CSRF-Token` or a form field `csrf_token`) |
 //! | `POST /login` (form field `user`) | renews the session id, binds the session to the user, leaves the flash message `welcome NAME` for the next page: `logged in as NAME` |
 //! | `POST /logout` | destroys the session and removes the cookie: `logged out` |
-//! | `GET /sessions` | the signed-in user's live sessions, newest first, 50 per page, one line each: `session HANDLE created TIME last-active TIME ip IP agent AGENT`, the visitor's own line ending with ` current`; when there are more, a last line `next /sessions?after=CURSOR` (401 when not signed in, 400 for a cursor that is not the user's) |
+//! | `GET /sessions` | the signed-in user's live sessions, newest first, 50 per page, one line each: `session HANDLE created TIME last-active TIME ip IP agent AGENT device DEVICE location CITY, CC` (`-` when unknown), the visitor's own line ending with ` current`; when there are more, a last line `next /sessions?after=CURSOR` (401 when not signed in, 400 for a cursor that is not the user's) |
 //! | `POST /sessions/revoke-others` | ends the user's other sessions: `revoked N` (401 when not signed in) |
 //! | `GET /health` | `ok`, never touches the session |
 //!
@@ -79,13 +82,14 @@ use sha2::{Digest, Sha256};
 use stored_session::adapters::rouille::with_session;
 use stored_session::adapters::{CookiePolicy, LazySession, Sessions, TrustedProxies};
 use stored_session::admin::{self, escape_html, Admin};
-use stored_session::{
-    Config, Cursor, Error, IpTracking, MetadataPolicy, Page, SessionId, SessionStore,
-};
+use stored_session::{Cursor, Error, Page, SessionId, SessionStore};
 
 #[path = "support/keys.rs"]
 mod keys;
 use keys::keyring;
+#[path = "support/config.rs"]
+pub mod config;
+use config::demo_config;
 
 fn main() {
     if let Err(message) = run() {
@@ -105,7 +109,7 @@ fn run() -> Result<(), String> {
 
     let keyring = keyring()?;
     let store = SessionStore::builder(keyring)
-        .config(Config::default().metadata(METADATA))
+        .config(demo_config()?)
         .open_migrated(&url)
         .map_err(|e| format!("cannot open the session database: {e}"))?;
     // Plain HTTP: a Secure cookie would not come back from most browsers.
@@ -147,12 +151,6 @@ fn run() -> Result<(), String> {
     server.run();
     Ok(())
 }
-
-/// What the demo records about clients: the network, not the address.
-pub const METADATA: MetadataPolicy = MetadataPolicy {
-    ip: IpTracking::Truncated,
-    user_agent: true,
-};
 
 /// The demo's state: the sessions and, when `ADMIN_TOKEN` is set, the
 /// admin page with its gate.
@@ -455,12 +453,14 @@ fn list_sessions(
     let mut body = String::new();
     for info in listed.sessions {
         body.push_str(&format!(
-            "session {} created {} last-active {} ip {} agent {}{}\n",
+            "session {} created {} last-active {} ip {} agent {} device {} location {}{}\n",
             info.handle,
             info.created_at.to_rfc3339(),
             info.last_active.to_rfc3339(),
             info.ip.as_deref().unwrap_or("-"),
             info.user_agent.as_deref().unwrap_or("-"),
+            info.device.as_deref().unwrap_or("-"),
+            info.location.as_ref().map_or("-".into(), |l| l.to_string()),
             if info.current { " current" } else { "" },
         ));
     }

@@ -14,6 +14,9 @@
 //!   network (the TCP peer's: no proxy is trusted) and the user agent.
 //! * Serves plain HTTP, so the cookie's `Secure` flag is turned off (and it
 //!   says so on start).
+//! * With the `devices` feature, records a device label; with the `geoip`
+//!   feature and `GEOIP_DB=/path/file.mmdb`, the client's country and city.
+//!   `GET /sessions` lines include `device DEVICE location CITY, CC`.
 //! * With `TRUST_PROXY=1`, takes the client's address from
 //!   `X-Forwarded-For` sent by a proxy on 127.0.0.1 (never by default).
 //!
@@ -42,11 +45,14 @@ use rocket::{get, post, routes, FromForm, State};
 use stored_session::adapters::rocket::{CsrfCheck, SessionFairing, SessionGuard};
 use stored_session::adapters::{CookiePolicy, Sessions, TrustedProxies};
 use stored_session::csrf::CsrfRejection;
-use stored_session::{Config, Cursor, Error, IpTracking, MetadataPolicy, Page, SessionStore};
+use stored_session::{Cursor, Error, Page, SessionStore};
 
 #[path = "support/keys.rs"]
 mod keys;
 use keys::keyring;
+#[path = "support/config.rs"]
+mod config;
+use config::demo_config;
 
 #[get("/")]
 fn index(session: SessionGuard<'_>) -> Result<String, Status> {
@@ -180,12 +186,14 @@ fn sessions(
         .iter()
         .map(|info| {
             format!(
-                "session {} created {} last-active {} ip {} agent {}{}\n",
+                "session {} created {} last-active {} ip {} agent {} device {} location {}{}\n",
                 info.handle,
                 info.created_at.to_rfc3339(),
                 info.last_active.to_rfc3339(),
                 info.ip.as_deref().unwrap_or("-"),
                 info.user_agent.as_deref().unwrap_or("-"),
+                info.device.as_deref().unwrap_or("-"),
+                info.location.as_ref().map_or("-".into(), |l| l.to_string()),
                 if info.current { " current" } else { "" },
             )
         })
@@ -262,13 +270,10 @@ async fn run() -> Result<(), String> {
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://demo-sessions.db".into());
     let keyring = keyring()?;
     // Opening and migrating block: do it off the async workers.
-    let metadata = MetadataPolicy {
-        ip: IpTracking::Truncated,
-        user_agent: true,
-    };
+    let config = demo_config()?;
     let store = rocket::tokio::task::spawn_blocking(move || {
         SessionStore::builder(keyring)
-            .config(Config::default().metadata(metadata))
+            .config(config)
             .open_migrated(&url)
     })
     .await

@@ -84,7 +84,7 @@ fn sessions_routes(h: &Harness) {
     let current: Vec<&&str> = lines.iter().filter(|l| l.ends_with(" current")).collect();
     assert_eq!(current.len(), 1, "{lines:?}");
     assert!(
-        current[0].contains("agent Laptop/2.0 (X11) current"),
+        current[0].contains("agent Laptop/2.0 (X11) device - location - current"),
         "{lines:?}"
     );
     assert!(
@@ -413,6 +413,116 @@ fn flash_and_forgery(h: &Harness) {
     assert_eq!((r.status, r.body.as_str()), (200, "logged out"), "{r:?}");
 }
 
+/// With a GeoIP database, device labels and a trusted proxy (the demo's
+/// `GEOIP_DB`, `devices` feature and `TRUST_PROXY=1`), each line of
+/// `GET /sessions` names the device and the location as `City, CC`, and
+/// nothing of either is in the table in plaintext.
+#[cfg(all(feature = "geoip", feature = "devices"))]
+fn sessions_show_device_and_location(h: &Harness) {
+    use stored_session::adapters::TrustedProxies;
+    use stored_session::GeoIp;
+
+    #[derive(serde::Serialize)]
+    struct Names {
+        en: &'static str,
+    }
+    #[derive(serde::Serialize)]
+    struct Country {
+        iso_code: &'static str,
+        names: Names,
+    }
+    #[derive(serde::Serialize)]
+    struct City {
+        names: Names,
+    }
+    #[derive(serde::Serialize)]
+    struct Record {
+        country: Country,
+        city: City,
+    }
+    let mut db = maxminddb_writer::Database::default();
+    db.metadata.ip_version = maxminddb_writer::metadata::IpVersion::V6;
+    db.metadata.database_type = "Test-City".into();
+    db.metadata.binary_format_major_version = 2;
+    db.metadata.languages = vec!["en".into()];
+    let london = db
+        .insert_value(Record {
+            country: Country {
+                iso_code: "GB",
+                names: Names {
+                    en: "United Kingdom",
+                },
+            },
+            city: City {
+                names: Names { en: "London" },
+            },
+        })
+        .unwrap();
+    db.insert_node(
+        "::81.2.69.0/120"
+            .parse::<maxminddb_writer::paths::IpAddrWithMask>()
+            .unwrap(),
+        london,
+    );
+    let geoip = GeoIp::from_bytes(db.write_to(Vec::new()).unwrap()).unwrap();
+
+    let config = h
+        .config()
+        .metadata(demo::config::METADATA)
+        .geoip(Some(geoip))
+        .devices(true);
+    let sessions = Sessions::with_policy(
+        h.store_with(h.builder().config(config)),
+        CookiePolicy::new().with_secure(false),
+    )
+    .unwrap()
+    .with_trusted_proxies(TrustedProxies::new().with("127.0.0.1"))
+    .unwrap();
+    let demo = demo::Demo::new(sessions.clone(), None);
+    let server = serve_rouille(move |request| demo::app(&demo, request));
+    let addr = server.addr;
+    let firefox =
+        "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+    let r = send(
+        addr,
+        "POST",
+        "/login",
+        &[
+            firefox.as_bytes(),
+            b"X-Forwarded-For: 81.2.69.142",
+            b"Content-Type: application/x-www-form-urlencoded",
+        ],
+        b"user=erin",
+    );
+    assert_eq!(r.body, "logged in as erin", "{r:?}");
+    let mut jar = Jar::new("id");
+    jar.update(&r);
+    let r = get(&jar, addr, "/sessions", firefox);
+    let line = r.body.lines().next().unwrap().to_owned();
+    assert!(line.starts_with("session "), "{line}");
+    assert!(
+        line.ends_with(" device Firefox on Linux location London, GB current"),
+        "{line}"
+    );
+    assert!(line.contains(" ip 81.2.69.0 "), "{line}");
+    let table: Vec<u8> = common::rows(sessions.store().database())
+        .into_iter()
+        .flat_map(|r| {
+            let mut bytes = r.sid;
+            bytes.extend(r.data);
+            bytes.extend(r.user_key.unwrap_or_default());
+            bytes
+        })
+        .collect();
+    assert!(!table.is_empty());
+    for needle in ["London", "Firefox", "erin", "81.2.69"] {
+        assert!(
+            !common::contains(&table, needle.as_bytes()),
+            "{needle} in the table"
+        );
+    }
+}
+
 backend_suite!(
     flash_and_forgery,
     sessions_routes,
@@ -420,3 +530,9 @@ backend_suite!(
     admin_is_disabled_without_a_token,
     admin_behind_the_token,
 );
+
+#[cfg(all(feature = "geoip", feature = "devices"))]
+mod located {
+    use super::*;
+    backend_suite!(sessions_show_device_and_location);
+}
