@@ -28,7 +28,7 @@
 //! |---|---|
 //! | `GET /` | counts visits in the session: `visits: N` and `user: NAME` (or `anonymous`), and once after a login `flash: welcome NAME` |
 //! | `GET /csrf` | the session's CSRF token (for `X-CSRF-Token` or a form field `csrf_token`) |
-//! | `POST /login` (form field `user`) | renews the session id, binds the session to the user, leaves the flash message `welcome NAME` for the next page: `logged in as NAME` |
+//! | `POST /login` (form field `user`, optional `remember`: `1` or `on`) | renews the session id, binds the session to the user, leaves the flash message `welcome NAME` for the next page: `logged in as NAME`. With `remember`, the session idles out after 30 days and the cookie has that `Max-Age`; without it, the cookie is a browser-session cookie and the session idles out after 2 hours |
 //! | `POST /logout` | destroys the session and removes the cookie: `logged out` |
 //! | `GET /sessions` | the signed-in user's live sessions, newest first, 50 per page, one line each: `session HANDLE created TIME last-active TIME ip IP agent AGENT device DEVICE location CITY, CC` (`-` when unknown), the visitor's own line ending with ` current`; when there are more, a last line `next /sessions?after=CURSOR` (401 when not signed in, 400 for a cursor that is not the user's) |
 //! | `POST /sessions/revoke-others` | ends the user's other sessions: `revoked N` (401 when not signed in) |
@@ -413,6 +413,7 @@ fn login(request: &Request, session: &mut LazySession) -> stored_session::Result
     session.renew();
     session.insert("user", &user)?;
     session.set_user(user.clone());
+    session.set_expiry(config::login_expiry(field("remember").as_deref()));
     session.flash("notice", &format!("welcome {user}"))?;
     Ok(Response::text(format!("logged in as {user}")))
 }

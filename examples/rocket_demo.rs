@@ -21,8 +21,11 @@
 //!   `X-Forwarded-For` sent by a proxy on 127.0.0.1 (never by default).
 //!
 //! Routes (text/plain): `GET /` counts visits (`visits: N`, `user: NAME` or
-//! `anonymous`); `POST /login` with form field `user` renews the session id
-//! and binds the session to the user (`logged in as NAME`); `POST /logout`
+//! `anonymous`); `POST /login` with form field `user` (and optional
+//! `remember`: `1` or `on`, for a 30-day idle window and a cookie with that
+//! `Max-Age`; without it a browser-session cookie and a 2-hour idle
+//! timeout) renews the session id and binds the session to the user
+//! (`logged in as NAME`); `POST /logout`
 //! destroys the session and removes the cookie (`logged out`);
 //! `GET /sessions` lists the signed-in user's live sessions, newest first,
 //! 50 per page, one line each starting with `session ` and the visitor's
@@ -51,7 +54,7 @@ use stored_session::{Cursor, Error, Page, SessionStore};
 mod keys;
 use keys::keyring;
 #[path = "support/config.rs"]
-mod config;
+pub mod config;
 use config::demo_config;
 
 #[get("/")]
@@ -121,6 +124,7 @@ fn forgery_check(
 struct Login {
     #[field(validate = len(1..=64))]
     user: String,
+    remember: Option<String>,
     csrf_token: Option<String>,
 }
 
@@ -134,6 +138,7 @@ fn login(csrf: CsrfCheck, session: SessionGuard<'_>, form: Form<Login>) -> Resul
     session.renew();
     session.insert("user", &user).map_err(internal)?;
     session.set_user(user.clone());
+    session.set_expiry(config::login_expiry(form.remember.as_deref()));
     session
         .flash("notice", &format!("welcome {user}"))
         .map_err(internal)?;

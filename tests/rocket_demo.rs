@@ -131,4 +131,54 @@ fn session_list(h: &Harness) {
     assert_eq!((r.status, r.body.as_str()), (200, "revoked 1"), "{r:?}");
 }
 
-backend_suite!(flash_and_forgery, session_list);
+/// `POST /login` with `remember`: a cookie with a `Max-Age` of at least 30
+/// days and a 30-day idle window; without it: a browser-session cookie (no
+/// `Max-Age`, no `Expires`) and the demo's 2-hour idle timeout.
+fn remember_me(h: &Harness) {
+    let config = rocket_demo::config::demo_config()
+        .unwrap()
+        .clock(h.clock.clock());
+    let sessions = Sessions::with_policy(
+        h.store_with(h.builder().config(config)),
+        CookiePolicy::new().with_secure(false),
+    )
+    .unwrap();
+    let server = serve_rocket(rocket_demo::app(sessions));
+    let addr = server.addr;
+    let form = b"Content-Type: application/x-www-form-urlencoded".as_slice();
+    let login = |body: &str| {
+        let r = send(addr, "POST", "/login", &[form], body.as_bytes());
+        assert_eq!(r.status, 200, "{r:?}");
+        let set = r.session_cookie("id").expect("a session cookie");
+        let mut jar = Jar::new("id");
+        jar.update(&r);
+        (jar, set)
+    };
+    let max_age = |set: &str| -> Option<u64> {
+        set.split(';')
+            .find_map(|a| a.trim().strip_prefix("Max-Age="))
+            .map(|v| v.parse().unwrap())
+    };
+    let (kept, set) = login("user=ann&remember=on");
+    assert!(max_age(&set).unwrap() >= 30 * 24 * 3600, "{set}");
+    let (kept_too, set) = login("user=ann2&remember=1");
+    assert!(max_age(&set).unwrap() >= 30 * 24 * 3600, "{set}");
+    let (short, set) = login("user=bob");
+    assert_eq!(max_age(&set), None, "{set}");
+    assert!(!set.contains("Expires"), "{set}");
+    let visit = |jar: &Jar| send(addr, "GET", "/", &[&jar.header().unwrap()], b"").body;
+    // Three hours later: the browser session idled out, the remembered ones
+    // did not; a week later (used daily) the remembered one still lives.
+    h.advance(3 * 3600);
+    assert!(visit(&short).contains("user: anonymous"));
+    assert!(visit(&kept).contains("user: ann\n"));
+    for _ in 0..7 {
+        h.advance(24 * 3600);
+        assert!(visit(&kept).contains("user: ann\n"));
+    }
+    // Thirty-one idle days end a remembered session too.
+    h.advance(31 * 24 * 3600);
+    assert!(visit(&kept_too).contains("user: anonymous"));
+}
+
+backend_suite!(remember_me, flash_and_forgery, session_list);
