@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use common::{contains, rows, Harness};
+use common::{contains, table_bytes, Harness};
 use maxminddb_writer::metadata::IpVersion;
 use maxminddb_writer::paths::IpAddrWithMask;
 use serde::Serialize;
@@ -489,15 +489,7 @@ fn nothing_readable_in_the_table(h: &Harness) {
     let id = sign_in(&store, "hank", "81.2.69.142", FIREFOX_LINUX);
     let _ = request(&store, &id, "89.160.20.77");
     sign_in(&store, "hank", "2001:db8:1::77", SAFARI_IPHONE);
-    let all: Vec<u8> = rows(store.database())
-        .into_iter()
-        .flat_map(|r| {
-            let mut bytes = r.sid;
-            bytes.extend(r.data);
-            bytes.extend(r.user_key.unwrap_or_default());
-            bytes
-        })
-        .collect();
+    let all: Vec<u8> = table_bytes(store.database());
     let needles: &[&[u8]] = &[
         b"London",
         b"United Kingdom",

@@ -330,6 +330,21 @@ pub fn insert_raw(db: &Database, n: usize, created_at: i64, updated_at: i64) {
     }
 }
 
+/// Every byte the table holds for its sessions (ids, envelopes, user
+/// keys), to check that nothing readable is in it.
+#[allow(dead_code)]
+pub fn table_bytes(db: &Database) -> Vec<u8> {
+    rows(db)
+        .into_iter()
+        .flat_map(|r| {
+            let mut bytes = r.sid;
+            bytes.extend(r.data);
+            bytes.extend(r.user_key.unwrap_or_default());
+            bytes
+        })
+        .collect()
+}
+
 /// Whether `needle` occurs anywhere in `haystack`.
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
