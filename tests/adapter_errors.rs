@@ -9,10 +9,11 @@
 
 mod adapter_support;
 mod common;
+mod log_capture;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier, Mutex, OnceLock};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
 use adapter_support::{send, Jar, Reply};
@@ -22,39 +23,9 @@ use stored_session::{Database, Error, PoolOptions, SessionId};
 
 // ---- Log capture (installed before any Rocket, which then keeps off). ----
 
-struct Capture;
-
-static LINES: OnceLock<Mutex<Vec<(log::Level, String, String)>>> = OnceLock::new();
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        LINES.get_or_init(Default::default).lock().unwrap().push((
-            record.level(),
-            record.target().to_owned(),
-            record.args().to_string(),
-        ));
-    }
-    fn flush(&self) {}
-}
-
-fn install() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        static LOGGER: Capture = Capture;
-        log::set_logger(&LOGGER).unwrap();
-        log::set_max_level(log::LevelFilter::Trace);
-    });
-}
-
 /// The `error` lines of target `stored_session` that name `sid`.
 fn errors_about(sid: &str) -> Vec<String> {
-    LINES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap()
+    log_capture::lines()
         .iter()
         .filter(|(level, target, line)| {
             *level == log::Level::Error && target == "stored_session" && line.contains(sid)
@@ -67,10 +38,7 @@ fn errors_about(sid: &str) -> Vec<String> {
 /// (Other crates' lines are not checked: hyper's trace lines print whole
 /// responses, `Set-Cookie` included.)
 fn any_line_contains(needle: &str) -> Option<String> {
-    LINES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap()
+    log_capture::lines()
         .iter()
         .find(|(_, target, line)| target.starts_with("stored_session") && line.contains(needle))
         .map(|(_, _, line)| line.clone())
@@ -369,7 +337,7 @@ type Start = fn(Sessions, Arc<Outage>) -> Running;
 
 /// The checks shared by every adapter, with the default error response.
 fn default_responses(h: &Harness, start: Start, adapter: &str) {
-    install();
+    log_capture::install();
     let sessions = sessions(h);
     let outage = Outage::new(sessions.store().database().clone());
     let server = start(sessions, outage.clone());
@@ -458,7 +426,7 @@ fn default_responses(h: &Harness, start: Start, adapter: &str) {
 
 /// With an error handler: its responses, for the right stage.
 fn custom_responses(h: &Harness, start: Start, adapter: &str) {
-    install();
+    log_capture::install();
     let (sessions, seen) = with_handler(sessions(h));
     let outage = Outage::new(sessions.store().database().clone());
     let server = start(sessions, outage.clone());
@@ -587,7 +555,7 @@ fn rocket_custom_responses(h: &Harness) {
 /// answers a failed load itself.
 #[cfg(feature = "rocket")]
 fn rocket_failure_details(h: &Harness) {
-    install();
+    log_capture::install();
     let sessions = sessions(h);
     let outage = Outage::new(sessions.store().database().clone());
     let server = rocket_app::server(sessions, outage.clone());

@@ -6,12 +6,10 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
-use common::{row, rows, set_data, Harness};
+use common::{record_events, rejections, row, rows, set_data, Harness};
 use stored_session::{
-    CheckReport, CookieAction, Error, Event, EventKind, Key, KeyUsage, Keyring, RejectReason,
-    SessionId, SessionStore, StartupCheck, StoredId,
+    CheckReport, CookieAction, Error, Key, KeyUsage, Keyring, RejectReason, SessionId,
+    SessionStore, StartupCheck, StoredId,
 };
 
 fn create(store: &SessionStore, value: &str) -> String {
@@ -25,13 +23,6 @@ fn create(store: &SessionStore, value: &str) -> String {
 
 fn sid_of(cookie: &str) -> StoredId {
     SessionId::parse(cookie).unwrap().stored_id()
-}
-
-fn record_events(store: &SessionStore) -> Arc<Mutex<Vec<Event>>> {
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let sink = events.clone();
-    store.subscribe(move |e| sink.lock().unwrap().push(e.clone()));
-    events
 }
 
 /// A store on the harness's database with `keyring` and `policy`,
@@ -52,13 +43,7 @@ fn restart_with_another_key_keeps_rows_and_cookies(h: &Harness) {
     let events = record_events(&wrong);
     let mut s = wrong.load(Some(&cookies[0])).unwrap();
     assert!(s.is_new() && s.is_empty());
-    let rejected: Vec<_> = events
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|e| e.kind == EventKind::Rejected)
-        .map(|e| (e.sid, e.reason))
-        .collect();
+    let rejected: Vec<_> = rejections(&events);
     assert_eq!(
         rejected,
         vec![(Some(sid_of(&cookies[0])), Some(RejectReason::UnknownKey))]

@@ -2,46 +2,16 @@
 //! each event at debug level, and no line ever holds a raw id or a key.
 
 mod common;
+mod log_capture;
 
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use common::{row, set_data, Harness};
 use stored_session::{trim_inactive, CookieAction, Key, Keyring, SessionStore};
 
-struct Capture;
-
-static LINES: OnceLock<Mutex<Vec<(log::Level, String, String)>>> = OnceLock::new();
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        LINES.get_or_init(Default::default).lock().unwrap().push((
-            record.level(),
-            record.target().to_owned(),
-            record.args().to_string(),
-        ));
-    }
-    fn flush(&self) {}
-}
-
-fn install() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        static LOGGER: Capture = Capture;
-        log::set_logger(&LOGGER).unwrap();
-        log::set_max_level(log::LevelFilter::Trace);
-    });
-}
-
 /// Lines mentioning any of `sids` (so parallel tests don't see each other's).
 fn lines_about(needles: &[String]) -> Vec<(log::Level, String, String)> {
-    LINES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap()
+    log_capture::lines()
         .iter()
         .filter(|(_, _, l)| needles.iter().any(|n| l.contains(n.as_str())))
         .cloned()
@@ -49,10 +19,7 @@ fn lines_about(needles: &[String]) -> Vec<(log::Level, String, String)> {
 }
 
 fn all_lines() -> Vec<String> {
-    LINES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap()
+    log_capture::lines()
         .iter()
         .map(|(_, _, l)| l.clone())
         .collect()
@@ -66,7 +33,7 @@ fn cookie(action: CookieAction) -> String {
 }
 
 fn no_raw_id_or_key_in_any_log_line(h: &Harness) {
-    install();
+    log_capture::install();
     let key = Key::generate();
     let key_text = key.to_base64().to_string();
     let store = SessionStore::builder(Keyring::new(key))
@@ -140,7 +107,7 @@ fn no_raw_id_or_key_in_any_log_line(h: &Harness) {
 }
 
 fn default_logging_can_be_disabled(h: &Harness) {
-    install();
+    log_capture::install();
     let store = h.store();
     store.set_log_events(false);
     let mut s = store.load(None).unwrap();
@@ -159,7 +126,7 @@ fn default_logging_can_be_disabled(h: &Harness) {
 /// tampering; the start-up check logs a missing table (warn) and a keyring
 /// that opens nothing (error). No line holds a cookie value or a key.
 fn unknown_key_and_startup_check_lines(h: &Harness) {
-    install();
+    log_capture::install();
     let old_key = Key::generate();
     let old_text = old_key.to_base64().to_string();
     // Opened before migrating: the check warns that the table is missing.
@@ -171,10 +138,7 @@ fn unknown_key_and_startup_check_lines(h: &Harness) {
     let table = "start-up check: the stored_sessions table does not exist: \
                  run `stored-session migrate` or `store.run_migrations()` before the first request";
     assert!(
-        LINES
-            .get_or_init(Default::default)
-            .lock()
-            .unwrap()
+        log_capture::lines()
             .iter()
             .any(|(lvl, target, l)| *lvl == log::Level::Warn
                 && target == "stored_session"

@@ -18,8 +18,8 @@
 mod common;
 mod reliability_support;
 
-use common::{row, rows, set_created_at, set_data, Harness};
-use reliability_support::{cookie_of, record_events, sid_of, Rng};
+use common::{record_events, row, rows, set_created_at, set_data, Harness};
+use reliability_support::{cookie_of, sid_of, Rng};
 use stored_session::{EventKind, Key, RejectReason, SessionId, SessionStore};
 
 const BASE_SESSIONS: usize = 4;

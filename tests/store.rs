@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{contains, count, row, rows, set_created_at, set_data, Harness};
+use common::{
+    contains, count, record_events, rejections, row, rows, set_created_at, set_data, Harness,
+};
 use serde::{Deserialize, Serialize};
 use stored_session::{
     CookieAction, CookieLifetime, Error, Event, EventKind, Key, Keyring, RejectReason, Session,
@@ -40,13 +42,6 @@ fn cookie_of(action: CookieAction) -> String {
 
 fn sid_of(cookie: &str) -> stored_session::StoredId {
     SessionId::parse(cookie).unwrap().stored_id()
-}
-
-fn record_events(store: &SessionStore) -> Arc<Mutex<Vec<Event>>> {
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let sink = events.clone();
-    store.subscribe(move |e| sink.lock().unwrap().push(e.clone()));
-    events
 }
 
 fn round_trip_of_serde_types(h: &Harness) {
@@ -247,13 +242,7 @@ fn tampered_truncated_and_swapped_envelopes_give_a_fresh_session(h: &Harness) {
     set_created_at(db, sa.as_bytes(), row(db, &sa).unwrap().created_at + 1000);
     assert!(store.load(Some(&a)).unwrap().is_new());
 
-    let rejected: Vec<_> = events
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|e| e.kind == EventKind::Rejected)
-        .map(|e| (e.sid, e.reason))
-        .collect();
+    let rejected: Vec<_> = rejections(&events);
     assert_eq!(
         rejected,
         vec![

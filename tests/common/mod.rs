@@ -15,7 +15,10 @@ use std::path::PathBuf;
 
 use diesel::prelude::*;
 use stored_session::schema::stored_sessions::dsl as t;
-use stored_session::{Backend, Config, Database, Keyring, ManualClock, SessionStore, StoreBuilder};
+use stored_session::{
+    Backend, Config, Database, Event, EventKind, Keyring, ManualClock, RejectReason, SessionStore,
+    StoreBuilder, StoredId,
+};
 
 /// Runs `$body` with `$conn` bound to a connection of the database's backend.
 #[macro_export]
@@ -342,6 +345,29 @@ pub fn table_bytes(db: &Database) -> Vec<u8> {
             bytes.extend(r.user_key.unwrap_or_default());
             bytes
         })
+        .collect()
+}
+
+/// Records every event the store emits.
+#[allow(dead_code)]
+pub fn record_events(store: &SessionStore) -> std::sync::Arc<std::sync::Mutex<Vec<Event>>> {
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = events.clone();
+    store.subscribe(move |e| sink.lock().unwrap().push(e.clone()));
+    events
+}
+
+/// The `Rejected` events among `events`: the hashed id and the reason.
+#[allow(dead_code)]
+pub fn rejections(
+    events: &std::sync::Mutex<Vec<Event>>,
+) -> Vec<(Option<StoredId>, Option<RejectReason>)> {
+    events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind == EventKind::Rejected)
+        .map(|e| (e.sid, e.reason))
         .collect()
 }
 

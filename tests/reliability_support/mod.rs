@@ -4,10 +4,10 @@
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use stored_session::{CookieAction, Event, EventKind, SessionId, SessionStore, StoredId};
+use stored_session::{CookieAction, EventKind, SessionId, SessionStore, StoredId};
 
 use crate::common::Harness;
 
@@ -46,14 +46,6 @@ impl Rng {
     pub fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.byte()).collect()
     }
-}
-
-/// Records every event the store emits.
-pub fn record_events(store: &SessionStore) -> Arc<Mutex<Vec<Event>>> {
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let sink = events.clone();
-    store.subscribe(move |e| sink.lock().unwrap().push(e.clone()));
-    events
 }
 
 /// Counts the store's events of one kind.
