@@ -224,6 +224,49 @@ mod tests {
     }
 
     #[test]
+    fn multi_host_urls_are_masked() {
+        let cases = [
+            (
+                "postgres://app:s3cret@10.0.0.1:5433,10.0.0.2:5434/db?target_session_attrs=read-write",
+                "postgres://app:***@10.0.0.1:5433,10.0.0.2:5434/db?target_session_attrs=read-write",
+            ),
+            (
+                "postgresql://app:s3cret@[::1]:5433,[::1]:5434/db",
+                "postgresql://app:***@[::1]:5433,[::1]:5434/db",
+            ),
+            // A comma or an '@' inside the password.
+            (
+                "postgres://app:s3,cr@t@h1:1,h2:2/db",
+                "postgres://app:***@h1:1,h2:2/db",
+            ),
+            (
+                "postgres://h1:1,h2:2/db?user=app&password=s3cret&host=h1,h2",
+                "postgres://h1:1,h2:2/db?user=app&password=***&host=h1,h2",
+            ),
+            (
+                "host=h1,h2 port=5433,5434 password=s3cret target_session_attrs=read-write",
+                "host=h1,h2 port=5433,5434 password=*** target_session_attrs=read-write",
+            ),
+            // Without a password: shown as given.
+            (
+                "postgres://postgres@127.0.0.1:5433,127.0.0.1:5434/db",
+                "postgres://postgres@127.0.0.1:5433,127.0.0.1:5434/db",
+            ),
+            ("postgres://h1,h2/db", "postgres://h1,h2/db"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(url(input), expected, "{input}");
+        }
+        // A driver's message about each host, echoing the password.
+        let u = "postgres://app:s3cret-pw@h1:1,h2:2/db";
+        let message = "connection to server at \"h1\", port 1 failed: password s3cret-pw rejected \
+                       connection to server at \"h2\", port 2 failed: Connection refused";
+        let out = scrub(message, u);
+        assert!(!out.contains("s3cret-pw"), "{out}");
+        assert!(out.contains("port 2 failed"), "{out}");
+    }
+
+    #[test]
     fn echoed_passwords_are_removed_from_messages() {
         let u = "mysql://root:p%40ssw0rd@h/db?token=abcdef";
         let message = "access denied for root using p@ssw0rd; p%40ssw0rd; abcdef";

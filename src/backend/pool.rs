@@ -288,7 +288,8 @@ pub(super) fn one_line(message: &str) -> String {
 }
 
 /// Finishes a pool the store opened itself, after [`first_connection`]
-/// succeeded: one checkout leaves a connection ready in the pool.
+/// succeeded: one checkout, waited for at most `timeout`, leaves a
+/// connection ready in the pool.
 ///
 /// The pools keep no idle minimum (`min_idle(Some(0))`): with one, r2d2
 /// replaces checked-out connections on background threads, and a process
@@ -303,7 +304,7 @@ pub(crate) fn checked<C>(
 where
     C: R2D2Connection + 'static,
 {
-    match pool.get() {
+    match pool.get_timeout(timeout) {
         Ok(conn) => {
             drop(conn);
             Ok(pool)

@@ -124,16 +124,40 @@ pub(crate) fn replace_broken<C: R2D2Connection + 'static>(pool: &Pool<Connection
 }
 
 /// Whether the database aborted (and rolled back) the work to break a
-/// deadlock or a serialization conflict: MySQL error 1213 and SQLSTATE
-/// 40001 (`SerializationFailure`), PostgreSQL's `deadlock detected` (40P01).
+/// deadlock or a serialization conflict, so that running it again may
+/// succeed:
+///
+/// * SQLSTATE 40001 (`serialization_failure`) on PostgreSQL and MySQL
+///   error 1213 (`ER_LOCK_DEADLOCK`), which Diesel reports by code as
+///   [`DatabaseErrorKind::SerializationFailure`], whatever the language
+///   of the server's messages;
+/// * PostgreSQL's SQLSTATE 40P01 (`deadlock_detected`): Diesel 2.3 keeps
+///   the SQLSTATE of other errors to itself (its `DatabaseErrorInformation`
+///   has the message, detail, hint, table, column and constraint), so it is
+///   recognised by its text, in any language the server speaks (see
+///   `postgres::is_deadlock`);
+/// * any other message that says "deadlock" (MySQL's 1213 through the
+///   text protocol, and the translations that keep the word).
 fn is_deadlock(e: &Error) -> bool {
     match e {
         Error::Database(diesel::result::Error::DatabaseError(kind, info)) => {
             matches!(kind, DatabaseErrorKind::SerializationFailure)
+                || is_pg_deadlock(&**info)
                 || info.message().to_ascii_lowercase().contains("deadlock")
         }
         _ => false,
     }
+}
+
+/// PostgreSQL's 40P01, in any language (see `postgres::is_deadlock`).
+#[cfg(feature = "postgres")]
+fn is_pg_deadlock(info: &(dyn diesel::result::DatabaseErrorInformation + Send + Sync)) -> bool {
+    super::postgres::is_deadlock(info.message(), info.details())
+}
+
+#[cfg(not(feature = "postgres"))]
+fn is_pg_deadlock(_: &(dyn diesel::result::DatabaseErrorInformation + Send + Sync)) -> bool {
+    false
 }
 
 /// Whether a connection that returned `e` must be discarded rather than
