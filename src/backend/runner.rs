@@ -16,26 +16,53 @@ use super::rows::{Plan, Row};
 use crate::error::{Error, Result};
 
 /// How many times an operation is run again after the database aborted it
-/// to break a deadlock (see [`run`]): up to about 1.8 s of pauses (2, 4, …
-/// 64 ms, then 64 ms each). InnoDB deadlocks on one server are rare and
-/// end after a retry or two; on a Galera cluster every write that loses a
-/// certification conflict to another node fails with the same error, and
-/// one session written from several nodes at once can lose many times in
-/// a row: 8 writers of one session on 3 nodes needed up to 21 retries for
-/// one request (`tests/galera.rs`).
-const DEADLOCK_RETRIES: u32 = 32;
+/// to break a deadlock (see [`run`]).
+const DEADLOCK_RETRIES: u32 = 6;
+
+/// The same on a Galera cluster ([`Retries::galera`]): up to about 1.8 s
+/// of pauses (2, 4, … 64 ms, then 64 ms each). An InnoDB deadlock on one
+/// server is rare and ends after a retry or two; on Galera every write
+/// that loses a certification conflict to another node fails with the
+/// same error 1213, and one session written from several nodes at once
+/// can lose many times in a row: 8 writers of one session spread over 3
+/// nodes needed up to 21 retries for one request (`tests/galera.rs`).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+const GALERA_CONFLICT_RETRIES: u32 = 32;
 
 /// When an operation that failed runs again (see [`run`]).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Retries {
     retried: bool,
     deadlocks: u32,
+    /// How many deadlocks (conflicts) are retried.
+    deadlock_limit: u32,
     /// Galera: how many times a node answered "not ready" (see
     /// [`is_node_not_ready`]).
     not_ready: u32,
 }
 
+impl Default for Retries {
+    fn default() -> Self {
+        Retries {
+            retried: false,
+            deadlocks: 0,
+            deadlock_limit: DEADLOCK_RETRIES,
+            not_ready: 0,
+        }
+    }
+}
+
 impl Retries {
+    /// The retries of an operation on a Galera cluster node: more
+    /// conflicts retried (see [`GALERA_CONFLICT_RETRIES`]).
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    pub(crate) fn galera() -> Self {
+        Retries {
+            deadlock_limit: GALERA_CONFLICT_RETRIES,
+            ..Retries::default()
+        }
+    }
+
     /// Whether to run the operation again after `e`, and after what pause.
     /// A timeout is never retried.
     pub(crate) fn next(&mut self, e: &Error) -> Option<Duration> {
@@ -46,7 +73,7 @@ impl Retries {
             log::warn!(target: "stored_session", "session database connection lost; retrying once on a new connection: {e}");
             self.retried = true;
             Some(Duration::ZERO)
-        } else if is_deadlock(e) && self.deadlocks < DEADLOCK_RETRIES {
+        } else if is_deadlock(e) && self.deadlocks < self.deadlock_limit {
             log::debug!(target: "stored_session", "session statement chosen as a deadlock victim; running it again: {e}");
             self.deadlocks += 1;
             // Back off with jitter so the two sides of the deadlock do
@@ -134,6 +161,19 @@ pub(crate) fn no_plan(_: Option<Row>) -> Result<Plan> {
 pub(crate) fn run<C, T>(
     pool: &Pool<ConnectionManager<C>>,
     plan: Option<&mut dyn FnMut(Option<Row>) -> Result<Plan>>,
+    f: impl FnMut(&mut C, &mut dyn FnMut(Option<Row>) -> Result<Plan>) -> Result<T>,
+) -> Result<T>
+where
+    C: R2D2Connection + Connection<TransactionManager = AnsiTransactionManager> + Dialect + 'static,
+{
+    run_with(pool, Retries::default(), plan, f)
+}
+
+/// [`run`] with the given retries (a Galera node's, see [`Retries::galera`]).
+pub(crate) fn run_with<C, T>(
+    pool: &Pool<ConnectionManager<C>>,
+    mut retries: Retries,
+    plan: Option<&mut dyn FnMut(Option<Row>) -> Result<Plan>>,
     mut f: impl FnMut(&mut C, &mut dyn FnMut(Option<Row>) -> Result<Plan>) -> Result<T>,
 ) -> Result<T>
 where
@@ -144,7 +184,6 @@ where
         Some(plan) => plan,
         None => &mut no,
     };
-    let mut retries = Retries::default();
     loop {
         let mut conn = pool.get().map_err(|e| Error::PoolTimeout {
             timeout: pool.connection_timeout(),
@@ -280,6 +319,30 @@ mod tests {
         assert_eq!(retries.next(&lost), Some(Duration::ZERO));
         let deadlock = server_error(DatabaseErrorKind::Unknown, CERTIFICATION);
         assert!(retries.next(&deadlock).is_some());
+    }
+
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    #[test]
+    fn galera_retries_more_conflicts() {
+        let conflict = server_error(DatabaseErrorKind::SerializationFailure, CERTIFICATION);
+        let count = |mut retries: Retries| {
+            let (mut n, mut total) = (0, Duration::ZERO);
+            while let Some(pause) = retries.next(&conflict) {
+                n += 1;
+                total += pause;
+            }
+            (n, total)
+        };
+        let (one_server, _) = count(Retries::default());
+        let (galera, pauses) = count(Retries::galera());
+        assert_eq!(
+            (one_server, galera),
+            (DEADLOCK_RETRIES, GALERA_CONFLICT_RETRIES)
+        );
+        assert!(
+            pauses > Duration::from_millis(1790) && pauses < Duration::from_millis(1830),
+            "{pauses:?}"
+        );
     }
 
     #[test]
