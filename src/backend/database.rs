@@ -211,8 +211,7 @@ impl Database {
         }
         if lower.starts_with("mysql://") || lower.starts_with("mariadb://") {
             #[cfg(feature = "mysql")]
-            return mysql::open(url, options)
-                .map(|pool| Database::Mysql(Connections::new(pool, options.operation_timeout)));
+            return mysql::open(url, options).map(Database::Mysql);
             #[cfg(not(feature = "mysql"))]
             return Err(Error::Config(
                 "a mysql:// URL needs the `mysql` feature".into(),

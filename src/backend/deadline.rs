@@ -41,7 +41,7 @@ use diesel::r2d2::{ConnectionManager, Pool, PooledConnection, R2D2Connection};
 
 use super::dialect::Dialect;
 use super::rows::{Plan, Row};
-use super::runner::{discard_after, no_plan, replace_broken, Retries};
+use super::runner::{discard_after, no_plan, replace_broken, run_with, Retries};
 use crate::error::{Error, Result};
 
 /// How long an idle worker waits for work before it exits.
@@ -65,6 +65,9 @@ pub struct Connections<C: R2D2Connection + 'static> {
     pool: Pool<ConnectionManager<C>>,
     timeout: Option<Duration>,
     workers: Arc<Workers>,
+    /// A Galera cluster node (found when the store opened the pool): more
+    /// conflicts are retried ([`Retries::galera`]).
+    galera: bool,
 }
 
 impl<C: R2D2Connection + 'static> Clone for Connections<C> {
@@ -73,6 +76,7 @@ impl<C: R2D2Connection + 'static> Clone for Connections<C> {
             pool: self.pool.clone(),
             timeout: self.timeout,
             workers: self.workers.clone(),
+            galera: self.galera,
         }
     }
 }
@@ -100,6 +104,24 @@ impl<C: R2D2Connection + 'static> Connections<C> {
             pool,
             timeout,
             workers: Arc::new(Workers::default()),
+            galera: false,
+        }
+    }
+
+    /// The same pool, known to reach a Galera cluster node (see
+    /// [`Retries::galera`]).
+    #[cfg(feature = "mysql")]
+    pub(crate) fn on_galera(mut self, galera: bool) -> Self {
+        self.galera = galera;
+        self
+    }
+
+    /// The retries of one operation on this pool.
+    fn retries(&self) -> Retries {
+        if self.galera {
+            Retries::galera()
+        } else {
+            Retries::default()
         }
     }
 
@@ -135,14 +157,14 @@ where
     F: FnMut(&mut C, Ask<'_>) -> Result<T> + Send + 'static,
 {
     let Some(limit) = conns.timeout else {
-        return super::runner::run(&conns.pool, plan, f);
+        return run_with(&conns.pool, conns.retries(), plan, f);
     };
     let mut plan = plan;
     let acquire = conns.pool.connection_timeout();
     // One budget for the whole call, retries included: a retry never
     // makes the call wait longer than one acquire plus one deadline.
     let budget_end = Instant::now() + acquire + limit;
-    let mut retries = Retries::default();
+    let mut retries = conns.retries();
     let mut f = f;
     loop {
         let wait = acquire.min(budget_end.saturating_duration_since(Instant::now()));

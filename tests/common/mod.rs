@@ -6,6 +6,10 @@
 //!   (e.g. `postgres://postgres@127.0.0.1:5432/postgres`).
 //! * MySQL/MariaDB: a fresh database on the server named by `TEST_MYSQL_URL`
 //!   (e.g. `mysql://root@127.0.0.1:3306/test`).
+//! * MariaDB Galera: a fresh database on the cluster named by
+//!   `TEST_GALERA_URLS` (its nodes' URLs, comma-separated, as printed by
+//!   `scripts/galera.sh urls`), used through the first node; the cluster
+//!   replicates it to the others (see [`Harness::url_on`]).
 //!
 //! Without the variable a server backend's tests are skipped with a note,
 //! except under `CI=true`, where a missing or unreachable server fails them.
@@ -66,6 +70,8 @@ enum Cleanup {
     Mysql {
         server: String,
         name: String,
+        /// On the Galera cluster (`TEST_GALERA_URLS`).
+        galera: bool,
     },
 }
 
@@ -88,6 +94,23 @@ fn server_url(var: &str) -> Option<String> {
             None
         }
     }
+}
+
+/// The Galera cluster's node URLs from `TEST_GALERA_URLS` (comma-separated),
+/// or `None` (skip) when it is not set outside CI.
+#[cfg(feature = "mysql")]
+pub fn galera_urls() -> Option<Vec<String>> {
+    let urls: Vec<String> = server_url("TEST_GALERA_URLS")?
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        !urls.is_empty(),
+        "TEST_GALERA_URLS names no node (comma-separated mysql:// URLs)"
+    );
+    Some(urls)
 }
 
 /// Replaces the database name (the URL path) of a server URL.
@@ -149,18 +172,45 @@ impl Harness {
     #[cfg(feature = "mysql")]
     pub fn mysql() -> Option<Harness> {
         let server = server_url("TEST_MYSQL_URL")?;
+        Some(Harness::mysql_on(server, "TEST_MYSQL_URL", false))
+    }
+
+    /// A fresh database on the Galera cluster of `TEST_GALERA_URLS`, used
+    /// through its first node.
+    #[cfg(feature = "mysql")]
+    pub fn galera() -> Option<Harness> {
+        let server = galera_urls()?.swap_remove(0);
+        Some(Harness::mysql_on(server, "TEST_GALERA_URLS", true))
+    }
+
+    #[cfg(feature = "mysql")]
+    fn mysql_on(server: String, var: &str, galera: bool) -> Harness {
         let name = unique_name();
         let mut conn = MysqlConnection::establish(&server)
-            .unwrap_or_else(|e| panic!("TEST_MYSQL_URL is unreachable: {e}"));
+            .unwrap_or_else(|e| panic!("{var} is unreachable: {e}"));
         diesel::sql_query(format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
             .unwrap();
         let url = with_database(&server, &name);
-        Some(Harness::new(
+        Harness::new(
             Backend::Mysql,
             url,
-            Cleanup::Mysql { server, name },
-        ))
+            Cleanup::Mysql {
+                server,
+                name,
+                galera,
+            },
+        )
+    }
+
+    /// This harness's database through another server of the same
+    /// cluster (a Galera node's URL from `TEST_GALERA_URLS`).
+    #[cfg(feature = "mysql")]
+    pub fn url_on(&self, server: &str) -> String {
+        match &self.cleanup {
+            Cleanup::Mysql { name, .. } => with_database(server, name),
+            _ => panic!("url_on: not a MySQL harness"),
+        }
     }
 
     /// Another isolated database on the same backend.
@@ -171,7 +221,10 @@ impl Harness {
             #[cfg(feature = "postgres")]
             Backend::Postgres => Harness::postgres(),
             #[cfg(feature = "mysql")]
-            Backend::Mysql => Harness::mysql(),
+            Backend::Mysql => match self.cleanup {
+                Cleanup::Mysql { galera: true, .. } => Harness::galera(),
+                _ => Harness::mysql(),
+            },
             #[allow(unreachable_patterns)]
             _ => None,
         }
@@ -232,7 +285,7 @@ impl Drop for Harness {
                 }
             }
             #[cfg(feature = "mysql")]
-            Cleanup::Mysql { server, name } => {
+            Cleanup::Mysql { server, name, .. } => {
                 if let Ok(mut conn) = MysqlConnection::establish(server) {
                     let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name}"))
                         .execute(&mut conn);
@@ -377,7 +430,8 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 /// Instantiates a list of suite tests (functions taking `&Harness`) once per
-/// enabled backend, as modules `sqlite`, `postgres` and `mysql`.
+/// enabled backend, as modules `sqlite`, `postgres` and `mysql`, and once on
+/// a node of the Galera cluster (module `galera`, with the `mysql` feature).
 #[macro_export]
 macro_rules! backend_suite {
     ($($test:ident),* $(,)?) => {
@@ -409,6 +463,17 @@ macro_rules! backend_suite {
                 #[test]
                 fn $test() {
                     if let Some(h) = $crate::common::Harness::mysql() {
+                        super::$test(&h);
+                    }
+                }
+            )*
+        }
+        #[cfg(feature = "mysql")]
+        mod galera {
+            $(
+                #[test]
+                fn $test() {
+                    if let Some(h) = $crate::common::Harness::galera() {
                         super::$test(&h);
                     }
                 }
