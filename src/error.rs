@@ -283,6 +283,13 @@ impl Error {
         match self {
             Error::Connection { .. } | Error::PoolTimeout { .. } | Error::Timeout { .. } => 503,
             Error::Database(_) if self.is_connection_failure() => 503,
+            // A write conflict the store kept losing after its retries
+            // (SQLSTATE 40001, a deadlock, a Galera certification
+            // failure): the same request a moment later succeeds.
+            Error::Database(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::SerializationFailure,
+                _,
+            )) => 503,
             Error::PayloadTooLarge { .. } => 413,
             Error::InvalidCursor => 400,
             Error::Database(_)
@@ -371,6 +378,10 @@ mod tests {
                 message: "connection refused".into(),
             },
             Error::Database(lost),
+            Error::Database(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::SerializationFailure,
+                Box::new("could not serialize access due to concurrent update".to_owned()),
+            )),
         ];
         let failed = [
             Error::Database(diesel::result::Error::NotFound),

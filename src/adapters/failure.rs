@@ -108,7 +108,7 @@ impl ErrorResponse {
     ///
     /// | error | status | body |
     /// |---|---|---|
-    /// | [`Error::PoolTimeout`], [`Error::Timeout`], a connection lost mid-way ([`Error::Database`]) | `503` | `service unavailable` |
+    /// | [`Error::PoolTimeout`], [`Error::Timeout`], a connection lost mid-way or a write conflict still lost after the store's retries ([`Error::Database`]) | `503` | `service unavailable` |
     /// | [`Error::PayloadTooLarge`] | `413` | `payload too large` |
     /// | [`Error::InvalidCursor`] | `400` | `bad request` |
     /// | any other | `500` | `internal server error` |
