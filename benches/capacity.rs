@@ -769,9 +769,12 @@ fn num(x: f64) -> String {
     } else {
         x.abs().log10().floor() as i32
     };
-    let decimals = (2 - digits).max(0) as usize;
-    let scale = 10f64.powi((digits - 2).max(0));
-    let rounded = (x / scale).round() * scale;
+    let (rounded, decimals) = if digits >= 2 {
+        let scale = 10f64.powi(digits - 2);
+        ((x / scale).round() * scale, 0)
+    } else {
+        (x, (2 - digits) as usize)
+    };
     let text = format!("{rounded:.decimals$}");
     let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
     let mut grouped = String::new();
