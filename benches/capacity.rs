@@ -250,18 +250,20 @@ fn fill(s: &mut Session, n: u64) {
     .unwrap();
 }
 
-fn create(store: &SessionStore, n: u64) -> String {
-    let mut s = store.load(None).unwrap();
+/// A new session; its cookie value. Errors (a timeout on a machine too
+/// busy to answer in time) are counted by the callers, not hidden.
+fn create(store: &SessionStore, n: u64) -> Result<String, stored_session::Error> {
+    let mut s = store.load(None)?;
     fill(&mut s, n);
-    match store.save(&mut s).unwrap() {
-        CookieAction::Set(id, _) => id.as_cookie_value().to_owned(),
+    match store.save(&mut s)? {
+        CookieAction::Set(id, _) => Ok(id.as_cookie_value().to_owned()),
         other => panic!("a new session must get a cookie, got {other:?}"),
     }
 }
 
 /// A request that changes the cart: load, decode, change, save.
-fn update(store: &SessionStore, cookie: &str, step: u64) {
-    let mut s = store.load(Some(cookie)).unwrap();
+fn update(store: &SessionStore, cookie: &str, step: u64) -> Result<(), stored_session::Error> {
+    let mut s = store.load(Some(cookie))?;
     assert!(!s.is_new(), "the session must load");
     let mut cart: Cart = s.get("cart").unwrap().expect("a cart");
     cart.items[0].qty = 1 + (step % 3) as u32;
@@ -275,11 +277,12 @@ fn update(store: &SessionStore, cookie: &str, step: u64) {
         },
     )
     .unwrap();
-    let action = store.save(&mut s).unwrap();
+    let action = store.save(&mut s)?;
     assert!(
         matches!(action, CookieAction::Keep | CookieAction::Refresh(..)),
         "{action:?}"
     );
+    Ok(())
 }
 
 /// xorshift64*: the session each request picks.
@@ -460,6 +463,13 @@ struct Target {
     cpu: DbCpu,
     version: String,
     cleanup: Box<dyn FnMut()>,
+}
+
+impl Drop for Target {
+    /// Drops the database (also when the benchmark panics).
+    fn drop(&mut self) {
+        (self.cleanup)();
+    }
 }
 
 fn open_target(kind: Kind) -> Target {
@@ -648,6 +658,8 @@ fn table_size(target: &mut Target, optimize: bool) -> (i64, i64, String) {
 #[derive(Debug, Clone, Copy)]
 struct Cell {
     ops: u64,
+    /// Operations that returned an error (not in `ops`).
+    errors: u64,
     wall: f64,
     /// Database CPU-seconds (`None`: unknown).
     db_cpu: Option<f64>,
@@ -676,6 +688,7 @@ impl Meter {
         let app_now = DbCpu::This.ticks().unwrap_or(0);
         Cell {
             ops,
+            errors: 0,
             wall,
             db_cpu: db
                 .zip(db_now)
@@ -699,36 +712,47 @@ fn cell(
     let stop = AtomicBool::new(false);
     let created = Mutex::new(Vec::new());
     let start = meter.snapshot();
-    let ops: u64 = std::thread::scope(|scope| {
+    let (ops, errors): (u64, u64) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {
                 let (stop, created) = (&stop, &created);
                 scope.spawn(move || {
                     let mut rng = Rng(seed ^ ((w as u64 + 1) * 0x9E37_79B9_7F4A_7C15));
                     let mut mine = Vec::new();
-                    let mut n = 0u64;
+                    let (mut n, mut errors) = (0u64, 0u64);
                     while !stop.load(Ordering::Relaxed) {
                         let i = (rng.next() % cookies.len() as u64) as usize;
-                        match op {
-                            Op::Load => {
-                                let s = store.load(Some(&cookies[i])).unwrap();
+                        let done = match op {
+                            Op::Load => store.load(Some(&cookies[i])).map(|s| {
                                 assert!(!s.is_new(), "the session must load");
-                            }
+                            }),
                             Op::Update => update(store, &cookies[i], n),
-                            Op::Create => mine.push(create(store, rng.next() % 10_000_000)),
+                            Op::Create => {
+                                create(store, rng.next() % 10_000_000).map(|c| mine.push(c))
+                            }
+                        };
+                        match done {
+                            Ok(()) => n += 1,
+                            Err(e) => {
+                                errors += 1;
+                                eprintln!("{op:?} failed: {e}");
+                            }
                         }
-                        n += 1;
                     }
                     created.lock().unwrap().extend(mine);
-                    n
+                    (n, errors)
                 })
             })
             .collect();
         std::thread::sleep(length);
         stop.store(true, Ordering::Relaxed);
-        handles.into_iter().map(|h| h.join().unwrap()).sum()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .fold((0, 0), |(n, e), (a, b)| (n + a, e + b))
     });
-    let measured = meter.since(start, ops);
+    let mut measured = meter.since(start, ops);
+    measured.errors = errors;
     (measured, created.into_inner().unwrap())
 }
 
@@ -849,24 +873,39 @@ fn prepare(kind: Kind, args: &Args, meter_tick: f64) -> Prepared {
     );
     let start = meter.snapshot();
     let per = args.sessions.div_ceil(args.workers);
-    let cookies: Vec<String> = std::thread::scope(|scope| {
+    let (cookies, errors): (Vec<String>, u64) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..args.workers)
             .map(|w| {
                 let store = &store;
                 let n = per.min(args.sessions.saturating_sub(w * per));
                 scope.spawn(move || {
-                    (0..n)
-                        .map(|i| create(store, (w * per + i) as u64))
-                        .collect::<Vec<_>>()
+                    let mut errors = 0u64;
+                    let cookies = (0..n)
+                        .map(|i| loop {
+                            match create(store, (w * per + i) as u64) {
+                                Ok(cookie) => break cookie,
+                                Err(e) if errors < 100 => {
+                                    errors += 1;
+                                    eprintln!("create failed: {e}");
+                                }
+                                Err(e) => panic!("create failed 100 times: {e}"),
+                            }
+                        })
+                        .collect::<Vec<_>>();
+                    (cookies, errors)
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
+        handles.into_iter().map(|h| h.join().unwrap()).fold(
+            (Vec::new(), 0),
+            |(mut all, e), (mine, errors)| {
+                all.extend(mine);
+                (all, e + errors)
+            },
+        )
     });
-    let populate = meter.since(start, cookies.len() as u64);
+    let mut populate = meter.since(start, cookies.len() as u64);
+    populate.errors = errors;
     let mut target = target;
     let max_id = target
         .admin
@@ -896,7 +935,13 @@ fn main() {
     // Sizes at `--sessions` sessions, before any other write.
     let mut once: BTreeMap<Kind, Extras> = BTreeMap::new();
     for p in &mut prepared {
-        let envelope = p.store.stats().unwrap().payload_bytes.p50;
+        let envelope = p.target.admin.big(match p.target.kind {
+            Kind::Sqlite => "SELECT CAST(AVG(length(data)) AS INTEGER) AS n FROM stored_sessions",
+            Kind::Postgres => {
+                "SELECT CAST(AVG(octet_length(data)) AS BIGINT) AS n FROM stored_sessions"
+            }
+            Kind::Mysql => "SELECT CAST(AVG(LENGTH(data)) AS SIGNED) AS n FROM stored_sessions",
+        }) as u64;
         let size = table_size(&mut p.target, false);
         let compact = (p.target.kind == Kind::Mysql).then(|| table_size(&mut p.target, true));
         once.insert(
@@ -1100,7 +1145,7 @@ fn main() {
 
     let _ = writeln!(
         out,
-        "\n## Storage at {} sessions (envelope p50 in brackets: the encrypted session data)\n",
+        "\n## Storage at {} sessions (mean envelope in brackets: the encrypted session data)\n",
         args.sessions
     );
     let _ = writeln!(
@@ -1187,11 +1232,19 @@ fn main() {
         );
     }
 
+    let failed: u64 = cells.values().flatten().map(|c| c.errors).sum::<u64>()
+        + once.values().map(|o| o.populate.errors).sum::<u64>();
+    let total: u64 = cells.values().flatten().map(|c| c.ops).sum();
+    let _ = writeln!(
+        out,
+        "\nOperations that returned an error (not counted above; printed on stderr): {failed} of {}.",
+        total + failed
+    );
     let _ = writeln!(
         out,
         "\n## Method\n\n\
          * The store is opened with `SessionStore::builder(keyring).open_migrated(url)` and the default `Config` and `PoolOptions` (8 connections, the client-side deadline on); every operation goes through its public API.\n\
-         * Session: user binding (`set_user`), a `user_id`, the CSRF token, three flash messages, a cart of four items, a locale, a theme, the last page and six recently viewed products: {} bytes of envelope (p50 of `stats()`), of which {} bytes of MessagePack session data and {} of envelope (header, salt, nonce, tag).\n\
+         * Session: user binding (`set_user`), a `user_id`, the CSRF token, three flash messages, a cart of four items, a locale, a theme, the last page and six recently viewed products: {} bytes of envelope on average, of which {} bytes of MessagePack session data and {} of envelope (header, salt, nonce, tag).\n\
          * {} sessions are created first ({} workers). Each cell runs one operation on {} worker threads for {} s, each request on a random one of those sessions: *load* = `load(cookie)`; *update* = `load`, decode and change the cart and the last page, `save` (a compare-and-swap UPDATE; the idle clock moves along when due); *create* = `load(None)`, fill, `save` (an INSERT). Sessions created in a cell are deleted after it (one DELETE, outside the cell).\n\
          * Database CPU: utime + stime from `/proc/PID/stat` before and after each cell, summed over the PostgreSQL postmaster and its children (backends, WAL writer, checkpointer, autovacuum; a child that exits is counted through the postmaster's cutime/cstime) or over the `mariadbd` process (all its threads). SQLite: the benchmark process's own utime + stime (what `getrusage` reports). Client CPU: the benchmark process's utime + stime per operation (store, Diesel, client library, worker threads).\n\
          * Rounds: {} rounds after a discarded 1-second warm-up round; backends and operations run in an order that rotates each round, so that the noise of the shared machine falls on all of them; medians with min–max over the rounds.\n\
@@ -1211,10 +1264,8 @@ fn main() {
     println!("{out}");
 
     for p in prepared {
-        let Prepared {
-            mut target, store, ..
-        } = p;
+        let Prepared { target, store, .. } = p;
         drop(store);
-        (target.cleanup)();
+        drop(target);
     }
 }
