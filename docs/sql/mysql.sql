@@ -13,13 +13,15 @@
 -- sends while establishing a connection, before instrumentation sees it
 -- (here `SET time_zone = '+00:00'` and `SET character_set_client`,
 -- `character_set_connection`, `character_set_results = 'utf8mb4'`).
+-- On a Galera node, the connection setup also sends
+-- `SET SESSION wsrep_sync_wait = 3` (causal reads).
 --
 -- Operations that send nothing:
 --   load: malformed cookie
 --   save: no change
 
 -- connection setup (every new connection)
-SELECT VERSION();
+SHOW VARIABLES WHERE Variable_name IN ('version', 'wsrep_on');
 SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,ONLY_FULL_GROUP_BY,PIPES_AS_CONCAT';
 SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED;
 SET SESSION max_statement_time = 5.000;

@@ -213,6 +213,15 @@ impl Harness {
         }
     }
 
+    /// Whether this harness's database is on the Galera cluster.
+    pub fn is_galera(&self) -> bool {
+        #[cfg(feature = "mysql")]
+        if let Cleanup::Mysql { galera, .. } = &self.cleanup {
+            return *galera;
+        }
+        false
+    }
+
     /// Another isolated database on the same backend.
     pub fn another(&self) -> Harness {
         match self.backend {
