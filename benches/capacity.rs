@@ -325,42 +325,101 @@ fn proc_stat(pid: &str) -> Option<(u32, u64, u64)> {
 enum DbCpu {
     /// The benchmark process itself (SQLite runs in it).
     This,
-    /// The postmaster and its children.
+    /// The postmaster and its children, less the client backends of other
+    /// databases (other programs may use the same server meanwhile).
     Postmaster(u32),
-    /// One server process (`mariadbd`: its threads are counted in it).
+    /// The server process's threads (`mariadbd`), less the threads of
+    /// connections to other databases.
     Process(u32),
     /// Not found: no per-core figure.
     Unknown(String),
 }
 
+/// Ticks used so far by each process or thread that counts.
+type Ticks = BTreeMap<u32, u64>;
+
+/// The server's ids (pids or thread ids) of client connections to other
+/// databases than `db`, from `sql` giving `n` = the id and `name` =
+/// "database|kind"; `other` says which kinds of rows are such clients.
+fn others(admin: &mut Admin, sql: &str, other: impl Fn(&str, &str) -> bool) -> Vec<u32> {
+    admin
+        .named(sql)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .filter(|(name, _)| {
+            let (db, kind) = name.split_once('|').unwrap_or((name, ""));
+            other(db, kind)
+        })
+        .map(|(_, id)| id as u32)
+        .collect()
+}
+
+/// The numeric entries of a `/proc` directory.
+fn numeric_entries(dir: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 impl DbCpu {
-    /// Ticks used so far.
-    fn ticks(&self) -> Option<u64> {
+    /// Ticks used so far by what counts as the database `db`.
+    fn ticks(&self, admin: &mut Admin, db: &str) -> Option<Ticks> {
         match self {
-            DbCpu::This => proc_stat("self").map(|(_, own, _)| own),
-            DbCpu::Process(pid) => proc_stat(&pid.to_string()).map(|(_, own, _)| own),
-            DbCpu::Postmaster(pid) => {
-                // Exited children's time moves to the postmaster's
-                // cutime/cstime when it reaps them: counted either way.
-                let (_, own, reaped) = proc_stat(&pid.to_string())?;
-                let mut total = own + reaped;
-                for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-                    let name = entry.file_name();
-                    let Some(name) = name.to_str() else { continue };
-                    if !name.bytes().all(|b| b.is_ascii_digit()) {
-                        continue;
-                    }
-                    if let Some((ppid, own, _)) = proc_stat(name) {
-                        if ppid == *pid {
-                            total += own;
+            DbCpu::This => Some(Ticks::from([(0, proc_stat("self")?.1)])),
+            DbCpu::Postmaster(postmaster) => {
+                let skip = others(
+                    admin,
+                    "SELECT COALESCE(datname, '') || '|' || backend_type AS name, \
+                     CAST(pid AS BIGINT) AS n FROM pg_stat_activity",
+                    |d, kind| kind == "client backend" && d != db,
+                );
+                let mut out = Ticks::from([(*postmaster, proc_stat(&postmaster.to_string())?.1)]);
+                for pid in numeric_entries("/proc") {
+                    if let Some((ppid, own, _)) = proc_stat(&pid) {
+                        let pid: u32 = pid.parse().ok()?;
+                        if ppid == *postmaster && !skip.contains(&pid) {
+                            out.insert(pid, own);
                         }
                     }
                 }
-                Some(total)
+                Some(out)
+            }
+            DbCpu::Process(server) => {
+                let skip = others(
+                    admin,
+                    "SELECT CONCAT(COALESCE(DB, ''), '|', COMMAND) AS name, \
+                     CAST(TID AS SIGNED) AS n FROM information_schema.PROCESSLIST",
+                    |d, command| command != "Daemon" && d != db,
+                );
+                let mut out = Ticks::new();
+                for tid in numeric_entries(&format!("/proc/{server}/task")) {
+                    let id: u32 = tid.parse().ok()?;
+                    if skip.contains(&id) {
+                        continue;
+                    }
+                    if let Some((_, own, _)) = proc_stat(&format!("{server}/task/{tid}")) {
+                        out.insert(id, own);
+                    }
+                }
+                Some(out)
             }
             DbCpu::Unknown(_) => None,
         }
     }
+}
+
+/// Ticks used between two snapshots by what counts at the second (a
+/// process or thread that appeared meanwhile counts in full).
+fn ticks_between(start: &Ticks, end: &Ticks) -> u64 {
+    end.iter()
+        .map(|(id, t)| t.saturating_sub(start.get(id).copied().unwrap_or(0)))
+        .sum()
 }
 
 fn pid_in(path: &str) -> Option<u32> {
@@ -458,6 +517,8 @@ impl Admin {
 /// One backend under test: its store, its raw connection, its cleanup.
 struct Target {
     kind: Kind,
+    /// The database's name on a server.
+    name: String,
     url: String,
     admin: Admin,
     cpu: DbCpu,
@@ -496,6 +557,7 @@ fn open_target(kind: Kind) -> Target {
             );
             Target {
                 kind,
+                name,
                 url,
                 admin,
                 cpu: DbCpu::This,
@@ -521,12 +583,15 @@ fn open_target(kind: Kind) -> Target {
                 Some(pid) => DbCpu::Postmaster(pid),
                 None => DbCpu::Unknown(format!("cannot read {dir}/postmaster.pid")),
             };
+            let dropped = name.clone();
             let drop_db = move || {
-                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut root);
+                let _ =
+                    diesel::sql_query(format!("DROP DATABASE IF EXISTS {dropped} WITH (FORCE)"))
+                        .execute(&mut root);
             };
             Target {
                 kind,
+                name,
                 url,
                 admin,
                 cpu,
@@ -555,12 +620,14 @@ fn open_target(kind: Kind) -> Target {
                     || DbCpu::Unknown(format!("cannot read the pid file {pid_file}")),
                     DbCpu::Process,
                 );
+            let dropped = name.clone();
             let drop_db = move || {
-                let _ =
-                    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name}")).execute(&mut root);
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {dropped}"))
+                    .execute(&mut root);
             };
             Target {
                 kind,
+                name,
                 url,
                 admin,
                 cpu,
@@ -670,29 +737,42 @@ struct Cell {
 struct Meter {
     db: DbCpu,
     tick: f64,
+    /// The database's name on its server.
+    name: String,
 }
 
+type Snapshot = (Instant, Option<Ticks>, u64);
+
 impl Meter {
-    fn snapshot(&self) -> (Instant, Option<u64>, u64) {
-        (
-            Instant::now(),
-            self.db.ticks(),
-            DbCpu::This.ticks().unwrap_or(0),
-        )
+    fn of(target: &Target, tick: f64) -> Meter {
+        Meter {
+            db: target.cpu.clone(),
+            tick,
+            name: target.name.clone(),
+        }
     }
 
-    fn since(&self, start: (Instant, Option<u64>, u64), ops: u64) -> Cell {
+    fn app_ticks() -> u64 {
+        proc_stat("self").map_or(0, |(_, own, _)| own)
+    }
+
+    fn snapshot(&self, admin: &mut Admin) -> Snapshot {
+        let db = self.db.ticks(admin, &self.name);
+        (Instant::now(), db, Self::app_ticks())
+    }
+
+    fn since(&self, start: Snapshot, ops: u64, admin: &mut Admin) -> Cell {
         let (t, db, app) = start;
         let wall = t.elapsed().as_secs_f64();
-        let db_now = self.db.ticks();
-        let app_now = DbCpu::This.ticks().unwrap_or(0);
+        let app_now = Self::app_ticks();
+        let db_now = self.db.ticks(admin, &self.name);
         Cell {
             ops,
             errors: 0,
             wall,
             db_cpu: db
                 .zip(db_now)
-                .map(|(a, b)| b.saturating_sub(a) as f64 / self.tick),
+                .map(|(a, b)| ticks_between(&a, &b) as f64 / self.tick),
             app_cpu: app_now.saturating_sub(app) as f64 / self.tick,
         }
     }
@@ -707,11 +787,12 @@ fn cell(
     workers: usize,
     length: Duration,
     meter: &Meter,
+    admin: &mut Admin,
     seed: u64,
 ) -> (Cell, Vec<String>) {
     let stop = AtomicBool::new(false);
     let created = Mutex::new(Vec::new());
-    let start = meter.snapshot();
+    let start = meter.snapshot(admin);
     let (ops, errors): (u64, u64) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {
@@ -751,7 +832,7 @@ fn cell(
             .map(|h| h.join().unwrap())
             .fold((0, 0), |(n, e), (a, b)| (n + a, e + b))
     });
-    let mut measured = meter.since(start, ops);
+    let mut measured = meter.since(start, ops, admin);
     measured.errors = errors;
     (measured, created.into_inner().unwrap())
 }
@@ -861,17 +942,15 @@ fn prepare(kind: Kind, args: &Args, meter_tick: f64) -> Prepared {
     let store = SessionStore::builder(Keyring::generate())
         .open_migrated(&target.url)
         .unwrap_or_else(|e| panic!("{}: {e}", kind.name()));
-    let meter = Meter {
-        db: target.cpu.clone(),
-        tick: meter_tick,
-    };
+    let meter = Meter::of(&target, meter_tick);
+    let mut target = target;
     eprintln!(
         "{}: creating {} sessions with {} workers…",
         kind.name(),
         args.sessions,
         args.workers
     );
-    let start = meter.snapshot();
+    let start = meter.snapshot(&mut target.admin);
     let per = args.sessions.div_ceil(args.workers);
     let (cookies, errors): (Vec<String>, u64) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..args.workers)
@@ -904,9 +983,8 @@ fn prepare(kind: Kind, args: &Args, meter_tick: f64) -> Prepared {
             },
         )
     });
-    let mut populate = meter.since(start, cookies.len() as u64);
+    let mut populate = meter.since(start, cookies.len() as u64, &mut target.admin);
     populate.errors = errors;
-    let mut target = target;
     let max_id = target
         .admin
         .big("SELECT COALESCE(MAX(id), 0) AS n FROM stored_sessions");
@@ -971,15 +1049,20 @@ fn main() {
         eprintln!("round {round}/{} (load average {})", args.rounds, loadavg());
         for b in 0..n_backends {
             let p = &mut prepared[(b + round) % n_backends];
-            let meter = Meter {
-                db: p.target.cpu.clone(),
-                tick,
-            };
+            let meter = Meter::of(&p.target, tick);
             for o in 0..Op::ALL.len() {
                 let op = Op::ALL[(o + round) % Op::ALL.len()];
                 let seed = 0x5EED_0000 + (round * 7 + o) as u64;
-                let (measured, created) =
-                    cell(&p.store, &p.cookies, op, args.workers, length, &meter, seed);
+                let (measured, created) = cell(
+                    &p.store,
+                    &p.cookies,
+                    op,
+                    args.workers,
+                    length,
+                    &meter,
+                    &mut p.target.admin,
+                    seed,
+                );
                 if !created.is_empty() {
                     // Back to `--sessions` sessions for the next cell.
                     p.target.admin.exec(&format!(
@@ -999,10 +1082,7 @@ fn main() {
     for p in &mut prepared {
         let o = once.get_mut(&p.target.kind).unwrap();
         o.after = table_size(&mut p.target, false);
-        let meter = Meter {
-            db: p.target.cpu.clone(),
-            tick,
-        };
+        let meter = Meter::of(&p.target, tick);
         let later = chrono::Utc::now() + chrono::Duration::days(400);
         let config = p
             .store
@@ -1011,7 +1091,7 @@ fn main() {
             .clock(Clock::from_fn(move || later));
         let batches = std::sync::Arc::new(Mutex::new(Vec::new()));
         let sink = batches.clone();
-        let start = meter.snapshot();
+        let start = meter.snapshot(&mut p.target.admin);
         let mut last = (Instant::now(), 0u64);
         let report = Trim::new()
             .on_batch(move |r| {
@@ -1024,7 +1104,7 @@ fn main() {
             })
             .run_on(p.store.database(), &config)
             .unwrap();
-        o.trim = meter.since(start, report.deleted);
+        o.trim = meter.since(start, report.deleted, &mut p.target.admin);
         o.trimmed = report.deleted;
         o.batch_rates = batches.lock().unwrap().clone();
         assert_eq!(
@@ -1062,8 +1142,12 @@ fn main() {
     for p in &prepared {
         let cpu = match &p.target.cpu {
             DbCpu::This => "the benchmark process (in-process database)".to_owned(),
-            DbCpu::Postmaster(pid) => format!("postmaster {pid} and its children"),
-            DbCpu::Process(pid) => format!("server process {pid}"),
+            DbCpu::Postmaster(pid) => {
+                format!("postmaster {pid} and its children, less other databases' client backends")
+            }
+            DbCpu::Process(pid) => {
+                format!("server process {pid}'s threads, less other databases' connection threads")
+            }
             DbCpu::Unknown(why) => format!("unknown: {why}"),
         };
         let _ = writeln!(
@@ -1246,7 +1330,7 @@ fn main() {
          * The store is opened with `SessionStore::builder(keyring).open_migrated(url)` and the default `Config` and `PoolOptions` (8 connections, the client-side deadline on); every operation goes through its public API.\n\
          * Session: user binding (`set_user`), a `user_id`, the CSRF token, three flash messages, a cart of four items, a locale, a theme, the last page and six recently viewed products: {} bytes of envelope on average, of which {} bytes of MessagePack session data and {} of envelope (header, salt, nonce, tag).\n\
          * {} sessions are created first ({} workers). Each cell runs one operation on {} worker threads for {} s, each request on a random one of those sessions: *load* = `load(cookie)`; *update* = `load`, decode and change the cart and the last page, `save` (a compare-and-swap UPDATE; the idle clock moves along when due); *create* = `load(None)`, fill, `save` (an INSERT). Sessions created in a cell are deleted after it (one DELETE, outside the cell).\n\
-         * Database CPU: utime + stime from `/proc/PID/stat` before and after each cell, summed over the PostgreSQL postmaster and its children (backends, WAL writer, checkpointer, autovacuum; a child that exits is counted through the postmaster's cutime/cstime) or over the `mariadbd` process (all its threads). SQLite: the benchmark process's own utime + stime (what `getrusage` reports). Client CPU: the benchmark process's utime + stime per operation (store, Diesel, client library, worker threads).\n\
+         * Database CPU: utime + stime from `/proc` before and after each cell, summed over the PostgreSQL postmaster and its children (this database's backends, WAL writer, checkpointer, background writer, autovacuum) or over the `mariadbd` threads (`/proc/PID/task`: this database's connections and the server's own threads), leaving out the client backends (`pg_stat_activity`) and connection threads (`information_schema.PROCESSLIST.TID`) of other databases, as other programs used the same servers meanwhile. The shared background work (WAL, flushing, purge) is counted whole. SQLite: the benchmark process's own utime + stime (what `getrusage` reports). Client CPU: the benchmark process's utime + stime per operation (store, Diesel, client library, worker threads).\n\
          * Rounds: {} rounds after a discarded 1-second warm-up round; backends and operations run in an order that rotates each round, so that the noise of the shared machine falls on all of them; medians with min–max over the rounds.\n\
          * Storage: PostgreSQL `pg_total_relation_size` (heap, TOAST, maps, indexes) after `VACUUM ANALYZE`; MariaDB `information_schema.tables` data_length + index_length after `ANALYZE TABLE` (as written, then after `OPTIMIZE TABLE`); SQLite `dbstat` (table and index b-trees) after a WAL checkpoint. *After the rounds*: the same once the update and create cells ran (dead row versions and page splits).\n\
          * Trimming: a `Config` whose clock is 400 days ahead makes every session expired; `Trim::new().run_on(database, config)` deletes them in batches of 1,000 (select ids by the `expires_at` index, delete by id with the expiry re-checked).",
