@@ -781,15 +781,14 @@ impl Meter {
 /// Runs `op` on `workers` threads for `length`; what it measured, and the
 /// cookies of the sessions it created.
 fn cell(
-    store: &SessionStore,
-    cookies: &[String],
+    p: &mut Prepared,
     op: Op,
     workers: usize,
     length: Duration,
     meter: &Meter,
-    admin: &mut Admin,
     seed: u64,
 ) -> (Cell, Vec<String>) {
+    let (store, cookies, admin) = (&p.store, &p.cookies[..], &mut p.target.admin);
     let stop = AtomicBool::new(false);
     let created = Mutex::new(Vec::new());
     let start = meter.snapshot(admin);
@@ -1053,16 +1052,7 @@ fn main() {
             for o in 0..Op::ALL.len() {
                 let op = Op::ALL[(o + round) % Op::ALL.len()];
                 let seed = 0x5EED_0000 + (round * 7 + o) as u64;
-                let (measured, created) = cell(
-                    &p.store,
-                    &p.cookies,
-                    op,
-                    args.workers,
-                    length,
-                    &meter,
-                    &mut p.target.admin,
-                    seed,
-                );
+                let (measured, created) = cell(p, op, args.workers, length, &meter, seed);
                 if !created.is_empty() {
                     // Back to `--sessions` sessions for the next cell.
                     p.target.admin.exec(&format!(
