@@ -340,6 +340,7 @@ mod store;
 pub mod testing;
 mod trim;
 mod users;
+mod wipe;
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub use backend::Connections;

@@ -517,9 +517,8 @@ impl Drop for ClientState {
     /// The user agent seen does not linger in freed memory (as the
     /// session's metadata does not).
     fn drop(&mut self) {
-        use zeroize::Zeroize;
         if let Some(ua) = self.user_agent.as_mut() {
-            ua.zeroize();
+            crate::wipe::string(ua);
         }
     }
 }

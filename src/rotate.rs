@@ -16,7 +16,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use zeroize::Zeroizing;
+use crate::wipe::WipedBytes;
 
 use crate::codec::Payload;
 use crate::crypto::{Macs, Sealer};
@@ -213,8 +213,8 @@ enum Reseal {
 /// Re-seals an envelope read at row version `version` with the current
 /// key and format, for version + 1, keeping its salt.
 fn reseal(sealer: &Sealer, macs: &Macs, sid: &StoredId, version: i64, envelope: Vec<u8>) -> Reseal {
-    let mut envelope = Zeroizing::new(envelope);
-    match sealer.open(sid, version, &mut envelope) {
+    let mut envelope = WipedBytes(envelope);
+    match sealer.open(sid, version, &mut envelope.0) {
         Ok((_, opened)) if !opened.legacy && sealer.is_current(opened.key_id) => Reseal::Current,
         Ok((plaintext, opened)) => {
             let user_key = Payload::decode(plaintext)

@@ -5,7 +5,6 @@ use std::fmt;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use zeroize::Zeroize;
 
 use crate::codec::{self, LoadedPayload, PayloadRef};
 use crate::crypto::Salt;
@@ -13,6 +12,7 @@ use crate::error::Result;
 use crate::expiry::Expiry;
 use crate::id::{SessionId, StoredId};
 use crate::metadata::{ClientChange, ClientRecorder, ClientState, Location, MetadataPolicy};
+use crate::wipe;
 
 /// What the store knows about the row a session was loaded from.
 #[derive(Debug, Clone)]
@@ -290,21 +290,31 @@ impl Session {
     /// Re-applies this request's own changes on top of a newer version
     /// (`base`, stored as `record`) after a write conflict.
     pub(crate) fn rebase(&mut self, base: LoadedPayload, record: Record) {
+        // What is replaced is wiped, as the session's drop would wipe it.
         let mut data = base.data;
         self.merge_into(&mut data);
-        self.data = data;
+        wipe_values(&mut std::mem::replace(&mut self.data, data));
         let (mut meta, mut user) = (base.meta, base.user);
         self.merge_meta_into(&mut meta, &mut user);
-        self.meta = meta;
-        self.user = user;
+        for value in std::mem::replace(&mut self.meta, meta).values_mut() {
+            wipe::string(value);
+        }
+        if let Some(mut old) = std::mem::replace(&mut self.user, user) {
+            wipe::string(&mut old);
+        }
         if !self.changes.expiry {
             self.expiry = Expiry::from_stored(base.expiry);
         }
         let mut flashes = base.flashes;
         self.merge_flashes_into(&mut flashes);
-        self.flashes = flashes;
+        wipe_values(&mut std::mem::replace(&mut self.flashes, flashes));
+        // The newer token, unless this request set its own; the other goes.
+        let mut other = base.csrf;
         if !self.changes.csrf {
-            self.csrf = base.csrf;
+            std::mem::swap(&mut self.csrf, &mut other);
+        }
+        if let Some(mut token) = other {
+            wipe::string(&mut token);
         }
         self.record = Some(record);
     }
@@ -339,13 +349,16 @@ impl Session {
         }
         self.changes.removed.remove(&key);
         self.changes.changed.insert(key.clone());
-        self.data.insert(key, bytes);
+        if let Some(mut old) = self.data.insert(key, bytes) {
+            wipe::bytes(&mut old);
+        }
         Ok(())
     }
 
     /// Removes `key`; returns whether it was there.
     pub fn remove(&mut self, key: &str) -> bool {
-        if self.data.remove(key).is_some() {
+        if let Some(mut old) = self.data.remove(key) {
+            wipe::bytes(&mut old);
             self.changes.changed.remove(key);
             self.changes.removed.insert(key.to_owned());
             true
@@ -395,7 +408,7 @@ impl Session {
         if !self.data.is_empty() || self.record.is_some() {
             self.changes.cleared = true;
         }
-        self.data.clear();
+        wipe_values(&mut self.data);
         self.changes.changed.clear();
         self.changes.removed.clear();
     }
@@ -444,12 +457,19 @@ impl Session {
     /// Forgets every value, the user binding and the metadata, and what the
     /// request had changed: nothing of an ended session survives in memory.
     fn wipe(&mut self) {
-        self.data.clear();
-        self.user = None;
+        wipe_values(&mut self.data);
+        if let Some(mut user) = self.user.take() {
+            wipe::string(&mut user);
+        }
+        for value in self.meta.values_mut() {
+            wipe::string(value);
+        }
         self.meta.clear();
         self.expiry = Expiry::Default;
-        self.flashes.clear();
-        self.csrf = None;
+        wipe_values(&mut self.flashes);
+        if let Some(mut token) = self.csrf.take() {
+            wipe::string(&mut token);
+        }
         self.client.reset();
         let destroyed = self.changes.destroyed;
         self.changes = Changes {
@@ -732,7 +752,7 @@ impl Session {
         self.changes.flashes_taken.remove(&key);
         self.changes.flashes_set.insert(key.clone());
         if let Some(mut old) = self.flashes.insert(key, bytes) {
-            old.zeroize();
+            wipe::bytes(&mut old);
         }
         Ok(())
     }
@@ -755,7 +775,7 @@ impl Session {
         };
         self.changes.flashes_taken.insert(key.to_owned());
         let value = codec::decode_value(key, &bytes).map(Some);
-        bytes.zeroize();
+        wipe::bytes(&mut bytes);
         value
     }
 
@@ -862,7 +882,7 @@ impl Session {
         let token =
             crate::id::random_text().expect("operating system random number generator failed");
         if let Some(mut old) = self.csrf.replace(token.clone()) {
-            old.zeroize();
+            wipe::string(&mut old);
         }
         self.changes.csrf = true;
         token
@@ -873,11 +893,11 @@ impl Session {
     /// written, every other key is the newer version's.
     fn merge_flashes_into(&self, base: &mut BTreeMap<String, Vec<u8>>) {
         for key in &self.changes.flashes_taken {
-            base.remove(key);
+            wipe_removed(base.remove(key));
         }
         for key in &self.changes.flashes_set {
             if let Some(v) = self.flashes.get(key) {
-                base.insert(key.clone(), v.clone());
+                wipe_removed(base.insert(key.clone(), v.clone()));
             }
         }
     }
@@ -886,12 +906,18 @@ impl Session {
     /// version's after a write conflict.
     fn merge_meta_into(&self, meta: &mut BTreeMap<String, String>, user: &mut Option<String>) {
         for name in &self.changes.meta {
-            match self.meta.get(name) {
+            let old = match self.meta.get(name) {
                 Some(v) => meta.insert(name.clone(), v.clone()),
                 None => meta.remove(name),
             };
+            if let Some(mut old) = old {
+                wipe::string(&mut old);
+            }
         }
         if self.changes.user {
+            if let Some(old) = user.as_mut() {
+                wipe::string(old);
+            }
             user.clone_from(&self.user);
         }
     }
@@ -900,14 +926,14 @@ impl Session {
     /// version after a write conflict.
     fn merge_into(&self, base: &mut BTreeMap<String, Vec<u8>>) {
         if self.changes.cleared {
-            base.clear();
+            wipe_values(base);
         }
         for key in &self.changes.removed {
-            base.remove(key);
+            wipe_removed(base.remove(key));
         }
         for key in &self.changes.changed {
             if let Some(v) = self.data.get(key) {
-                base.insert(key.clone(), v.clone());
+                wipe_removed(base.insert(key.clone(), v.clone()));
             }
         }
     }
@@ -922,24 +948,39 @@ impl Session {
     }
 }
 
+/// Wipes a value taken out of a map, if there was one.
+fn wipe_removed(value: Option<Vec<u8>>) {
+    if let Some(mut value) = value {
+        wipe::bytes(&mut value);
+    }
+}
+
+/// Wipes every value of `values` (see [`wipe::bytes`]), then empties it.
+fn wipe_values(values: &mut BTreeMap<String, Vec<u8>>) {
+    for value in values.values_mut() {
+        wipe::bytes(value);
+    }
+    values.clear();
+}
+
 impl Drop for Session {
     /// Decrypted values, the user id, the metadata, the flash messages and
     /// the CSRF token do not outlive the session in freed memory.
     fn drop(&mut self) {
         for value in self.data.values_mut() {
-            value.zeroize();
+            wipe::bytes(value);
         }
         if let Some(user) = self.user.as_mut() {
-            user.zeroize();
+            wipe::string(user);
         }
         for value in self.meta.values_mut() {
-            value.zeroize();
+            wipe::string(value);
         }
         for value in self.flashes.values_mut() {
-            value.zeroize();
+            wipe::bytes(value);
         }
         if let Some(token) = self.csrf.as_mut() {
-            token.zeroize();
+            wipe::string(token);
         }
     }
 }

@@ -15,8 +15,8 @@ use crate::expiry::{CookieLifetime, Expiry};
 use crate::id::{SessionId, StoredId};
 use crate::metadata::ClientRecorder;
 use crate::session::{Record, Session};
+use crate::wipe::WipedBytes;
 use crate::Keyring;
-use zeroize::Zeroizing;
 
 /// How many fresh ids an insert tries before giving up on unique-key
 /// collisions (with 256-bit ids a second try never happens in practice).
@@ -488,11 +488,11 @@ impl SessionStore {
         row: Row,
         now: i64,
     ) -> std::result::Result<(LoadedPayload, RowMeta), Unopened> {
-        let mut data = Zeroizing::new(row.data);
+        let mut data = WipedBytes(row.data);
         let (plaintext, opened) = self
             .inner
             .sealer
-            .open(sid, row.version, &mut data)
+            .open(sid, row.version, &mut data.0)
             .map_err(|e: OpenError| {
                 log::debug!(target: "stored_session", "envelope of {sid} did not open: {e:?}");
                 match e {
@@ -910,7 +910,7 @@ impl SessionStore {
             let rows = self.inner.db.update(
                 &record.sid,
                 record.version,
-                &envelope,
+                envelope,
                 touch,
                 binding,
                 self.cutoffs(now),

@@ -547,10 +547,9 @@ impl Drop for Pending {
     /// A user id or metadata never applied does not linger in freed memory
     /// (as [`Session`] does with its own).
     fn drop(&mut self) {
-        use zeroize::Zeroize;
         match self {
-            Pending::SetUser(user) => user.zeroize(),
-            Pending::SetMeta(_, Some(value)) => value.zeroize(),
+            Pending::SetUser(user) => crate::wipe::string(user),
+            Pending::SetMeta(_, Some(value)) => crate::wipe::string(value),
             _ => {}
         }
     }
