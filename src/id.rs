@@ -35,7 +35,7 @@ const ID_BYTES: usize = 32;
 /// assert!(SessionId::parse("2::not-an-id").is_none());
 /// ```
 #[derive(Clone, PartialEq, Eq)]
-pub struct SessionId(String);
+pub struct SessionId([u8; SESSION_ID_LEN]);
 
 impl SessionId {
     /// Draws a fresh id from the operating system's CSPRNG.
@@ -45,23 +45,35 @@ impl SessionId {
     /// Only if the operating system's random number generator fails, which
     /// `ring` treats as unrecoverable.
     pub fn generate() -> Self {
-        SessionId(random_text().expect("operating system random number generator failed"))
+        let mut text = random_text().expect("operating system random number generator failed");
+        let id = SessionId::from_well_formed(text.as_bytes());
+        crate::wipe::string(&mut text);
+        id
+    }
+
+    /// The id of a value that passed [`well_formed`], kept inline (no
+    /// allocation per load).
+    fn from_well_formed(value: &[u8]) -> Self {
+        let mut id = [0u8; SESSION_ID_LEN];
+        id.copy_from_slice(value);
+        SessionId(id)
     }
 
     /// Validates a cookie value. Returns `None` unless it is exactly 43
     /// characters of the URL-safe base64 alphabet (`A-Z a-z 0-9 - _`).
     pub fn parse(value: &str) -> Option<Self> {
-        well_formed(value.as_bytes()).then(|| SessionId(value.to_owned()))
+        well_formed(value.as_bytes()).then(|| SessionId::from_well_formed(value.as_bytes()))
     }
 
     /// The id as it goes into the cookie. Treat it like a password.
     pub fn as_cookie_value(&self) -> &str {
-        &self.0
+        // Always ASCII (see `well_formed`), so never the empty fallback.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 
     /// The hashed form under which the session is stored.
     pub fn stored_id(&self) -> StoredId {
-        StoredId::of(&self.0)
+        StoredId(Sha256::digest(self.0).into())
     }
 }
 
@@ -73,7 +85,8 @@ impl fmt::Debug for SessionId {
 
 impl Drop for SessionId {
     fn drop(&mut self) {
-        self.0.zeroize();
+        // The slice path: a fill and a barrier, not a volatile store per byte.
+        self.0.as_mut_slice().zeroize();
     }
 }
 
@@ -96,11 +109,26 @@ pub(crate) fn random_text() -> Option<String> {
 /// (`A-Z a-z 0-9 - _`). The one check of that shape, for session ids and
 /// the admin page's nonce alike; no other byte, padding or length passes.
 pub(crate) fn well_formed(value: &[u8]) -> bool {
+    // Every byte is looked up and the answers are and-ed, without a branch
+    // per byte: the characters of a random id would mispredict one branch
+    // per character class.
     value.len() == SESSION_ID_LEN
         && value
             .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            .fold(true, |ok, &b| ok & URL_SAFE_ALPHABET[usize::from(b)])
 }
+
+/// Which bytes are in the URL-safe base64 alphabet (`A-Z a-z 0-9 - _`).
+static URL_SAFE_ALPHABET: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+        b += 1;
+    }
+    table
+};
 
 /// SHA-256 of a public id: the key of a session's row, safe to log.
 ///
@@ -158,7 +186,12 @@ mod tests {
         let a = SessionId::generate();
         let b = SessionId::generate();
         assert_ne!(a, b);
-        assert!(SessionId::parse(a.as_cookie_value()).is_some());
+        assert_eq!(a.as_cookie_value().len(), SESSION_ID_LEN);
+        let parsed = SessionId::parse(a.as_cookie_value()).unwrap();
+        assert_eq!(parsed.as_cookie_value(), a.as_cookie_value());
+        // The stored id is SHA-256 of the cookie's text, as `StoredId::of` says.
+        assert_eq!(parsed.stored_id(), StoredId::of(a.as_cookie_value()));
+        assert_ne!(a.stored_id(), b.stored_id());
     }
 
     #[test]
@@ -195,6 +228,15 @@ mod tests {
             let mut bad = text.clone().into_bytes();
             bad[7] = byte;
             assert!(!well_formed(&bad), "accepted byte {byte:#x}");
+        }
+        // Every byte value, in every position: exactly the URL-safe alphabet.
+        for byte in 0..=255u8 {
+            let allowed = byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_';
+            for at in [0, 21, SESSION_ID_LEN - 1] {
+                let mut one = text.clone().into_bytes();
+                one[at] = byte;
+                assert_eq!(well_formed(&one), allowed, "byte {byte:#x} at {at}");
+            }
         }
         assert!(!well_formed(&text.as_bytes()[..42]));
         assert!(!well_formed(format!("{text}A").as_bytes()));

@@ -127,14 +127,13 @@ impl Database {
         &self,
         sid: &StoredId,
         version: i64,
-        data: &[u8],
+        data: Vec<u8>,
         touch: Option<(i64, Option<i64>)>,
         binding: Binding,
         cut: Cutoffs,
     ) -> Result<usize> {
         let _gate = self.write_gate()?;
         let sid = *sid;
-        let data = data.to_vec();
         let (rebind, user_key) = match binding {
             Binding::Keep => (false, None),
             Binding::Set(key) => (true, key),
