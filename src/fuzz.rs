@@ -193,11 +193,21 @@ fn mutate(
 }
 
 /// Payload decoding and typed reads, as `load` and `Session::get` do them.
-/// `load` decodes with `LoadedPayload` (straight into the session's map);
+/// `load` decodes with `LoadedPayload` (straight into the session's map,
+/// through the direct reader when it can, see `codec::fast`);
 /// it must accept exactly what `Payload::decode` accepts, with the same
 /// content, and `commit`'s borrowed `PayloadRef` must encode to exactly the
 /// bytes the owned `Payload` encodes to.
 pub fn payload(data: &[u8]) {
+    // The direct reader of the store's own encoding never disagrees with
+    // serde: what it accepts, serde accepts with the same content.
+    if let Some(direct) = codec::fast::decode(data) {
+        assert_eq!(
+            LoadedPayload::decode_with_serde(data).as_ref(),
+            Some(&direct),
+            "the direct payload reader accepts what serde decodes otherwise"
+        );
+    }
     let loaded = LoadedPayload::decode(data);
     let Some(decoded) = Payload::decode(data) else {
         assert!(
