@@ -19,9 +19,17 @@ use crate::error::Result;
 /// sleeping up to 100 ms between tries: with many writers in one process a
 /// writer can lose every poll until `busy_timeout` runs out and fail with
 /// "database is locked" (seen with 16 threads writing one session). The
-/// store's SQLite writes wait here instead (woken as soon as the previous
-/// one is done), so the busy handler only ever waits for writers outside
-/// this process.
+/// store's SQLite writes take turns here instead, so the busy handler only
+/// ever waits for writers outside this process.
+///
+/// A writer that finds the queue free takes its turn at once. One that
+/// finds it taken first polls it with short sleeps (100 µs, doubling up to
+/// 1 ms) for up to 5 ms: meanwhile the writer that runs does several
+/// writes in a row, without handing the turn to a sleeping thread after
+/// each (on two cores, a strict hand-off per write halved the throughput of
+/// eight writers). Past that it waits in a `parking_lot` mutex, which hands
+/// the turn to its longest waiter at least every 0.5 ms or so: no writer
+/// starves, as they could in SQLite's busy handler.
 ///
 /// There is one queue per database file, shared by every store (every
 /// pool) of this process on that file, and stores on different files write
@@ -30,71 +38,45 @@ use crate::error::Result;
 /// lock, each queued writer fails within acquire + busy timeout instead of
 /// one busy timeout after the other.
 #[cfg(feature = "sqlite")]
-#[derive(Default)]
-struct WriterQueue {
-    state: std::sync::Mutex<QueueState>,
-    free: std::sync::Condvar,
-}
-
-#[cfg(feature = "sqlite")]
-#[derive(Default)]
-struct QueueState {
-    busy: bool,
-    waiting: usize,
-}
+type WriterQueue = parking_lot::Mutex<()>;
 
 /// A writer's turn in its database's queue; the next one's starts on drop.
 #[cfg(feature = "sqlite")]
-pub(crate) struct WriterTurn(Arc<WriterQueue>);
+pub(crate) struct WriterTurn {
+    _turn: parking_lot::ArcMutexGuard<parking_lot::RawMutex, ()>,
+}
 
+/// Waits for a turn in `queue`, at most `limit` (see [`WriterQueue`]).
 #[cfg(feature = "sqlite")]
-impl WriterQueue {
-    fn state(&self) -> std::sync::MutexGuard<'_, QueueState> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn enter(self: &Arc<Self>, limit: Duration) -> Result<WriterTurn> {
-        let mut state = self.state();
-        if state.busy {
-            let end = std::time::Instant::now() + limit;
-            state.waiting += 1;
-            while state.busy {
-                let left = end.saturating_duration_since(std::time::Instant::now());
-                if left.is_zero() {
-                    state.waiting -= 1;
-                    return Err(Error::PoolTimeout {
-                        timeout: limit,
-                        message: "this process's other SQLite writers held the write lock".into(),
-                    });
-                }
-                state = self
-                    .free
-                    .wait_timeout(state, left)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .0;
+fn enter(queue: &Arc<WriterQueue>, limit: Duration) -> Result<WriterTurn> {
+    let start = std::time::Instant::now();
+    let turn = queue.try_lock_arc().or_else(|| {
+        let mut pause = POLL_FIRST;
+        while start.elapsed() + pause < POLL_FOR.min(limit) {
+            std::thread::sleep(pause);
+            if let Some(turn) = queue.try_lock_arc() {
+                return Some(turn);
             }
-            state.waiting -= 1;
+            pause = (pause * 2).min(POLL_MAX);
         }
-        state.busy = true;
-        Ok(WriterTurn(self.clone()))
-    }
+        queue.try_lock_arc_for(limit.saturating_sub(start.elapsed()))
+    });
+    turn.map(|turn| WriterTurn { _turn: turn })
+        .ok_or_else(|| Error::PoolTimeout {
+            timeout: limit,
+            message: "this process's other SQLite writers held the write lock".into(),
+        })
 }
 
+/// A contended writer's first pause before it tries the queue again.
 #[cfg(feature = "sqlite")]
-impl Drop for WriterTurn {
-    fn drop(&mut self) {
-        let mut state = self.0.state();
-        state.busy = false;
-        let waiting = state.waiting > 0;
-        drop(state);
-        // Only when someone waits: a notify is a system call.
-        if waiting {
-            self.0.free.notify_one();
-        }
-    }
-}
+const POLL_FIRST: Duration = Duration::from_micros(100);
+/// The longest pause between its tries.
+#[cfg(feature = "sqlite")]
+const POLL_MAX: Duration = Duration::from_millis(1);
+/// How long it polls before it waits in line.
+#[cfg(feature = "sqlite")]
+const POLL_FOR: Duration = Duration::from_millis(5);
 
 /// The writer queues of the SQLite files this process has open, by
 /// canonical path (a queue lives as long as a pool on its file does).
@@ -137,7 +119,7 @@ fn queue_of(pool: &SqlitePool) -> Arc<WriterQueue> {
     {
         return queue;
     }
-    let queue = Arc::new(WriterQueue::default());
+    let queue = Arc::new(WriterQueue::new(()));
     queues.push((file, Arc::downgrade(&queue)));
     queue
 }
@@ -200,7 +182,7 @@ impl Database {
     pub(super) fn write_gate(&self) -> Result<Option<WriteTurn>> {
         match self {
             #[cfg(feature = "sqlite")]
-            Database::Sqlite(conns) => conns.writers.enter(conns.connection_timeout()).map(Some),
+            Database::Sqlite(conns) => enter(&conns.writers, conns.connection_timeout()).map(Some),
             #[allow(unreachable_patterns)]
             _ => Ok(None),
         }
