@@ -1,14 +1,13 @@
 //! What every contender can do: prepare a set of stored sessions, then run
-//! one of the four operations with some number of workers for a time budget.
+//! one of the measured operations with some number of workers for a time
+//! budget.
 
-use std::time::Duration;
-
-use crate::drive::Cell;
+use crate::drive::{Cell, Stop};
 
 /// The user id every benchmark session holds.
 pub const USER_ID: u64 = 4_242_424_242;
 
-/// The four measured operations.
+/// The measured operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
     /// Read a stored session by its cookie (id).
@@ -19,6 +18,9 @@ pub enum Op {
     Create,
     /// Delete a stored session (consumes what `Create` made).
     Delete,
+    /// A request that writes: load a stored session by its id, change its
+    /// CSRF token, write it back (the 8-worker throughput of the headline).
+    Pair,
 }
 
 impl Op {
@@ -30,6 +32,7 @@ impl Op {
             Op::Update => "update",
             Op::Create => "create",
             Op::Delete => "delete",
+            Op::Pair => "pair",
         }
     }
 }
@@ -63,6 +66,6 @@ pub trait Contender {
     /// fresh ones of `shape`.
     fn prepare(&mut self, n: usize, shape: Shape);
 
-    /// Runs `op` on `workers` concurrent workers for `budget`.
-    fn run(&mut self, op: Op, workers: usize, budget: Duration) -> Cell;
+    /// Runs `op` on `workers` concurrent workers until `stop`.
+    fn run(&mut self, op: Op, workers: usize, stop: Stop) -> Cell;
 }

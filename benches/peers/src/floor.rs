@@ -33,7 +33,7 @@ use stored_session::__bench::{CasUpdate, Live, NewRow, SelectLive};
 use stored_session::schema::stored_sessions::dsl as t;
 
 use crate::contender::{Contender, Op, Shape};
-use crate::drive::{deal, drive_threads, Cell};
+use crate::drive::{deal, drive_threads, Cell, Stop};
 
 pub enum FloorPool {
     Sqlite(Pool<ConnectionManager<SqliteConnection>>),
@@ -344,14 +344,14 @@ impl Contender for Floor {
         }
     }
 
-    fn run(&mut self, op: Op, workers: usize, budget: Duration) -> Cell {
+    fn run(&mut self, op: Op, workers: usize, stop: Stop) -> Cell {
         let this = &*self;
         match op {
             Op::Load => {
                 let n = this.keys.len();
                 let states: Vec<usize> = (0..workers).collect();
-                drive_threads(states, budget, |w, i| {
-                    let (key, _, _) = &this.keys[(*w + i * workers) % n];
+                drive_threads(states, stop, |w, i| {
+                    let (key, _, _) = &this.keys[(*w * n / workers + i) % n];
                     let found = if this.as_store {
                         this.pool.load_as_store(key, now()).is_some()
                     } else {
@@ -365,7 +365,7 @@ impl Contender for Floor {
             Op::Update => {
                 let piles = deal(std::mem::take(&mut self.keys), workers);
                 let this = &*self;
-                let (cell, piles) = drive_threads(piles, budget, |keys, i| {
+                let (cell, piles) = drive_threads(piles, stop, |keys, i| {
                     let k = i % keys.len();
                     let (key, blob, version) = &mut keys[k];
                     *blob ^= 1;
@@ -384,9 +384,25 @@ impl Contender for Floor {
                 self.keys = piles.into_iter().flatten().collect();
                 cell
             }
+            Op::Pair => {
+                // The minimal request that writes: read the row, write the
+                // other blob (store-sql does not run pairs).
+                let piles = deal(std::mem::take(&mut self.keys), workers);
+                let this = &*self;
+                let (cell, piles) = drive_threads(piles, stop, |keys, i| {
+                    let k = i % keys.len();
+                    let (key, blob, _) = &mut keys[k];
+                    assert!(this.pool.load(key).is_some(), "a prepared row must load");
+                    *blob ^= 1;
+                    assert_eq!(this.pool.update(key, &this.blobs[*blob]), 1);
+                    true
+                });
+                self.keys = piles.into_iter().flatten().collect();
+                cell
+            }
             Op::Create => {
                 let piles: Vec<Vec<[u8; 32]>> = (0..workers).map(|_| Vec::new()).collect();
-                let (cell, piles) = drive_threads(piles, budget, |made, _| {
+                let (cell, piles) = drive_threads(piles, stop, |made, _| {
                     let key = this.next_key();
                     assert_eq!(this.pool.insert(&key, &this.blobs[0], now()), 1);
                     made.push(key);
@@ -398,7 +414,7 @@ impl Contender for Floor {
             Op::Delete => {
                 let piles = deal(std::mem::take(&mut self.created), workers);
                 let this = &*self;
-                let (cell, piles) = drive_threads(piles, budget, |left, _| {
+                let (cell, piles) = drive_threads(piles, stop, |left, _| {
                     let Some(key) = left.pop() else {
                         return false;
                     };

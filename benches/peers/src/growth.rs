@@ -6,8 +6,9 @@ use std::io::Write as _;
 use std::time::Instant;
 
 use crate::contender::{Contender, Op, Shape};
-use crate::drive::{Cell, Summary};
+use crate::drive::{Cell, Stop, Summary};
 use crate::setup::{Backend, Bench};
+use crate::stats::{paired, Estimate};
 use crate::Options;
 
 /// Session sizes: label, target plaintext bytes, length of the free-text value.
@@ -32,9 +33,10 @@ pub struct SizePoint {
     pub peer: Option<Summary>,
     pub floor: Summary,
     pub sql: Summary,
-    pub vs_floor: f64,
-    pub vs_peer: Option<f64>,
-    pub vs_sql: f64,
+    /// Paired per-round ratios of typical times (see `stats::paired`).
+    pub vs_floor: Estimate,
+    pub vs_peer: Option<Estimate>,
+    pub vs_sql: Estimate,
 }
 
 #[derive(Debug, Clone)]
@@ -58,7 +60,7 @@ pub struct Curves {
 
 /// Load and update at each session size on one backend.
 pub fn sizes(bench: &mut Bench, o: &Options, curves: &mut Curves) {
-    let rounds = o.rounds.clamp(1, 10);
+    let rounds = o.growth_rounds;
     for (label, note_len) in SIZES {
         let n = if note_len > 100_000 { 50 } else { 200 };
         let mut shape = Shape {
@@ -71,7 +73,7 @@ pub fn sizes(bench: &mut Bench, o: &Options, curves: &mut Curves) {
         bench.sql.prepare(n, shape);
         let with_peer = !(bench.backend == Backend::Mysql && note_len > MYSQL_BLOB_MAX);
         let who: &[usize] = if with_peer {
-            bench.peer.prepare(n, shape);
+            bench.contender(1).prepare(n, shape);
             &[0, 1, 2, 3]
         } else {
             let note = format!(
@@ -90,20 +92,34 @@ pub fn sizes(bench: &mut Bench, o: &Options, curves: &mut Curves) {
         );
         for op in [Op::Load, Op::Update] {
             let budget = match op {
-                Op::Load => o.budget,
-                _ => o.write_budget,
+                Op::Load => o.growth_cell,
+                _ => o.growth_cell * 8 / 3,
             };
             let mut pooled: [Cell; 4] = Default::default();
+            // Per round, each contender's typical time (for paired ratios).
+            let mut typical: Vec<[f64; 4]> = Vec::new();
             for round in 0..=rounds {
+                let mut t = [f64::NAN; 4];
                 for k in 0..who.len() {
                     let idx = who[(k + round) % who.len()];
-                    let cell = bench.contender(idx).run(op, 1, budget);
+                    let cell = bench.contender(idx).run(op, 1, Stop::After(budget));
                     if round > 0 {
-                        pooled[idx].lat_ns.extend(cell.lat_ns);
-                        pooled[idx].wall += cell.wall;
+                        pooled[idx].absorb(&cell);
+                        t[idx] = cell.summary().iqm_us;
                     }
                 }
+                if round > 0 {
+                    typical.push(t);
+                }
             }
+            let vs = |other: usize| {
+                paired(
+                    &typical
+                        .iter()
+                        .map(|t| (0, t[0] / t[other]))
+                        .collect::<Vec<_>>(),
+                )
+            };
             let [ss, peer, floor, sql] = pooled.map(Cell::summary);
             curves.sizes.push(SizePoint {
                 backend: bench.backend,
@@ -114,9 +130,9 @@ pub fn sizes(bench: &mut Bench, o: &Options, curves: &mut Curves) {
                 peer: with_peer.then_some(peer),
                 floor,
                 sql,
-                vs_floor: ss.iqm_us / floor.iqm_us,
-                vs_peer: with_peer.then(|| ss.iqm_us / peer.iqm_us),
-                vs_sql: ss.iqm_us / sql.iqm_us,
+                vs_floor: vs(2),
+                vs_peer: with_peer.then(|| vs(1)),
+                vs_sql: vs(3),
             });
         }
     }
@@ -208,9 +224,10 @@ pub fn write_csv(curves: &Curves, dir: &std::path::Path) -> std::io::Result<()> 
             p.floor.iqm_us,
             p.sql.iqm_us,
             p.peer.map_or(String::new(), |s| format!("{:.2}", s.iqm_us)),
-            p.vs_floor,
-            p.vs_sql,
-            p.vs_peer.map_or(String::new(), |r| format!("{r:.3}")),
+            p.vs_floor.point,
+            p.vs_sql.point,
+            p.vs_peer
+                .map_or(String::new(), |r| format!("{:.3}", r.point)),
         )?;
     }
     let mut f = std::fs::File::create(dir.join("trim.csv"))?;

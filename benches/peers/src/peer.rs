@@ -26,7 +26,7 @@ use tower_sessions_sqlx_store::sqlx::sqlite::{
 use tower_sessions_sqlx_store::{MySqlStore, PostgresStore, SqliteStore};
 
 use crate::contender::{note, tokens, Contender, Op, Shape, USER_ID};
-use crate::drive::{deal, drive_tasks, Cell};
+use crate::drive::{deal, drive_tasks, Cell, Stop};
 
 /// The table the peer's sessions go to (its default schema on PostgreSQL,
 /// the benchmark database itself on MariaDB).
@@ -181,19 +181,27 @@ impl Contender for TowerSqlx {
         });
     }
 
-    fn run(&mut self, op: Op, workers: usize, budget: Duration) -> Cell {
+    fn run(&mut self, op: Op, workers: usize, stop: Stop) -> Cell {
         let worker = |items| self.worker(items);
         match op {
             Op::Load => {
+                // Every worker walks all the sessions, from its own offset
+                // (as the store's and the floor's workers do).
                 let ids: Vec<Id> = self.records.iter().map(|(r, _)| r.id).collect();
-                let piles: Vec<_> = deal(ids, workers).into_iter().map(worker).collect();
-                let (cell, _) =
-                    drive_tasks(&self.rt, piles, budget, |w: Worker<Id>, i| async move {
-                        let id = w.items[i % w.items.len()];
-                        let found = w.store.load(&id).await.expect("load");
-                        assert!(found.is_some(), "a prepared session must load");
-                        (w, true)
-                    });
+                let n = ids.len();
+                let piles: Vec<_> = (0..workers)
+                    .map(|w| {
+                        let mut mine = ids.clone();
+                        mine.rotate_left(w * n / workers);
+                        worker(mine)
+                    })
+                    .collect();
+                let (cell, _) = drive_tasks(&self.rt, piles, stop, |w: Worker<Id>, i| async move {
+                    let id = w.items[i % w.items.len()];
+                    let found = w.store.load(&id).await.expect("load");
+                    assert!(found.is_some(), "a prepared session must load");
+                    (w, true)
+                });
                 cell
             }
             Op::Update => {
@@ -204,7 +212,7 @@ impl Contender for TowerSqlx {
                 let (cell, piles) = drive_tasks(
                     &self.rt,
                     piles,
-                    budget,
+                    stop,
                     |mut w: Worker<(Record, usize)>, i| async move {
                         let k = i % w.items.len();
                         let (record, token) = &mut w.items[k];
@@ -217,12 +225,40 @@ impl Contender for TowerSqlx {
                 self.records = piles.into_iter().flat_map(|w| w.items).collect();
                 cell
             }
+            Op::Pair => {
+                let piles: Vec<_> = deal(std::mem::take(&mut self.records), workers)
+                    .into_iter()
+                    .map(|items| self.worker(items))
+                    .collect();
+                let (cell, piles) = drive_tasks(
+                    &self.rt,
+                    piles,
+                    stop,
+                    |mut w: Worker<(Record, usize)>, i| async move {
+                        let k = i % w.items.len();
+                        let (kept, token) = &mut w.items[k];
+                        let mut record = w
+                            .store
+                            .load(&kept.id)
+                            .await
+                            .expect("load")
+                            .expect("a prepared session must load");
+                        *token ^= 1;
+                        record.data.insert("csrf".into(), w.tokens[*token].clone());
+                        w.store.save(&record).await.expect("save");
+                        *kept = record;
+                        (w, true)
+                    },
+                );
+                self.records = piles.into_iter().flat_map(|w| w.items).collect();
+                cell
+            }
             Op::Create => {
                 let piles: Vec<_> = (0..workers).map(|_| self.worker(Vec::new())).collect();
                 let (cell, piles) = drive_tasks(
                     &self.rt,
                     piles,
-                    budget,
+                    stop,
                     |mut w: Worker<Record>, _| async move {
                         let record = create(&*w.store, &w.data).await;
                         w.items.push(record);
@@ -240,7 +276,7 @@ impl Contender for TowerSqlx {
                 let (cell, piles) = drive_tasks(
                     &self.rt,
                     piles,
-                    budget,
+                    stop,
                     |mut w: Worker<Record>, _| async move {
                         let Some(record) = w.items.pop() else {
                             return (w, false);

@@ -19,6 +19,8 @@ pub enum Backend {
     Sqlite,
     Postgres,
     Mysql,
+    /// A MariaDB Galera cluster, through one node (load and update only).
+    Galera,
 }
 
 impl Backend {
@@ -27,6 +29,7 @@ impl Backend {
             "sqlite" => Some(Backend::Sqlite),
             "postgres" | "postgresql" => Some(Backend::Postgres),
             "mysql" | "mariadb" => Some(Backend::Mysql),
+            "galera" => Some(Backend::Galera),
             _ => None,
         }
     }
@@ -36,6 +39,7 @@ impl Backend {
             Backend::Sqlite => "sqlite",
             Backend::Postgres => "postgres",
             Backend::Mysql => "mysql",
+            Backend::Galera => "galera",
         }
     }
 }
@@ -54,7 +58,8 @@ pub struct Bench {
     pub backend: Backend,
     pub server: String,
     pub ss: StoredSession,
-    pub peer: TowerSqlx,
+    /// The peer (`None` when opened without it, for instruction counts).
+    pub peer: Option<TowerSqlx>,
     pub floor: Floor,
     /// The store's own statements, no crypto (load and update only).
     pub sql: Floor,
@@ -84,66 +89,95 @@ fn with_database(url: &str, database: &str) -> String {
     }
 }
 
+/// `url` with `sslmode=disable`, unless it names an `sslmode` itself.
+fn plain_tcp(url: &str) -> String {
+    if url.contains("sslmode=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&sslmode=disable")
+    } else {
+        format!("{url}?sslmode=disable")
+    }
+}
+
 impl Bench {
-    /// Drops and recreates the benchmark database, then opens the three
+    /// Drops and recreates the benchmark database, then opens the four
     /// contenders on it (stored-session first: it runs its migrations).
     pub fn open(backend: Backend, o: &Options, rt: Arc<Runtime>) -> Bench {
+        Self::open_with(backend, o, Some(rt))
+    }
+
+    /// [`Bench::open`], without the peer when `rt` is `None`.
+    pub fn open_with(backend: Backend, o: &Options, rt: Option<Arc<Runtime>>) -> Bench {
         let db = &o.database;
         // Per backend: the URL the store opens, how to open a floor pool,
         // how to open the peer.
         type Make<T> = Box<dyn Fn() -> T>;
-        let (url, floor_pool, peer): (String, Make<FloorPool>, Make<TowerSqlx>) = match backend {
-            Backend::Sqlite => {
-                let path = sqlite_path(o);
-                std::fs::create_dir_all(path.parent().expect("parent")).expect("target dir");
-                for suffix in ["", "-wal", "-shm"] {
-                    let mut p = path.clone().into_os_string();
-                    p.push(suffix);
-                    let _ = std::fs::remove_file(p);
+        let (url, floor_pool, peer): (String, Make<FloorPool>, Make<Option<TowerSqlx>>) =
+            match backend {
+                Backend::Sqlite => {
+                    let path = sqlite_path(o);
+                    std::fs::create_dir_all(path.parent().expect("parent")).expect("target dir");
+                    for suffix in ["", "-wal", "-shm"] {
+                        let mut p = path.clone().into_os_string();
+                        p.push(suffix);
+                        let _ = std::fs::remove_file(p);
+                    }
+                    let text = path.to_str().expect("utf-8 path").to_owned();
+                    let url = format!("sqlite://{text}");
+                    (
+                        url,
+                        Box::new(move || FloorPool::sqlite(&text)),
+                        Box::new(move || {
+                            rt.as_ref().map(|rt| TowerSqlx::sqlite(rt.clone(), &path))
+                        }),
+                    )
                 }
-                let text = path.to_str().expect("utf-8 path").to_owned();
-                let url = format!("sqlite://{text}");
-                (
-                    url,
-                    Box::new(move || FloorPool::sqlite(&text)),
-                    Box::new(move || TowerSqlx::sqlite(rt.clone(), &path)),
-                )
-            }
-            Backend::Postgres => {
-                let mut admin =
-                    PgConnection::establish(&o.postgres_admin).expect("connect to PostgreSQL");
-                diesel::sql_query(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-                    .execute(&mut admin)
-                    .expect("drop benchmark database");
-                diesel::sql_query(format!("CREATE DATABASE {db}"))
-                    .execute(&mut admin)
-                    .expect("create benchmark database");
-                let url = with_database(&o.postgres_admin, db);
-                let (a, b) = (url.clone(), url.clone());
-                (
-                    url,
-                    Box::new(move || FloorPool::postgres(&a)),
-                    Box::new(move || TowerSqlx::postgres(rt.clone(), &b)),
-                )
-            }
-            Backend::Mysql => {
-                let mut admin =
-                    MysqlConnection::establish(&o.mysql_admin).expect("connect to MySQL");
-                diesel::sql_query(format!("DROP DATABASE IF EXISTS {db}"))
-                    .execute(&mut admin)
-                    .expect("drop benchmark database");
-                diesel::sql_query(format!("CREATE DATABASE {db}"))
-                    .execute(&mut admin)
-                    .expect("create benchmark database");
-                let url = with_database(&o.mysql_admin, db);
-                let (a, b, name) = (url.clone(), url.clone(), db.clone());
-                (
-                    url,
-                    Box::new(move || FloorPool::mysql(&a)),
-                    Box::new(move || TowerSqlx::mysql(rt.clone(), &b, &name)),
-                )
-            }
-        };
+                Backend::Postgres => {
+                    let mut admin =
+                        PgConnection::establish(&o.postgres_admin).expect("connect to PostgreSQL");
+                    diesel::sql_query(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .expect("drop benchmark database");
+                    diesel::sql_query(format!("CREATE DATABASE {db}"))
+                        .execute(&mut admin)
+                        .expect("create benchmark database");
+                    // Plain TCP for every contender: the peer's sqlx is built
+                    // without TLS, and libpq would otherwise negotiate it
+                    // (`sslmode=prefer`) with a server that has `ssl = on`.
+                    let url = plain_tcp(&with_database(&o.postgres_admin, db));
+                    let (a, b) = (url.clone(), url.clone());
+                    (
+                        url,
+                        Box::new(move || FloorPool::postgres(&a)),
+                        Box::new(move || rt.as_ref().map(|rt| TowerSqlx::postgres(rt.clone(), &b))),
+                    )
+                }
+                Backend::Mysql | Backend::Galera => {
+                    let admin_url = match backend {
+                        Backend::Galera => o.galera_admin.as_deref().expect("a Galera URL"),
+                        _ => &o.mysql_admin,
+                    };
+                    let mut admin =
+                        MysqlConnection::establish(admin_url).expect("connect to MySQL");
+                    diesel::sql_query(format!("DROP DATABASE IF EXISTS {db}"))
+                        .execute(&mut admin)
+                        .expect("drop benchmark database");
+                    diesel::sql_query(format!("CREATE DATABASE {db}"))
+                        .execute(&mut admin)
+                        .expect("create benchmark database");
+                    let url = with_database(admin_url, db);
+                    let (a, b, name) = (url.clone(), url.clone(), db.clone());
+                    (
+                        url,
+                        Box::new(move || FloorPool::mysql(&a)),
+                        Box::new(move || {
+                            rt.as_ref()
+                                .map(|rt| TowerSqlx::mysql(rt.clone(), &b, &name))
+                        }),
+                    )
+                }
+            };
         let ss = StoredSession::open(&url);
         let floor = Floor::new(floor_pool());
         let sql = Floor::store_sql(floor_pool());
@@ -153,6 +187,10 @@ impl Bench {
             Backend::Sqlite => format!("SQLite {version} (file, WAL)"),
             Backend::Postgres => version,
             Backend::Mysql => format!("MariaDB/MySQL {version}"),
+            Backend::Galera => format!(
+                "MariaDB Galera cluster {version} ({} nodes, through one)",
+                floor.pool.variable("wsrep_cluster_size")
+            ),
         };
         Bench {
             backend,
@@ -169,7 +207,7 @@ impl Bench {
     pub fn contender(&mut self, idx: usize) -> &mut dyn Contender {
         match idx {
             0 => &mut self.ss,
-            1 => &mut self.peer,
+            1 => self.peer.as_mut().expect("the peer is open"),
             2 => &mut self.floor,
             _ => &mut self.sql,
         }
@@ -184,7 +222,9 @@ impl Bench {
         };
         self.ss.prepare(n, shape);
         shape.blob_len = self.floor.pool.data_of(&self.ss.stored_id(0)).len();
-        self.peer.prepare(n, shape);
+        if let Some(peer) = &mut self.peer {
+            peer.prepare(n, shape);
+        }
         self.floor.prepare(n, shape);
         self.sql.prepare(n, shape);
         shape
@@ -192,6 +232,38 @@ impl Bench {
 }
 
 impl FloorPool {
+    /// A MySQL/MariaDB status variable's value ("?" if unknown).
+    pub fn variable(&self, name: &str) -> String {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = Text, column_name = "Value")]
+            value: String,
+        }
+        let FloorPool::Mysql(p) = self else {
+            return "?".into();
+        };
+        diesel::sql_query(format!("SHOW STATUS LIKE '{name}'"))
+            .get_result::<Row>(&mut *p.get().expect("conn"))
+            .map_or_else(|_| "?".into(), |r| r.value)
+    }
+
+    /// Refreshes the planner's statistics of the benchmark table, as
+    /// autovacuum and InnoDB's persistent statistics do on their own.
+    pub fn analyze(&self) {
+        let sql = match self {
+            FloorPool::Sqlite(_) => "ANALYZE",
+            FloorPool::Postgres(_) => "ANALYZE stored_sessions",
+            FloorPool::Mysql(_) => "ANALYZE TABLE stored_sessions",
+        };
+        let query = diesel::sql_query(sql);
+        let done = match self {
+            FloorPool::Sqlite(p) => query.execute(&mut *p.get().expect("conn")),
+            FloorPool::Postgres(p) => query.execute(&mut *p.get().expect("conn")),
+            FloorPool::Mysql(p) => query.execute(&mut *p.get().expect("conn")),
+        };
+        done.expect("analyze");
+    }
+
     /// The server's version string.
     pub fn version(&self) -> String {
         let query = match self {
@@ -210,7 +282,23 @@ impl FloorPool {
 
 #[cfg(test)]
 mod tests {
-    use super::with_database;
+    use super::{plain_tcp, with_database};
+
+    #[test]
+    fn postgres_urls_get_plain_tcp_unless_they_choose() {
+        assert_eq!(
+            plain_tcp("postgres://h/b"),
+            "postgres://h/b?sslmode=disable"
+        );
+        assert_eq!(
+            plain_tcp("postgres://h/b?application_name=x"),
+            "postgres://h/b?application_name=x&sslmode=disable"
+        );
+        assert_eq!(
+            plain_tcp("postgres://h/b?sslmode=require"),
+            "postgres://h/b?sslmode=require"
+        );
+    }
 
     #[test]
     fn database_in_url() {

@@ -1,12 +1,10 @@
 //! Contender 1: stored-session, used exactly as an application would (blocking
 //! calls from the request's thread; one OS thread per concurrent worker).
 
-use std::time::Duration;
-
 use stored_session::{CookieAction, Keyring, PoolOptions, Session, SessionId, SessionStore};
 
 use crate::contender::{note, tokens, Contender, Op, Shape, USER_ID};
-use crate::drive::{deal, drive_threads, Cell};
+use crate::drive::{deal, drive_threads, Cell, Stop};
 
 pub struct StoredSession {
     pub store: SessionStore,
@@ -15,8 +13,9 @@ pub struct StoredSession {
     tokens: [String; 2],
     /// Cookie values of the prepared sessions (for `Load`).
     pub cookies: Vec<String>,
-    /// The prepared sessions, loaded, with the index of their current token (for `Update`).
-    sessions: Vec<(Session, usize)>,
+    /// The prepared sessions, loaded, with the index of their current token
+    /// and their cookie (for `Update` and `Pair`).
+    sessions: Vec<(Session, usize, String)>,
     /// Sessions made by `Create`, for `Delete`.
     created: Vec<Session>,
 }
@@ -25,8 +24,15 @@ impl StoredSession {
     /// Opens the store on `url` (its own r2d2 pool of at most 8 connections)
     /// and runs its migrations.
     pub fn open(url: &str) -> Self {
+        // Measurement knob (not for reports): BENCH_NO_DEADLINE=1 opens the
+        // store with `operation_timeout(None)`, to isolate what the
+        // client-side deadline's worker hand-off costs.
+        let mut pool = PoolOptions::default().max_size(8);
+        if std::env::var_os("BENCH_NO_DEADLINE").is_some() {
+            pool = pool.operation_timeout(None);
+        }
         let store = SessionStore::builder(Keyring::generate())
-            .pool(PoolOptions::default().max_size(8))
+            .pool(pool)
             .open_migrated(url)
             .expect("open stored-session");
         StoredSession {
@@ -80,20 +86,20 @@ impl Contender for StoredSession {
             let (_, cookie) = create(&self.store, &self.tokens[0], &self.note);
             let session = self.store.load(Some(&cookie)).expect("load");
             assert!(!session.is_new(), "a prepared session must load");
-            self.sessions.push((session, 0));
+            self.sessions.push((session, 0, cookie.clone()));
             self.cookies.push(cookie);
         }
     }
 
-    fn run(&mut self, op: Op, workers: usize, budget: Duration) -> Cell {
+    fn run(&mut self, op: Op, workers: usize, stop: Stop) -> Cell {
         let store = &self.store;
         match op {
             Op::Load => {
                 let cookies = &self.cookies;
                 let n = cookies.len();
                 let states: Vec<usize> = (0..workers).collect();
-                drive_threads(states, budget, |w, i| {
-                    let cookie = &cookies[(*w + i * workers) % n];
+                drive_threads(states, stop, |w, i| {
+                    let cookie = &cookies[(*w * n / workers + i) % n];
                     let session = store.load(Some(cookie)).expect("load");
                     assert!(!session.is_new(), "a prepared session must load");
                     true
@@ -103,9 +109,9 @@ impl Contender for StoredSession {
             Op::Update => {
                 let tokens = &self.tokens;
                 let piles = deal(std::mem::take(&mut self.sessions), workers);
-                let (cell, piles) = drive_threads(piles, budget, |pile, i| {
+                let (cell, piles) = drive_threads(piles, stop, |pile, i| {
                     let k = i % pile.len();
-                    let (session, token) = &mut pile[k];
+                    let (session, token, _) = &mut pile[k];
                     *token ^= 1;
                     session.insert("csrf", &tokens[*token]).expect("encode");
                     assert_eq!(
@@ -118,10 +124,34 @@ impl Contender for StoredSession {
                 self.sessions = piles.into_iter().flatten().collect();
                 cell
             }
+            Op::Pair => {
+                // Each worker its own sessions (no write conflicts between
+                // workers); the session loaded replaces the kept one, so
+                // that `Update` goes on from the newest version.
+                let tokens = &self.tokens;
+                let piles = deal(std::mem::take(&mut self.sessions), workers);
+                let (cell, piles) = drive_threads(piles, stop, |pile, i| {
+                    let k = i % pile.len();
+                    let (kept, token, cookie) = &mut pile[k];
+                    let mut session = store.load(Some(cookie)).expect("load");
+                    assert!(!session.is_new(), "a prepared session must load");
+                    *token ^= 1;
+                    session.insert("csrf", &tokens[*token]).expect("encode");
+                    assert_eq!(
+                        store.save(&mut session).expect("commit"),
+                        CookieAction::Keep,
+                        "an update must write in place"
+                    );
+                    *kept = session;
+                    true
+                });
+                self.sessions = piles.into_iter().flatten().collect();
+                cell
+            }
             Op::Create => {
                 let (token, note) = (&self.tokens[0], &self.note);
                 let piles: Vec<Vec<Session>> = (0..workers).map(|_| Vec::new()).collect();
-                let (cell, piles) = drive_threads(piles, budget, |made, _| {
+                let (cell, piles) = drive_threads(piles, stop, |made, _| {
                     made.push(create(store, token, note).0);
                     true
                 });
@@ -130,7 +160,7 @@ impl Contender for StoredSession {
             }
             Op::Delete => {
                 let piles = deal(std::mem::take(&mut self.created), workers);
-                let (cell, piles) = drive_threads(piles, budget, |left, _| {
+                let (cell, piles) = drive_threads(piles, stop, |left, _| {
                     let Some(mut session) = left.pop() else {
                         return false;
                     };
