@@ -482,3 +482,63 @@ backend_suite!(
     rotation_reencrypts_everything_and_is_resumable,
     rotation_never_loses_a_concurrent_write,
 );
+
+/// The plan SQLite chooses for each of the trim's batch DELETEs, as the
+/// store sends them (`docs/sql/sqlite.sql`, kept equal to what the store
+/// sends by `tests/statements.rs`), on a table of expired rows.
+#[cfg(feature = "sqlite")]
+fn sqlite_trim_delete_plans() -> Vec<(String, String)> {
+    #[derive(QueryableByName)]
+    struct Step {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        detail: String,
+    }
+    let h = Harness::sqlite().unwrap();
+    let store = store(&h);
+    for n in 0..200 {
+        create(&store, n);
+    }
+    let docs = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/sql/sqlite.sql"),
+    )
+    .unwrap();
+    let deletes: Vec<&str> = docs
+        .lines()
+        .filter(|l| {
+            l.starts_with("DELETE FROM `stored_sessions` WHERE (")
+                && l.contains("(`stored_sessions`.`id` IN (?, ...)) AND")
+        })
+        .collect();
+    assert_eq!(deletes.len(), 3, "one batch DELETE per trim rule");
+    let mut conn = SqliteConnection::establish(h.url.trim_start_matches("sqlite://")).unwrap();
+    deletes
+        .iter()
+        .map(|sql| {
+            let sql = sql
+                .trim_end_matches(';')
+                .replace("(?, ...)", "(1, 2, 3)")
+                .replace('?', "0");
+            let plan = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+                .load::<Step>(&mut conn)
+                .unwrap();
+            let plan: Vec<String> = plan.into_iter().map(|s| s.detail).collect();
+            (sql, plan.join("; "))
+        })
+        .collect()
+}
+
+/// Each batch of a trim finds its rows by primary key. Were the re-check of
+/// the rule answered from the rule's index, every batch would read all the
+/// expired rows not yet deleted, and trimming would take time growing with
+/// the square of the rows (measured before the fix: 300,000 rows took 6x
+/// the time of 100,000 on SQLite; 1M rows 52 s instead of 12 s).
+#[cfg(feature = "sqlite")]
+#[test]
+fn trim_batches_delete_by_primary_key_on_sqlite() {
+    for (sql, plan) in sqlite_trim_delete_plans() {
+        assert!(
+            plan.contains("PRIMARY KEY") && !plan.contains("_idx"),
+            "{sql}\n  is planned as: {plan}"
+        );
+    }
+}

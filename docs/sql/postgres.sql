@@ -124,13 +124,13 @@ SELECT substr(data, 3, 4) AS kid, CAST(COUNT(*) AS BIGINT) AS n FROM stored_sess
 -- Trim::run (batched, each expiry rule)
 --   also: trim_inactive; Trimmer (one run)
 SELECT "stored_sessions"."id" FROM "stored_sessions" WHERE ("stored_sessions"."expires_at" <= $1) ORDER BY "stored_sessions"."expires_at" ASC, "stored_sessions"."updated_at" ASC LIMIT $2;
-DELETE FROM "stored_sessions" WHERE (("stored_sessions"."id" = ANY($1)) AND ("stored_sessions"."expires_at" <= $2));
+DELETE FROM "stored_sessions" WHERE (("stored_sessions"."id" = ANY($1)) AND (("stored_sessions"."expires_at" + $2) <= $3));
 --   also: trim_inactive; Trimmer (one run)
 SELECT "stored_sessions"."id" FROM "stored_sessions" WHERE (("stored_sessions"."expires_at" IS NULL) AND ("stored_sessions"."updated_at" <= $1)) ORDER BY "stored_sessions"."expires_at" ASC, "stored_sessions"."updated_at" ASC LIMIT $2;
-DELETE FROM "stored_sessions" WHERE ((("stored_sessions"."id" = ANY($1)) AND ("stored_sessions"."expires_at" IS NULL)) AND ("stored_sessions"."updated_at" <= $2));
+DELETE FROM "stored_sessions" WHERE ((("stored_sessions"."id" = ANY($1)) AND (("stored_sessions"."expires_at" + $2) IS NULL)) AND (("stored_sessions"."updated_at" + $3) <= $4));
 --   also: trim_inactive; Trimmer (one run)
 SELECT "stored_sessions"."id" FROM "stored_sessions" WHERE ("stored_sessions"."created_at" <= $1) ORDER BY "stored_sessions"."created_at" ASC LIMIT $2;
-DELETE FROM "stored_sessions" WHERE (("stored_sessions"."id" = ANY($1)) AND ("stored_sessions"."created_at" <= $2));
+DELETE FROM "stored_sessions" WHERE (("stored_sessions"."id" = ANY($1)) AND (("stored_sessions"."created_at" + $2) <= $3));
 
 -- rotate_keys
 SELECT "stored_sessions"."id", "stored_sessions"."sid", "stored_sessions"."data", "stored_sessions"."version" FROM "stored_sessions" WHERE (("stored_sessions"."id" > $1) AND ((("stored_sessions"."created_at" + $2) > $3) AND (coalesce("stored_sessions"."expires_at", ("stored_sessions"."updated_at" + $4)) > $5))) ORDER BY "stored_sessions"."id" ASC LIMIT $6;

@@ -112,13 +112,13 @@ SELECT substr(data, 3, 4) AS kid, CAST(COUNT(*) AS BIGINT) AS n FROM stored_sess
 -- Trim::run (batched, each expiry rule)
 --   also: trim_inactive; Trimmer (one run)
 SELECT `stored_sessions`.`id` FROM `stored_sessions` WHERE (`stored_sessions`.`expires_at` <= ?) ORDER BY `stored_sessions`.`expires_at` ASC, `stored_sessions`.`updated_at` ASC LIMIT ?;
-DELETE FROM `stored_sessions` WHERE ((`stored_sessions`.`id` IN (?, ...)) AND (`stored_sessions`.`expires_at` <= ?));
+DELETE FROM `stored_sessions` WHERE ((`stored_sessions`.`id` IN (?, ...)) AND ((`stored_sessions`.`expires_at` + ?) <= ?));
 --   also: trim_inactive; Trimmer (one run)
 SELECT `stored_sessions`.`id` FROM `stored_sessions` WHERE ((`stored_sessions`.`expires_at` IS NULL) AND (`stored_sessions`.`updated_at` <= ?)) ORDER BY `stored_sessions`.`expires_at` ASC, `stored_sessions`.`updated_at` ASC LIMIT ?;
-DELETE FROM `stored_sessions` WHERE (((`stored_sessions`.`id` IN (?, ...)) AND (`stored_sessions`.`expires_at` IS NULL)) AND (`stored_sessions`.`updated_at` <= ?));
+DELETE FROM `stored_sessions` WHERE (((`stored_sessions`.`id` IN (?, ...)) AND ((`stored_sessions`.`expires_at` + ?) IS NULL)) AND ((`stored_sessions`.`updated_at` + ?) <= ?));
 --   also: trim_inactive; Trimmer (one run)
 SELECT `stored_sessions`.`id` FROM `stored_sessions` WHERE (`stored_sessions`.`created_at` <= ?) ORDER BY `stored_sessions`.`created_at` ASC LIMIT ?;
-DELETE FROM `stored_sessions` WHERE ((`stored_sessions`.`id` IN (?, ...)) AND (`stored_sessions`.`created_at` <= ?));
+DELETE FROM `stored_sessions` WHERE ((`stored_sessions`.`id` IN (?, ...)) AND ((`stored_sessions`.`created_at` + ?) <= ?));
 
 -- rotate_keys
 SELECT `stored_sessions`.`id`, `stored_sessions`.`sid`, `stored_sessions`.`data`, `stored_sessions`.`version` FROM `stored_sessions` WHERE ((`stored_sessions`.`id` > ?) AND (((`stored_sessions`.`created_at` + ?) > ?) AND (coalesce(`stored_sessions`.`expires_at`, (`stored_sessions`.`updated_at` + ?)) > ?))) ORDER BY `stored_sessions`.`id` ASC LIMIT ?;

@@ -172,20 +172,26 @@ impl Database {
         cut: Cutoffs,
     ) -> Result<usize> {
         let ids = ids.to_vec();
+        // The re-checks compare `column + 0`, which no index can answer, so
+        // every backend finds the batch by primary key. Compared bare,
+        // SQLite answered the DELETE from the rule's index range instead
+        // (every expired row not yet deleted, filtered by id): each batch
+        // read the whole rest of the range, and trimming grew with the
+        // square of the rows (300,000 rows took 6x the time of 100,000).
         with_connection!(self, |conn| {
             let batch = t::stored_sessions.filter(t::id.eq_any(&ids));
             match rule {
                 TrimRule::Deadline => {
-                    diesel::delete(batch.filter(t::expires_at.le(cut.now))).execute(conn)
+                    diesel::delete(batch.filter((t::expires_at + 0).le(cut.now))).execute(conn)
                 }
                 TrimRule::Idle => diesel::delete(
                     batch
-                        .filter(t::expires_at.is_null())
-                        .filter(t::updated_at.le(cut.idle)),
+                        .filter((t::expires_at + 0).is_null())
+                        .filter((t::updated_at + 0).le(cut.idle)),
                 )
                 .execute(conn),
                 TrimRule::Lifetime => {
-                    diesel::delete(batch.filter(t::created_at.le(cut.lifetime))).execute(conn)
+                    diesel::delete(batch.filter((t::created_at + 0).le(cut.lifetime))).execute(conn)
                 }
             }
             .map_err(Error::from)

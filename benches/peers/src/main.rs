@@ -140,6 +140,7 @@ USAGE: cargo run --release -- [OPTIONS]
   --no-growth              skip the session-size curves
   --growth-rounds N        rounds of the session-size curves and of the listing (default 20)
   --no-trim                skip the trimming curve
+  --no-matrix              skip the 1 KiB matrix (to run a curve alone)
   --no-listing             skip the per-user listing costs
   --no-instructions        skip the instruction counts in the full report
   --trim-rows LIST         row counts for the trimming curve (default 10000,100000,1000000)
@@ -240,6 +241,7 @@ fn parse_args() -> Options {
             "--no-growth" => o.growth = false,
             "--growth-rounds" => o.growth_rounds = number(&value("--growth-rounds")).max(1),
             "--no-trim" => o.trim = false,
+            "--no-matrix" => o.matrix = false,
             "--no-listing" => o.listing = false,
             "--no-instructions" => o.instructions = false,
             "--trim-rows" => {
