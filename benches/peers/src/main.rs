@@ -27,7 +27,7 @@
 //! (SQLite; a deterministic measure for the CPU-bound part).
 //!
 //! ```text
-//! cargo run --release -- --quick     # < 60 s; last line: the worst ratios
+//! cargo run --release -- --quick     # two runs, about a minute; last line: the worst ratios
 //! cargo run --release                # full run, writes ../../BENCHMARKS.md
 //! ```
 //!
@@ -111,15 +111,15 @@ stored-session-peers: stored-session vs tower-sessions-sqlx-store vs raw Diesel
 USAGE: cargo run --release -- [OPTIONS]
 
   --quick                  regression check in about a minute per backend: load, update
-                           and the 8-worker load-modify-save pair only, short cells, no
-                           curves, nothing written; prints each ratio with its 95%
-                           interval and the pairs' throughput; the last line holds the
-                           worst ratios
+                           and the 8-worker load-modify-save pair only, two runs of
+                           short cells, no curves, nothing written; prints each ratio
+                           with its 95% interval, the run-to-run spread and the pairs'
+                           throughput; the last line holds the worst ratios
   --repeat N               run everything N times (fresh databases) and print the spread
-                           between runs; the ratios printed last pool all runs (default 1;
-                           full run 3)
+                           between runs; the ratios printed last pool all runs (default:
+                           quick 2, full run 3)
   --rounds N               blocks per operation and worker count in each run (default 30;
-                           quick: at least 20, and as many as 8 s per backend allow)
+                           quick: at least 20, and as many as 6 s per backend and run allow)
   --cell-ms MS             time budget of one load cell, writes get 8/3 of it
                            (default 20; quick 6)
   --target-ci PCT          after the rounds, add load and update blocks where a headline
@@ -292,9 +292,9 @@ fn parse_args() -> Options {
     }
     o.rounds = rounds.unwrap_or(if o.quick { 20 } else { 30 }).max(1);
     if o.quick && rounds.is_none() {
-        o.round_time = Duration::from_secs(8);
+        o.round_time = Duration::from_secs(6);
     }
-    o.repeat = repeat.unwrap_or(if o.quick { 1 } else { 3 }).max(1);
+    o.repeat = repeat.unwrap_or(if o.quick { 2 } else { 3 }).max(1);
     o.extra = Duration::from_secs(extra_s.unwrap_or(if o.quick { 6 } else { 20 }) as u64);
     let cell_ms = cell_ms.unwrap_or(if o.quick { 6 } else { 20 }) as u64;
     o.budget = Duration::from_millis(cell_ms);

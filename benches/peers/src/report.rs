@@ -707,7 +707,7 @@ pub fn write(path: &Path, o: &Options, run: &Run<'_>) {
         "```sh\ncd benches/peers\n\
          BENCH_GALERA_URL=mysql://root@127.0.0.1:4306/galtest \\\n  \
          cargo run --release            # this report ({:.0} min here)\n\
-         cargo run --release -- --quick # regression check, < 60 s; last line = worst ratios\n\
+         cargo run --release -- --quick # regression check (two runs, about a minute); last line = worst ratios\n\
          cargo run --release -- --quick --repeat 3  # the same, with the run-to-run spread\n\
          cargo run --release -- --instructions      # instructions per operation (callgrind)\n\
          python3 plot.py                # the growth PNG from results/growth.csv\n\
