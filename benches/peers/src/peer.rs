@@ -130,6 +130,22 @@ impl TowerSqlx {
 }
 
 impl TowerSqlx {
+    /// Runs `op` on the prepared records dealt to `workers` workers, and
+    /// keeps what they leave (`Update` and `Pair`).
+    fn on_records<F, Fut>(&mut self, workers: usize, stop: Stop, op: F) -> Cell
+    where
+        F: Fn(Worker<(Record, usize)>, usize) -> Fut + Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = (Worker<(Record, usize)>, bool)> + Send + 'static,
+    {
+        let piles: Vec<_> = deal(std::mem::take(&mut self.records), workers)
+            .into_iter()
+            .map(|items| self.worker(items))
+            .collect();
+        let (cell, piles) = drive_tasks(&self.rt, piles, stop, op);
+        self.records = piles.into_iter().flat_map(|w| w.items).collect();
+        cell
+    }
+
     fn worker<T>(&self, items: Vec<T>) -> Worker<T> {
         Worker {
             store: self.store.clone(),
@@ -204,55 +220,29 @@ impl Contender for TowerSqlx {
                 });
                 cell
             }
-            Op::Update => {
-                let piles: Vec<_> = deal(std::mem::take(&mut self.records), workers)
-                    .into_iter()
-                    .map(|items| self.worker(items))
-                    .collect();
-                let (cell, piles) = drive_tasks(
-                    &self.rt,
-                    piles,
-                    stop,
-                    |mut w: Worker<(Record, usize)>, i| async move {
-                        let k = i % w.items.len();
-                        let (record, token) = &mut w.items[k];
-                        *token ^= 1;
-                        record.data.insert("csrf".into(), w.tokens[*token].clone());
-                        w.store.save(record).await.expect("save");
-                        (w, true)
-                    },
-                );
-                self.records = piles.into_iter().flat_map(|w| w.items).collect();
-                cell
-            }
-            Op::Pair => {
-                let piles: Vec<_> = deal(std::mem::take(&mut self.records), workers)
-                    .into_iter()
-                    .map(|items| self.worker(items))
-                    .collect();
-                let (cell, piles) = drive_tasks(
-                    &self.rt,
-                    piles,
-                    stop,
-                    |mut w: Worker<(Record, usize)>, i| async move {
-                        let k = i % w.items.len();
-                        let (kept, token) = &mut w.items[k];
-                        let mut record = w
-                            .store
-                            .load(&kept.id)
-                            .await
-                            .expect("load")
-                            .expect("a prepared session must load");
-                        *token ^= 1;
-                        record.data.insert("csrf".into(), w.tokens[*token].clone());
-                        w.store.save(&record).await.expect("save");
-                        *kept = record;
-                        (w, true)
-                    },
-                );
-                self.records = piles.into_iter().flat_map(|w| w.items).collect();
-                cell
-            }
+            Op::Update => self.on_records(workers, stop, |mut w, i| async move {
+                let k = i % w.items.len();
+                let (record, token) = &mut w.items[k];
+                *token ^= 1;
+                record.data.insert("csrf".into(), w.tokens[*token].clone());
+                w.store.save(record).await.expect("save");
+                (w, true)
+            }),
+            Op::Pair => self.on_records(workers, stop, |mut w, i| async move {
+                let k = i % w.items.len();
+                let (kept, token) = &mut w.items[k];
+                let mut record = w
+                    .store
+                    .load(&kept.id)
+                    .await
+                    .expect("load")
+                    .expect("a prepared session must load");
+                *token ^= 1;
+                record.data.insert("csrf".into(), w.tokens[*token].clone());
+                w.store.save(&record).await.expect("save");
+                *kept = record;
+                (w, true)
+            }),
             Op::Create => {
                 let piles: Vec<_> = (0..workers).map(|_| self.worker(Vec::new())).collect();
                 let (cell, piles) = drive_tasks(
