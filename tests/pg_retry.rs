@@ -28,60 +28,32 @@
 //! `busy_timeout`), so there is nothing to retry.
 
 mod common;
+mod log_capture;
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::thread::ThreadId;
 
 use stored_session::{CookieAction, Error, SessionStore};
 
-/// The store's log lines, with the thread that logged them (the retry line
+/// The store's log lines, by the thread that logged them (the retry line
 /// is logged on the caller's thread), for tests running in parallel.
 mod capture {
     use super::*;
 
-    struct Capture;
+    pub use crate::log_capture::install;
 
-    type Lines = Mutex<Vec<(ThreadId, log::Level, String)>>;
-
-    static LINES: OnceLock<Lines> = OnceLock::new();
-
-    fn lines() -> &'static Lines {
-        LINES.get_or_init(Default::default)
-    }
-
-    impl log::Log for Capture {
-        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-            true
-        }
-        fn log(&self, record: &log::Record<'_>) {
-            if record.target() == "stored_session" {
-                lines().lock().unwrap().push((
-                    std::thread::current().id(),
-                    record.level(),
-                    record.args().to_string(),
-                ));
-            }
-        }
-        fn flush(&self) {}
-    }
-
-    pub fn install() {
-        static ONCE: OnceLock<()> = OnceLock::new();
-        ONCE.get_or_init(|| {
-            static LOGGER: Capture = Capture;
-            log::set_logger(&LOGGER).unwrap();
-            log::set_max_level(log::LevelFilter::Debug);
-        });
+    /// The store's (target `stored_session`) lines among `lines`.
+    fn stores(lines: Vec<(log::Level, String, String)>) -> impl Iterator<Item = String> {
+        lines
+            .into_iter()
+            .filter(|(_, target, _)| target == "stored_session")
+            .map(|(_, _, line)| line)
     }
 
     /// The store's retry lines logged on `thread` so far.
     pub fn retries_on(thread: ThreadId) -> Vec<String> {
-        lines()
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(t, _, line)| *t == thread && line.contains("running it again"))
-            .map(|(_, _, line)| line.clone())
+        stores(crate::log_capture::lines_on(thread))
+            .filter(|line| line.contains("running it again"))
             .collect()
     }
 
@@ -93,14 +65,10 @@ mod capture {
         (retries_on(me).split_off(before), out)
     }
 
-    /// Every line (any thread) containing `needle`.
+    /// Every line of the store (any thread) containing `needle`.
     pub fn containing(needle: &str) -> Vec<String> {
-        lines()
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(_, _, line)| line.contains(needle))
-            .map(|(_, _, line)| line.clone())
+        stores(crate::log_capture::lines())
+            .filter(|line| line.contains(needle))
             .collect()
     }
 }

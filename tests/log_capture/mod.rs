@@ -5,10 +5,14 @@
 #![allow(dead_code)]
 
 use std::sync::{Mutex, OnceLock};
+use std::thread::ThreadId;
 
 struct Capture;
 
-static LINES: OnceLock<Mutex<Vec<(log::Level, String, String)>>> = OnceLock::new();
+/// (thread, level, target, text) of every line.
+type Lines = Mutex<Vec<(ThreadId, log::Level, String, String)>>;
+
+static LINES: OnceLock<Lines> = OnceLock::new();
 
 impl log::Log for Capture {
     fn enabled(&self, _: &log::Metadata<'_>) -> bool {
@@ -16,6 +20,7 @@ impl log::Log for Capture {
     }
     fn log(&self, record: &log::Record<'_>) {
         LINES.get_or_init(Default::default).lock().unwrap().push((
+            std::thread::current().id(),
             record.level(),
             record.target().to_owned(),
             record.args().to_string(),
@@ -36,5 +41,21 @@ pub fn install() {
 
 /// Every line captured so far: (level, target, text).
 pub fn lines() -> Vec<(log::Level, String, String)> {
-    LINES.get_or_init(Default::default).lock().unwrap().clone()
+    lines_where(|_| true)
+}
+
+/// The lines logged on `thread` so far: (level, target, text).
+pub fn lines_on(thread: ThreadId) -> Vec<(log::Level, String, String)> {
+    lines_where(|t| t == thread)
+}
+
+fn lines_where(on: impl Fn(ThreadId) -> bool) -> Vec<(log::Level, String, String)> {
+    LINES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(thread, ..)| on(*thread))
+        .map(|(_, level, target, text)| (*level, target.clone(), text.clone()))
+        .collect()
 }
