@@ -129,20 +129,7 @@ mod postgres {
 
     use super::*;
 
-    /// The server URL in `var`, or `None` (skip, with a note) when it is
-    /// not set outside CI.
-    fn server(var: &str) -> Option<String> {
-        match std::env::var(var) {
-            Ok(url) if !url.is_empty() => Some(url),
-            _ if std::env::var("CI").as_deref() == Ok("true") => {
-                panic!("{var} must be set when CI=true")
-            }
-            _ => {
-                eprintln!("note: {var} is not set; skipping this test");
-                None
-            }
-        }
-    }
+    use crate::common::server_url as server;
 
     /// `url` with its user info and its database (the URL path) replaced;
     /// hosts and query kept (a multi-host URL stays one).

@@ -82,8 +82,8 @@ fn unique_name() -> String {
 }
 
 /// The server URL for a backend, or `None` (skip) when it is not configured
-/// outside CI.
-fn server_url(var: &str) -> Option<String> {
+/// outside CI (then a missing variable fails the test).
+pub fn server_url(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(url) if !url.is_empty() => Some(url),
         _ if std::env::var("CI").as_deref() == Ok("true") => {
