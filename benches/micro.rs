@@ -6,7 +6,9 @@
 //! * `envelope/seal_1k`, `envelope/open_1k`: AES-256-GCM with a cached record
 //!   key (the steady state of a load and an update); `envelope/seal_1k_new_salt`
 //!   pays the HKDF of a newly created session;
-//! * `msgpack/encode_1k`, `msgpack/decode_1k`: the payload MessagePack.
+//! * `msgpack/encode_1k`, `msgpack/decode_1k`: the payload MessagePack
+//!   (the direct reader `load` uses); `msgpack/decode_1k_serde`: the same
+//!   bytes through serde's generic path.
 //!
 //! The sealer and the payload codec are crate-private; they are reached through
 //! the hidden `stored_session::__bench` module, which is not public API.
@@ -17,7 +19,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use stored_session::__bench::{decode_payload, encode_payload, new_session, Sealer};
+use stored_session::__bench::{
+    decode_payload, decode_payload_with_serde, encode_payload, new_session, Sealer,
+};
 use stored_session::{Keyring, Session, SessionId};
 
 /// The benchmark session: a user id, a CSRF token and a 900-byte string.
@@ -68,6 +72,9 @@ fn msgpack(c: &mut Criterion) {
     });
     c.bench_function("msgpack/decode_1k", |b| {
         b.iter(|| decode_payload(black_box(&bytes)).unwrap())
+    });
+    c.bench_function("msgpack/decode_1k_serde", |b| {
+        b.iter(|| decode_payload_with_serde(black_box(&bytes)).unwrap())
     });
 }
 

@@ -86,8 +86,10 @@ impl LoadedPayload {
     /// Decodes a payload; `None` for anything malformed (never a panic).
     ///
     /// A payload in the form the store writes is read by a direct
-    /// MessagePack reader ([`fast::decode`], about half the time of serde's
-    /// generic path); anything else it does not know (other encodings of
+    /// MessagePack reader ([`fast::decode`]: 226 instead of 268 ns for a
+    /// 1 KiB session, criterion `msgpack/decode_1k` against
+    /// `msgpack/decode_1k_serde`; the rest is allocating the values);
+    /// anything else it does not know (other encodings of
     /// the same values, an expiry, unknown or duplicate fields, malformed
     /// bytes) goes to serde, which decides. The direct reader accepts
     /// nothing serde refuses and yields exactly what serde yields.

@@ -429,6 +429,12 @@ pub mod __bench {
     pub fn decode_payload(plaintext: &[u8]) -> Option<usize> {
         crate::codec::LoadedPayload::decode(plaintext).map(|p| p.data.len())
     }
+
+    /// The same through serde's generic path only (what `load` falls back
+    /// to for payloads the direct reader does not know).
+    pub fn decode_payload_with_serde(plaintext: &[u8]) -> Option<usize> {
+        crate::codec::LoadedPayload::decode_with_serde(plaintext).map(|p| p.data.len())
+    }
 }
 pub use trim::{trim_inactive, Trim, TrimReport, Trimmer, DEFAULT_BATCH_SIZE};
 pub use users::{Cursor, Page, SessionHandle, SessionInfo, SessionPage};

@@ -3,12 +3,12 @@
 //!
 //! `zeroize` clears a `Vec<u8>` or a `String` one volatile byte store at a
 //! time (its `Vec` impl zeroizes the elements through their iterator),
-//! about a cycle per byte: a third of a microsecond for each copy of a
-//! 1 KiB session on every load. Its impl for byte slices (and for the
-//! uninitialized spare capacity) fills the bytes and then hands them to an
-//! optimization barrier, which the compiler must assume reads them, so the
-//! fill cannot be elided either. These helpers wipe through that path:
-//! every byte of the allocation, initialized or spare, as `zeroize` does.
+//! which a load pays for every copy of the session's bytes. Its impl for
+//! byte slices (and for the uninitialized spare capacity) fills the bytes
+//! and then hands them to an optimization barrier, which the compiler
+//! must assume reads them, so the fill cannot be elided either. These
+//! helpers wipe through that path: every byte of the allocation,
+//! initialized or spare, as `zeroize` does.
 
 use zeroize::Zeroize;
 
